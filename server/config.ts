@@ -1,0 +1,193 @@
+// Every setting and limit, declared once: name, default, why (STYLE.md §12).
+// Environment variables (PROTOCOL.md "Server configuration") with flags that mirror them.
+import { randomBytes } from 'node:crypto';
+
+export interface Config {
+  /** TIDINGS_PORT / --port. 0 = any free port (printed at start). */
+  port: number;
+  /** TIDINGS_HOST / --host. */
+  host: string;
+  /** TIDINGS_SUBSCRIBER_SECRET: HS256 key for subscriber tokens. Generated and printed when unset. */
+  subscriberSecret: string;
+  /** TIDINGS_PUBLISHER_KEY: bearer key for POST /v1/publish. Generated and printed when unset. */
+  publisherKey: string;
+  /** TIDINGS_ALLOWED_ORIGINS: allowed Origin values; empty = any. */
+  allowedOrigins: string[];
+  /** TIDINGS_HISTORY: events kept per channel. */
+  history: number;
+  /** TIDINGS_PING_MS: server ping interval (silence on the server side before a ping). */
+  pingMs: number;
+  /** TIDINGS_PONG_GRACE_MS: how long after a ping the server waits for a pong before closing 4408. */
+  pongGraceMs: number;
+  /** TIDINGS_HELLO_TIMEOUT_MS: time from 101 to `hello` before closing 4408 (slowloris). */
+  helloTimeoutMs: number;
+  /** TIDINGS_MAX_CONNECTIONS: open WebSocket connections; above it upgrades get 503. */
+  maxConnections: number;
+  /** TIDINGS_MAX_HANDSHAKES: connections between accept and `welcome` (head being read, or waiting for hello); above it 503. */
+  maxHandshakes: number;
+  /** TIDINGS_MAX_HEAD_BYTES: largest upgrade request head; over it 431. */
+  maxHeadBytes: number;
+  /** TIDINGS_MAX_MESSAGE_BYTES: largest inbound WebSocket message (1009) and publish `data` (413). */
+  maxMessageBytes: number;
+  /** TIDINGS_MAX_OUTBOUND_BYTES: bytes queued unsent to one client before it is closed 1013 (slow consumer). */
+  maxOutboundBytes: number;
+  /** TIDINGS_MAX_CHANNELS: channels in one hello or poll. */
+  maxChannels: number;
+  /** TIDINGS_MAX_BATCH: events in one batch publish. */
+  maxBatch: number;
+  /** TIDINGS_FANOUT_SLICE: socket writes per fan-out slice before yielding to the event loop. */
+  fanoutSlice: number;
+  /** TIDINGS_POLL_INTERVAL_S: X-Poll-Interval under normal load (raised under load). */
+  pollIntervalS: number;
+  /** TIDINGS_MAX_POLL_WAIT_S: cap on Prefer: wait (PROTOCOL.md: N <= 30). */
+  maxPollWaitS: number;
+  /** TIDINGS_MAX_HELD_POLLS: long-polls held at once; above it 503 + Retry-After. */
+  maxHeldPolls: number;
+  /** TIDINGS_DRAIN_WINDOW_MS: the 1012 reconnect window announced on SIGTERM/SIGINT. */
+  drainWindowMs: number;
+  /** TIDINGS_REDIS_URL: Redis bus and history for several nodes; empty = in-memory bus. */
+  redisUrl: string;
+  /** TIDINGS_WORKERS / --workers: processes sharing the port (needs Redis when > 1). */
+  workers: number;
+  /** TIDINGS_DEMO / --demo: serve the demo page and its demo-only routes. Off by default. */
+  demo: boolean;
+  /** TIDINGS_LOG_LEVEL: pino level. */
+  logLevel: string;
+}
+
+export const DEFAULTS: Config = {
+  port: 8080,
+  host: '127.0.0.1',
+  subscriberSecret: '',
+  publisherKey: '',
+  allowedOrigins: [],
+  history: 1000,
+  pingMs: 25_000,
+  pongGraceMs: 10_000,
+  helloTimeoutMs: 10_000,
+  maxConnections: 100_000,
+  maxHandshakes: 1_000,
+  maxHeadBytes: 8 * 1024,
+  maxMessageBytes: 64 * 1024,
+  maxOutboundBytes: 1024 * 1024,
+  maxChannels: 64,
+  maxBatch: 100,
+  fanoutSlice: 2_000,
+  pollIntervalS: 5,
+  maxPollWaitS: 30,
+  maxHeldPolls: 10_000,
+  drainWindowMs: 10_000,
+  redisUrl: '',
+  workers: 1,
+  demo: false,
+  logLevel: 'info',
+};
+
+type Kind = 'int' | 'string' | 'list' | 'bool';
+/** key -> [env name, flag name, kind, help]. */
+export const SETTINGS: { [K in keyof Config]: [string, string, Kind, string] } = {
+  port: ['TIDINGS_PORT', 'port', 'int', 'listen port (0: any free port)'],
+  host: ['TIDINGS_HOST', 'host', 'string', 'listen address'],
+  subscriberSecret: ['TIDINGS_SUBSCRIBER_SECRET', 'subscriber-secret', 'string', 'HS256 key for subscriber tokens (generated and printed when unset)'],
+  publisherKey: ['TIDINGS_PUBLISHER_KEY', 'publisher-key', 'string', 'bearer key for POST /v1/publish (generated and printed when unset)'],
+  allowedOrigins: ['TIDINGS_ALLOWED_ORIGINS', 'allowed-origins', 'list', 'comma-separated allowed Origin values (empty: any)'],
+  history: ['TIDINGS_HISTORY', 'history', 'int', 'events kept per channel'],
+  pingMs: ['TIDINGS_PING_MS', 'ping-ms', 'int', 'ping interval in ms'],
+  pongGraceMs: ['TIDINGS_PONG_GRACE_MS', 'pong-grace-ms', 'int', 'ms to wait for a pong before closing 4408'],
+  helloTimeoutMs: ['TIDINGS_HELLO_TIMEOUT_MS', 'hello-timeout-ms', 'int', 'ms from 101 to hello before closing 4408'],
+  maxConnections: ['TIDINGS_MAX_CONNECTIONS', 'max-connections', 'int', 'open WebSocket connections; above it upgrades get 503'],
+  maxHandshakes: ['TIDINGS_MAX_HANDSHAKES', 'max-handshakes', 'int', 'connections still handshaking; above it 503'],
+  maxHeadBytes: ['TIDINGS_MAX_HEAD_BYTES', 'max-head-bytes', 'int', 'largest upgrade request head (431 past it)'],
+  maxMessageBytes: ['TIDINGS_MAX_MESSAGE_BYTES', 'max-message-bytes', 'int', 'largest inbound message (1009) and publish data (413)'],
+  maxOutboundBytes: ['TIDINGS_MAX_OUTBOUND_BYTES', 'max-outbound-bytes', 'int', 'unsent bytes per client before closing 1013'],
+  maxChannels: ['TIDINGS_MAX_CHANNELS', 'max-channels', 'int', 'channels per hello or poll'],
+  maxBatch: ['TIDINGS_MAX_BATCH', 'max-batch', 'int', 'events per batch publish'],
+  fanoutSlice: ['TIDINGS_FANOUT_SLICE', 'fanout-slice', 'int', 'writes per fan-out slice before yielding'],
+  pollIntervalS: ['TIDINGS_POLL_INTERVAL_S', 'poll-interval-s', 'int', 'X-Poll-Interval under normal load'],
+  maxPollWaitS: ['TIDINGS_MAX_POLL_WAIT_S', 'max-poll-wait-s', 'int', 'cap on Prefer: wait'],
+  maxHeldPolls: ['TIDINGS_MAX_HELD_POLLS', 'max-held-polls', 'int', 'long-polls held at once (503 past it)'],
+  drainWindowMs: ['TIDINGS_DRAIN_WINDOW_MS', 'drain-window-ms', 'int', 'reconnect window announced with 1012 on drain'],
+  redisUrl: ['TIDINGS_REDIS_URL', 'redis-url', 'string', 'Redis URL for several nodes (empty: in-memory bus)'],
+  workers: ['TIDINGS_WORKERS', 'workers', 'int', 'worker processes sharing the port (needs Redis when > 1)'],
+  demo: ['TIDINGS_DEMO', 'demo', 'bool', 'serve the demo page and demo-only routes'],
+  logLevel: ['TIDINGS_LOG_LEVEL', 'log-level', 'string', 'pino log level'],
+};
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+function parseValue(kind: Kind, raw: string, name: string): unknown {
+  switch (kind) {
+    case 'int': {
+      if (!/^\d+$/.test(raw.trim())) throw new ConfigError(`${name} must be a non-negative integer, got "${raw}"`);
+      return Number(raw.trim());
+    }
+    case 'bool':
+      if (/^(1|true|yes|on|)$/i.test(raw.trim())) return true;
+      if (/^(0|false|no|off)$/i.test(raw.trim())) return false;
+      throw new ConfigError(`${name} must be true or false, got "${raw}"`);
+    case 'list':
+      return raw.split(',').map((s) => s.trim()).filter(Boolean);
+    case 'string':
+      return raw;
+  }
+}
+
+export function helpText(): string {
+  const lines = ['Usage: tidings-server [--flag value ...]', '', 'Every flag mirrors an environment variable; flags win.', ''];
+  for (const key of Object.keys(SETTINGS) as (keyof Config)[]) {
+    const [env, flag, kind, help] = SETTINGS[key];
+    const def = DEFAULTS[key];
+    const shown = Array.isArray(def) ? def.join(',') || '(empty)' : def === '' ? '(empty)' : String(def);
+    lines.push(`  --${flag}${kind === 'bool' ? '' : ' <' + kind + '>'}`.padEnd(34) + `${env}`);
+    lines.push(`      ${help} [default: ${shown}]`);
+  }
+  lines.push('  --help                          print this and exit');
+  return lines.join('\n');
+}
+
+/**
+ * Build the config from env and argv (flags win). Secrets left empty are generated
+ * and reported in `generated` so main can print them once (never logged elsewhere).
+ */
+export function loadConfig(
+  env: Record<string, string | undefined> = process.env,
+  argv: string[] = process.argv.slice(2),
+): { config: Config; generated: ('subscriberSecret' | 'publisherKey')[]; help: boolean } {
+  const config: Config = { ...DEFAULTS, allowedOrigins: [...DEFAULTS.allowedOrigins] };
+  const byFlag = new Map<string, keyof Config>();
+  for (const key of Object.keys(SETTINGS) as (keyof Config)[]) {
+    const [envName, flag, kind] = SETTINGS[key];
+    byFlag.set(flag, key);
+    const raw = env[envName];
+    if (raw !== undefined && raw !== '') (config as unknown as Record<string, unknown>)[key] = parseValue(kind, raw, envName);
+  }
+  let help = false;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--help' || arg === '-h') { help = true; continue; }
+    if (!arg.startsWith('--')) throw new ConfigError(`unexpected argument "${arg}" (see --help)`);
+    const eq = arg.indexOf('=');
+    const flag = arg.slice(2, eq < 0 ? undefined : eq);
+    const key = byFlag.get(flag);
+    if (!key) throw new ConfigError(`unknown flag --${flag} (see --help)`);
+    const kind = SETTINGS[key][2];
+    let raw: string;
+    if (eq >= 0) raw = arg.slice(eq + 1);
+    else if (kind === 'bool' && (argv[i + 1] === undefined || argv[i + 1]!.startsWith('--'))) raw = 'true';
+    else if (argv[i + 1] === undefined) throw new ConfigError(`--${flag} needs a value`);
+    else raw = argv[++i]!;
+    (config as unknown as Record<string, unknown>)[key] = parseValue(kind, raw, `--${flag}`);
+  }
+  if (config.port > 65535) throw new ConfigError(`port must be at most 65535, got ${config.port}`);
+  if (config.history < 1) throw new ConfigError('history must be at least 1');
+  if (config.pingMs < 100) throw new ConfigError('ping-ms must be at least 100');
+  if (config.maxPollWaitS > 30) throw new ConfigError('max-poll-wait-s must be at most 30 (PROTOCOL.md)');
+  if (config.workers < 1) throw new ConfigError('workers must be at least 1');
+  if (config.workers > 1 && !config.redisUrl) throw new ConfigError('--workers > 1 needs TIDINGS_REDIS_URL: workers share events through Redis');
+  const generated: ('subscriberSecret' | 'publisherKey')[] = [];
+  if (!config.subscriberSecret) { config.subscriberSecret = randomBytes(32).toString('base64url'); generated.push('subscriberSecret'); }
+  if (!config.publisherKey) { config.publisherKey = randomBytes(24).toString('base64url'); generated.push('publisherKey'); }
+  return { config, generated, help };
+}
