@@ -18,6 +18,9 @@ export interface ServerContext {
     dropAll(code?: number): number;
     /** While true, every WebSocket upgrade is answered 503 (lets the demo and e2e force the polling fallback). */
     blockUpgrades: boolean;
+    /** While true, nothing at all is sent on WebSocket connections (no pings, no events), and
+     *  nothing is closed: a silent "zombie" connection for testing the client's watchdog. */
+    frozen: boolean;
     /** Number of open WebSocket connections. */
     connections(): number;
   };
