@@ -1,0 +1,104 @@
+// Prometheus metrics on a registry of our own (never prom-client's global one, so
+// tests and several servers in one process do not collide). Metric names are part
+// of the operator-facing surface: change them only with a note in docs/server.md.
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** Why a WebSocket handshake was refused; the label values of tidings_handshake_rejections_total. */
+export type HandshakeRejectReason =
+  | 'malformed' | 'bad_key' | 'bad_version' | 'head_too_large' | 'origin' | 'over_capacity'
+  | 'not_found' | 'draining' | 'blocked' | 'timeout';
+
+export interface Metrics {
+  readonly registry: Registry;
+  /** Open WebSocket connections (after 101). */
+  readonly wsConnections: Gauge;
+  /** WebSocket handshakes answered 101. */
+  readonly handshakes: Counter;
+  /** Handshakes refused, by `reason` (HandshakeRejectReason). */
+  readonly handshakeRejections: Counter<'reason'>;
+  /** Messages written to subscribers (one per subscriber per message, both transports). */
+  readonly messagesOut: Counter;
+  /** Bytes written to subscribers. */
+  readonly bytesOut: Counter;
+  /** Connections closed 1013 because their send buffer went over the limit. */
+  readonly slowConsumerCloses: Counter;
+  /** Poll responses by `status` ("200", "304", "401", ...). */
+  readonly pollResponses: Counter<'status'>;
+  /** Long-polls being held right now. */
+  readonly heldPolls: Gauge;
+  /** Events accepted by POST /v1/publish. */
+  readonly publishes: Counter;
+  /** Time from receiving a publish request to answering it (includes the bus). */
+  readonly publishDuration: Histogram;
+  /**
+   * Recent event-loop delay, p99 in ms, over the last window (>= windowMs; the
+   * window rolls on read, so there is no timer). Used by the adaptive X-Poll-Interval.
+   */
+  eventLoopLagMs(): number;
+  /** Stop the event-loop monitor (tests, shutdown). */
+  close(): void;
+}
+
+export interface MetricsOptions {
+  /** Width of the event-loop lag window. @default 5000 */
+  lagWindowMs?: number;
+  /** Injectable clock for the lag window. @default Date.now */
+  now?: () => number;
+}
+
+export function createMetrics(opts: MetricsOptions = {}): Metrics {
+  const registry = new Registry();
+  const now = opts.now ?? Date.now;
+  const windowMs = opts.lagWindowMs ?? 5000;
+  // 10 ms resolution is plenty to see a loop that is busy for tens of ms.
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
+  let windowStart = now();
+  let lastLagMs = 0;
+  function eventLoopLagMs(): number {
+    const t = now();
+    if (t - windowStart >= windowMs) {
+      // The histogram includes the sampling resolution itself; subtract it so an idle loop reads ~0.
+      lastLagMs = loop.count > 0 ? Math.max(0, loop.percentile(99) / 1e6 - 10) : 0;
+      loop.reset();
+      windowStart = t;
+    }
+    return lastLagMs;
+  }
+
+  const wsConnections = new Gauge({ name: 'tidings_ws_connections', help: 'Open WebSocket connections', registers: [registry] });
+  const handshakes = new Counter({ name: 'tidings_handshakes_total', help: 'WebSocket handshakes answered 101', registers: [registry] });
+  const handshakeRejections = new Counter({
+    name: 'tidings_handshake_rejections_total', help: 'WebSocket handshakes refused, by reason',
+    labelNames: ['reason'] as const, registers: [registry],
+  });
+  const messagesOut = new Counter({ name: 'tidings_messages_out_total', help: 'Messages written to subscribers', registers: [registry] });
+  const bytesOut = new Counter({ name: 'tidings_bytes_out_total', help: 'Bytes written to subscribers', registers: [registry] });
+  const slowConsumerCloses = new Counter({
+    name: 'tidings_slow_consumer_closes_total', help: 'Connections closed 1013 for a send buffer over the limit', registers: [registry],
+  });
+  const pollResponses = new Counter({
+    name: 'tidings_poll_responses_total', help: 'GET /v1/poll responses, by status', labelNames: ['status'] as const, registers: [registry],
+  });
+  const heldPolls = new Gauge({ name: 'tidings_held_polls', help: 'Long-polls being held', registers: [registry] });
+  const publishes = new Counter({ name: 'tidings_publishes_total', help: 'Events accepted by POST /v1/publish', registers: [registry] });
+  const publishDuration = new Histogram({
+    name: 'tidings_publish_duration_seconds', help: 'POST /v1/publish handling time',
+    buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1], registers: [registry],
+  });
+  new Gauge({
+    name: 'tidings_event_loop_lag_seconds', help: 'Event-loop delay, p99 over the last window', registers: [registry],
+    collect() { this.set(eventLoopLagMs() / 1000); },
+  });
+  new Gauge({
+    name: 'tidings_heap_used_bytes', help: 'V8 heap in use', registers: [registry],
+    collect() { this.set(process.memoryUsage().heapUsed); },
+  });
+
+  return {
+    registry, wsConnections, handshakes, handshakeRejections, messagesOut, bytesOut, slowConsumerCloses,
+    pollResponses, heldPolls, publishes, publishDuration, eventLoopLagMs,
+    close() { loop.disable(); },
+  };
+}
