@@ -37,3 +37,12 @@ export interface Bus {
   health(): 'ok' | 'degraded';
   close(): Promise<void>;
 }
+
+/** Thrown by a Bus that cannot reach its backend (e.g. Redis down): publish answers 503 + Retry-After. */
+export class BusUnavailableError extends Error {
+  readonly code = 'BUS_UNAVAILABLE' as const;
+  constructor(message = 'bus unavailable') {
+    super(message);
+    this.name = 'BusUnavailableError';
+  }
+}
