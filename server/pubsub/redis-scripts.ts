@@ -1,0 +1,198 @@
+// The Redis side of the bus: key names, the cursor format, and the `tidings`
+// Redis 7 FUNCTION library that every node loads (FUNCTION LOAD REPLACE) and
+// that storage backends may call directly (docs/redis.md).
+//
+// Why a FUNCTION and not MULTI from the client: XADD and PUBLISH must happen as
+// one step, so the order of live delivery and the order of history agree, and a
+// backend that publishes without HTTP gets exactly the same semantics.
+
+/** Stream holding a channel's history (XADD ... MAXLEN ~ history). */
+export const streamKey = (channel: string): string => `tidings:h:${channel}`;
+/** Pub/Sub channel carrying a channel's live events, as `<cursor> <json>`. */
+export const liveKey = (channel: string): string => `tidings:e:${channel}`;
+/** Prefix of liveKey, to map a Pub/Sub message back to the channel. */
+export const LIVE_PREFIX = 'tidings:e:';
+/**
+ * The Redis dataset's epoch: created on first use, so it disappears with the
+ * data. Cursors carry it, so a cursor from before a data loss never passes for a
+ * valid resume point in the new dataset (PROTOCOL.md "No silent loss").
+ */
+export const EPOCH_KEY = 'tidings:epoch';
+export const LIBRARY_NAME = 'tidings';
+/** Stream entry ID of a channel that has never been published to. */
+export const ZERO_ID = '0-0';
+
+/**
+ * A cursor is `<epoch>.<stream entry ID>`, e.g. `mi5x3k2p1a.1764000000500-0`:
+ * at most 13 + 1 + 41 = 55 characters of `[0-9a-z.-]`, inside PROTOCOL.md's
+ * 1-64 of `[0-9A-Za-z_.-]`.
+ */
+const CURSOR_RE = /^([0-9a-z]{1,13})\.(\d{1,20})-(\d{1,20})$/;
+
+export interface ParsedCursor {
+  epoch: string;
+  /** Stream entry ID `ms-seq`. */
+  id: string;
+  ms: string;
+  seq: string;
+}
+
+/** Pure: split a cursor, or null when it is not one of ours (then the caller answers reset). */
+export function parseCursor(cursor: string): ParsedCursor | null {
+  const m = CURSOR_RE.exec(cursor);
+  if (!m) return null;
+  const [, epoch, ms, seq] = m as unknown as [string, string, string, string];
+  // Redis never emits leading zeros; a cursor that has them was not issued by us.
+  if ((ms.length > 1 && ms[0] === '0') || (seq.length > 1 && seq[0] === '0')) return null;
+  return { epoch, id: `${ms}-${seq}`, ms, seq };
+}
+
+/** Compare two decimal strings without leading zeros (exact beyond 2^53: seq is a u64). */
+function cmpDecimal(a: string, b: string): number {
+  if (a.length !== b.length) return a.length < b.length ? -1 : 1;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * Pure: order of two parsed cursors. Epochs are base-36 of the creation time in
+ * microseconds (digits sort before letters in ASCII), so a newer dataset sorts later.
+ */
+export function compareCursors(a: ParsedCursor, b: ParsedCursor): number {
+  return cmpDecimal(a.epoch, b.epoch) || cmpDecimal(a.ms, b.ms) || cmpDecimal(a.seq, b.seq);
+}
+
+/**
+ * The library. Keys are declared (KEYS[1] stream, KEYS[2] epoch) as Redis asks of
+ * functions. Errors are replies with a stable first word (BADCHANNEL, BADJSON,
+ * BADHISTORY, BADKEY) so callers can tell them from outages.
+ */
+export const LIBRARY = `#!lua name=${LIBRARY_NAME}
+
+local B36 = '0123456789abcdefghijklmnopqrstuvwxyz'
+
+-- The dataset's epoch; created (from TIME, in base 36) when missing.
+local function epoch(key)
+  local e = redis.call('GET', key)
+  if e then return e end
+  local t = redis.call('TIME')
+  local n = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local s = ''
+  repeat
+    local d = n % 36
+    s = string.sub(B36, d + 1, d + 1) .. s
+    n = math.floor(n / 36)
+  until n == 0
+  redis.call('SET', key, s)
+  return s
+end
+
+local function check_channel(keys, channel)
+  if type(channel) ~= 'string' or #channel < 1 or #channel > 128
+    or not string.match(channel, '^[A-Za-z0-9:_%.%-]+$') then
+    return redis.error_reply('BADCHANNEL channel must match ^[A-Za-z0-9:_.-]{1,128}$')
+  end
+  if keys[1] ~= 'tidings:h:' .. channel or keys[2] ~= '${EPOCH_KEY}' then
+    return redis.error_reply('BADKEY keys must be tidings:h:<channel> and ${EPOCH_KEY}')
+  end
+  return nil
+end
+
+-- Stream IDs "ms-seq" compared as decimals of any length.
+local function cmp_dec(a, b)
+  if #a ~= #b then return (#a < #b) and -1 or 1 end
+  if a == b then return 0 end
+  return (a < b) and -1 or 1
+end
+local function cmp_id(a, b)
+  local am, as = string.match(a, '^(%d+)%-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)%-(%d+)$')
+  local c = cmp_dec(am, bm)
+  if c ~= 0 then return c end
+  return cmp_dec(as, bs)
+end
+
+-- What a stream has and had: last-generated-id, max-deleted-entry-id (XDEL),
+-- the first retained ID, and whether anything was ever removed (entries-added >
+-- length: trimmed or deleted). Redis 7.0 does not move max-deleted-entry-id on
+-- MAXLEN trimming, so trimming is proven by entries-added and the first entry.
+local function stream_info(stream)
+  local s = { last = '0-0', maxdel = '0-0', first = nil, removed = false }
+  if redis.call('EXISTS', stream) == 1 then
+    local x = redis.call('XINFO', 'STREAM', stream)
+    local length, added = 0, 0
+    for i = 1, #x, 2 do
+      local k, v = x[i], x[i + 1]
+      if k == 'last-generated-id' then s.last = v
+      elseif k == 'max-deleted-entry-id' then s.maxdel = v
+      elseif k == 'length' then length = v
+      elseif k == 'entries-added' then added = v
+      elseif k == 'first-entry' and v then s.first = v[1] end
+    end
+    s.removed = added > length
+  end
+  return s
+end
+
+-- FCALL tidings_publish 2 tidings:h:<channel> ${EPOCH_KEY} <channel> <json> [history=1000]
+-- Appends to history and publishes live in one step; returns the cursor.
+redis.register_function('tidings_publish', function(keys, args)
+  local channel, json, history = args[1], args[2], args[3] or '1000'
+  local bad = check_channel(keys, channel)
+  if bad then return bad end
+  if type(json) ~= 'string' or not pcall(cjson.decode, json) then
+    return redis.error_reply('BADJSON data must be JSON text')
+  end
+  local n = tonumber(history)
+  if not n or n < 1 or n ~= math.floor(n) then
+    return redis.error_reply('BADHISTORY history must be a positive integer')
+  end
+  local e = epoch(keys[2])
+  -- MAXLEN ~ trims whole macro nodes: Redis may keep more than n, never fewer.
+  local id = redis.call('XADD', keys[1], 'MAXLEN', '~', n, '*', 'd', json)
+  local cursor = e .. '.' .. id
+  redis.call('PUBLISH', 'tidings:e:' .. channel, cursor .. ' ' .. json)
+  return cursor
+end)
+
+-- FCALL tidings_head 2 tidings:h:<channel> ${EPOCH_KEY} <channel> -> cursor (epoch.0-0 if never published)
+redis.register_function('tidings_head', function(keys, args)
+  local bad = check_channel(keys, args[1])
+  if bad then return bad end
+  return epoch(keys[2]) .. '.' .. stream_info(keys[1]).last
+end)
+
+-- FCALL tidings_read 2 tidings:h:<channel> ${EPOCH_KEY} <channel> <epoch> <id>
+-- -> {'events', head, id1, json1, id2, json2, ...} or {'reset', head}.
+-- Continuity proof: same epoch; cursor not ahead of the last generated ID;
+-- nothing after the cursor deleted (max-deleted-entry-id <= cursor); and if
+-- anything was ever trimmed, the first retained entry is at or before the
+-- cursor. Otherwise reset: we may hold more than asked, never guess.
+redis.register_function('tidings_read', function(keys, args)
+  local bad = check_channel(keys, args[1])
+  if bad then return bad end
+  local e = epoch(keys[2])
+  local s = stream_info(keys[1])
+  local last = s.last
+  local head = e .. '.' .. last
+  local ce, cid = args[2], args[3]
+  if ce ~= e or type(cid) ~= 'string' or not string.match(cid, '^%d+%-%d+$')
+    or cmp_id(cid, last) > 0 or cmp_id(s.maxdel, cid) > 0
+    or (s.removed and cmp_id(cid, last) < 0 and (not s.first or cmp_id(s.first, cid) > 0)) then
+    return {'reset', head}
+  end
+  local out = {'events', head}
+  if cid ~= last then
+    local entries = redis.call('XRANGE', keys[1], '(' .. cid, '+')
+    for _, entry in ipairs(entries) do
+      local f = entry[2]
+      local json = nil
+      for i = 1, #f, 2 do if f[i] == 'd' then json = f[i + 1] end end
+      if json then
+        out[#out + 1] = e .. '.' .. entry[1]
+        out[#out + 1] = json
+      end
+    end
+  end
+  return out
+end)
+`;
