@@ -1,0 +1,325 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { DEFAULTS, type Config } from '../../server/config.js';
+import type { StoredEvent } from '../../server/pubsub/bus.js';
+import { BusUnavailableError, RedisBus, reconnectDelay } from '../../server/pubsub/redis-bus.js';
+import { EPOCH_KEY, compareCursors, liveKey, parseCursor, streamKey } from '../../server/pubsub/redis-scripts.js';
+import { startRedis, type TestRedis } from '../support/redis.js';
+
+const log = pino({ level: 'silent' });
+const CURSOR = /^[0-9A-Za-z_.-]{1,64}$/;
+const config = (over: Partial<Config> = {}): Config => ({ ...DEFAULTS, ...over });
+
+/** Wait for a condition driven by real I/O (Redis round trips): no fixed sleeps. */
+async function until(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 8_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function collect(bus: RedisBus): { events: StoredEvent[]; gaps: [string, string][] } {
+  const out = { events: [] as StoredEvent[], gaps: [] as [string, string][] };
+  bus.onEvent = (e) => out.events.push(e);
+  bus.onGap = (ch, head) => out.gaps.push([ch, head]);
+  return out;
+}
+
+const json = (i: number) => JSON.stringify({ i });
+
+describe('cursors and backoff (pure)', () => {
+  it('parses epoch.ms-seq cursors and rejects anything else', () => {
+    expect(parseCursor('mi5x3k2p1a.1764000000500-0')).toMatchObject({ epoch: 'mi5x3k2p1a', id: '1764000000500-0' });
+    for (const bad of ['', '0-0', 'x.0-0-0', 'ab.01-0', 'ab.1-01', 'AB.1-0', 'ab.1-', 'ab.-1', 'ab.1-0 ', 'a'.repeat(14) + '.1-0', 'ab.' + '1'.repeat(21) + '-0']) {
+      expect(parseCursor(bad), bad).toBeNull();
+    }
+  });
+
+  it('orders cursors by epoch, then ms, then seq, exactly beyond 2^53', () => {
+    const c = (s: string) => parseCursor(s)!;
+    expect(compareCursors(c('a.2-0'), c('a.10-0'))).toBeLessThan(0);
+    expect(compareCursors(c('a.10-2'), c('a.10-10'))).toBeLessThan(0);
+    expect(compareCursors(c('b.1-0'), c('a.99-0'))).toBeGreaterThan(0);
+    expect(compareCursors(c('9.1-0'), c('a.1-0'))).toBeLessThan(0);
+    expect(compareCursors(c('a.1-18446744073709551615'), c('a.1-18446744073709551614'))).toBeGreaterThan(0);
+    expect(compareCursors(c('a.5-5'), c('a.5-5'))).toBe(0);
+  });
+
+  it('backs off exponentially with jitter inside [base/2, cap], never zero', () => {
+    expect(reconnectDelay(1, 100, 3000, () => 0)).toBe(50);
+    expect(reconnectDelay(1, 100, 3000, () => 1)).toBe(100);
+    expect(reconnectDelay(4, 100, 3000, () => 1)).toBe(800);
+    expect(reconnectDelay(50, 100, 3000, () => 1)).toBe(3000);
+    expect(reconnectDelay(50, 100, 3000, () => 0)).toBe(50);
+    let seed = 7;
+    const lcg = () => ((seed = (seed * 48271) % 2147483647) / 2147483647);
+    for (let a = 1; a < 40; a++) {
+      const d = reconnectDelay(a, 100, 3000, lcg);
+      expect(d).toBeGreaterThanOrEqual(50);
+      expect(d).toBeLessThanOrEqual(3000);
+    }
+  });
+});
+
+describe('RedisBus against a real redis-server', () => {
+  let redis: TestRedis;
+  const buses: RedisBus[] = [];
+  let n = 0;
+  const channel = () => `t:${++n}`;
+  const open = async (over: Partial<Config> = {}) => {
+    const b = await RedisBus.connect(redis.url, config(over), log, { backoffCapMs: 200 });
+    buses.push(b);
+    return b;
+  };
+
+  beforeAll(async () => { redis = await startRedis(); });
+  afterEach(async () => { await Promise.all(buses.splice(0).map((b) => b.close())); });
+  afterAll(async () => { await redis?.stop(); });
+
+  it('gives a never-published channel a head that is a valid cursor and a valid resume point', async () => {
+    const bus = await open();
+    const ch = channel();
+    const head = await bus.head(ch);
+    expect(head).toMatch(CURSOR);
+    expect(head.endsWith('.0-0')).toBe(true);
+    expect(await bus.readAfter(ch, head)).toEqual({ kind: 'events', events: [] });
+    const [c1] = await bus.publish([{ channel: ch, json: json(1) }]);
+    expect(await bus.readAfter(ch, head)).toEqual({ kind: 'events', events: [{ channel: ch, cursor: c1, json: json(1) }] });
+  });
+
+  it('publishes in order and replays every event after a cursor', async () => {
+    const bus = await open();
+    const ch = channel();
+    const cursors: string[] = [];
+    for (let i = 0; i < 10; i++) cursors.push(...(await bus.publish([{ channel: ch, json: json(i) }])));
+    for (const c of cursors) expect(c).toMatch(CURSOR);
+    for (let i = 1; i < cursors.length; i++) expect(bus.isAfter(cursors[i]!, cursors[i - 1]!)).toBe(true);
+    expect(await bus.head(ch)).toBe(cursors[9]);
+    const r = await bus.readAfter(ch, cursors[3]!);
+    expect(r.kind).toBe('events');
+    if (r.kind === 'events') expect(r.events.map((e) => e.json)).toEqual([4, 5, 6, 7, 8, 9].map(json));
+    expect(await bus.readAfter(ch, cursors[9]!)).toEqual({ kind: 'events', events: [] });
+  });
+
+  it('publishes a batch in order and returns one cursor per event', async () => {
+    const bus = await open();
+    const [a, b] = [channel(), channel()];
+    const cursors = await bus.publish([
+      { channel: a, json: json(1) }, { channel: b, json: json(2) }, { channel: a, json: json(3) },
+    ]);
+    expect(cursors).toHaveLength(3);
+    const r = await bus.readAfter(a, (await bus.head(a)).replace(/\..*/, '.0-0'));
+    expect(r).toEqual({ kind: 'events', events: [{ channel: a, cursor: cursors[0], json: json(1) }, { channel: a, cursor: cursors[2], json: json(3) }] });
+  });
+
+  it('answers reset with the head for a malformed cursor, a cursor ahead of the head, or another epoch', async () => {
+    const bus = await open();
+    const ch = channel();
+    const [c] = await bus.publish([{ channel: ch, json: json(1) }]);
+    const epoch = c!.split('.')[0]!;
+    for (const bad of ['garbage', '', 'x'.repeat(65), `${epoch}.99999999999999-0`, `zzzzzzzzzz.1-0`, `${epoch}.01-0`]) {
+      expect(await bus.readAfter(ch, bad), bad).toEqual({ kind: 'reset', head: c });
+    }
+  });
+
+  it('keeps at least TIDINGS_HISTORY events: every cursor among the last N resumes, older ones reset', async () => {
+    const history = 5;
+    const bus = await open({ history });
+    const ch = channel();
+    const zero = await bus.head(ch);
+    const cursors: string[] = [];
+    for (let i = 0; i < 5; i++) cursors.push(...(await bus.publish([{ channel: ch, json: json(i) }])));
+    // At the limit: exactly N published, nothing trimmed, even the empty-channel head resumes.
+    expect(await bus.readAfter(ch, zero)).toMatchObject({ kind: 'events', events: cursors.map((cursor) => ({ cursor })) });
+    // Past the limit: approximate trimming (whole stream nodes of 100) must have dropped old entries.
+    for (let i = 5; i < 400; i++) cursors.push(...(await bus.publish([{ channel: ch, json: json(i) }])));
+    expect(await bus.readAfter(ch, zero)).toEqual({ kind: 'reset', head: cursors.at(-1) });
+    expect(await bus.readAfter(ch, cursors[0]!)).toEqual({ kind: 'reset', head: cursors.at(-1) });
+    for (let k = 1; k <= history; k++) {
+      const r = await bus.readAfter(ch, cursors[cursors.length - 1 - k]!);
+      expect(r.kind).toBe('events');
+      if (r.kind === 'events') expect(r.events.map((e) => e.cursor)).toEqual(cursors.slice(-k));
+    }
+  });
+
+  it('answers reset when an event after the cursor was deleted (XDEL)', async () => {
+    const bus = await open();
+    const ch = channel();
+    const cs = await bus.publish([1, 2, 3].map((i) => ({ channel: ch, json: json(i) })));
+    const admin = new Redis(redis.url);
+    await admin.xdel(streamKey(ch), cs[1]!.split('.')[1]!);
+    admin.disconnect();
+    expect(await bus.readAfter(ch, cs[0]!)).toEqual({ kind: 'reset', head: cs[2] });
+    expect(await bus.readAfter(ch, cs[1]!)).toMatchObject({ kind: 'events', events: [{ cursor: cs[2] }] });
+  });
+
+  it('delivers a publish on one node to the watchers of every node, once each, in order', async () => {
+    const [a, b, c] = [await open(), await open(), await open()];
+    const got = [collect(a), collect(b), collect(c)];
+    const ch = channel();
+    for (const bus of [a, b, c]) { bus.watch(ch); await bus.head(ch); }
+    const cursors: string[] = [];
+    for (let i = 0; i < 30; i++) cursors.push(...(await [a, b, c][i % 3]!.publish([{ channel: ch, json: json(i) }])));
+    await until(() => got.every((g) => g.events.length >= 30), 'delivery on three nodes');
+    for (const g of got) {
+      expect(g.events.map((e) => e.cursor)).toEqual(cursors);
+      expect(g.events.map((e) => e.json)).toEqual(cursors.map((_, i) => json(i)));
+    }
+  });
+
+  it('leaves no hole between head() right after watch() and live delivery', async () => {
+    const [pub, node] = [await open(), await open()];
+    const got = collect(node);
+    const ch = channel();
+    // A publisher hammering the channel while the node starts watching it.
+    let stop = false;
+    const published: string[] = [];
+    const pumping = (async () => { let i = 0; while (!stop) published.push(...(await pub.publish([{ channel: ch, json: json(i++) }]))); })();
+    await until(() => published.length > 5, 'some events');
+    node.watch(ch);
+    const head = await node.head(ch);
+    await until(() => published.length > 40, 'more events');
+    stop = true;
+    await pumping;
+    const after = published.filter((c) => node.isAfter(c, head));
+    await until(() => got.events.length > 0 && got.events.at(-1)!.cursor === published.at(-1), 'last event');
+    // The node delivers at least everything after the head it gave out, in order, no duplicates.
+    const delivered = got.events.map((e) => e.cursor).filter((c) => node.isAfter(c, head));
+    expect(delivered).toEqual(after);
+    expect(new Set(got.events.map((e) => e.cursor)).size).toBe(got.events.length);
+  });
+
+  it('ref-counts watch/unwatch: one Redis subscription per channel per node, unsubscribed at zero', async () => {
+    const [pub, node] = [await open(), await open()];
+    const got = collect(node);
+    const ch = channel();
+    const admin = new Redis(redis.url);
+    const subs = async () => Number(((await admin.call('PUBSUB', 'NUMSUB', liveKey(ch))) as [string, number])[1]);
+    node.watch(ch); node.watch(ch); node.watch(ch);
+    await node.head(ch);
+    expect(node.watchers(ch)).toBe(3);
+    expect(await subs()).toBe(1);
+    node.unwatch(ch); node.unwatch(ch);
+    expect(node.watchers(ch)).toBe(1);
+    await pub.publish([{ channel: ch, json: json(1) }]);
+    await until(() => got.events.length === 1, 'event while still watched');
+    node.unwatch(ch);
+    expect(node.watchers(ch)).toBe(0);
+    await until(async () => (await subs()) === 0, 'unsubscribe at zero');
+    await pub.publish([{ channel: ch, json: json(2) }]);
+    // An unwatched channel costs nothing and delivers nothing; prove the pipe is idle with a watched one.
+    const other = channel();
+    node.watch(other); await node.head(other);
+    await pub.publish([{ channel: other, json: json(3) }]);
+    await until(() => got.events.length === 2, 'event on the other channel');
+    expect(got.events.map((e) => e.channel)).toEqual([ch, other]);
+    node.unwatch(ch); // extra unwatch is harmless
+    expect(node.watchers(ch)).toBe(0);
+    admin.disconnect();
+  });
+
+  it('resumes from a cursor after every node restarted, without reset', async () => {
+    const first = await open();
+    const ch = channel();
+    const cs = await first.publish([1, 2, 3].map((i) => ({ channel: ch, json: json(i) })));
+    await first.close();
+    const second = await open();
+    expect(await second.readAfter(ch, cs[0]!)).toMatchObject({ kind: 'events', events: [{ cursor: cs[1] }, { cursor: cs[2] }] });
+  });
+
+  it('lets a storage backend publish with FCALL and rejects bad input with a stable error', async () => {
+    const node = await open();
+    const got = collect(node);
+    const ch = channel();
+    node.watch(ch); await node.head(ch);
+    const backend = new Redis(redis.url);
+    const cursor = await backend.fcall('tidings_publish', 2, streamKey(ch), EPOCH_KEY, ch, '{"from":"backend"}', '1000');
+    await until(() => got.events.length === 1, 'backend event');
+    expect(got.events[0]).toEqual({ channel: ch, cursor, json: '{"from":"backend"}' });
+    await expect(backend.fcall('tidings_publish', 2, streamKey(ch), EPOCH_KEY, ch, '{nope')).rejects.toThrow(/^BADJSON/);
+    await expect(backend.fcall('tidings_publish', 2, streamKey('a b'), EPOCH_KEY, 'a b', '1')).rejects.toThrow(/^BADCHANNEL/);
+    await expect(backend.fcall('tidings_publish', 2, streamKey('x'), EPOCH_KEY, ch, '1')).rejects.toThrow(/^BADKEY/);
+    await expect(backend.fcall('tidings_publish', 2, streamKey(ch), EPOCH_KEY, ch, '1', '0')).rejects.toThrow(/^BADHISTORY/);
+    await expect(backend.fcall('tidings_publish', 2, streamKey(ch), EPOCH_KEY, 'c'.repeat(129), '1')).rejects.toThrow(/^BADCHANNEL/);
+    backend.disconnect();
+  });
+
+  it('rejects a bad channel from publish with a Redis error, not BUS_UNAVAILABLE', async () => {
+    const bus = await open();
+    const err = await bus.publish([{ channel: 'no spaces', json: '1' }]).catch((e: unknown) => e);
+    expect(err).not.toBeInstanceOf(BusUnavailableError);
+    expect(String(err)).toMatch(/BADCHANNEL/);
+  });
+
+  it('catches up after its subscriber connection is killed: every event, in order, once', async () => {
+    const [pub, node] = [await open(), await open()];
+    const got = collect(node);
+    const ch = channel();
+    node.watch(ch); await node.head(ch);
+    const cursors = await pub.publish([{ channel: ch, json: json(0) }]);
+    await until(() => got.events.length === 1, 'first event');
+    const admin = new Redis(redis.url);
+    await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+    for (let i = 1; i <= 20; i++) cursors.push(...(await pub.publish([{ channel: ch, json: json(i) }])));
+    await until(() => got.events.length >= 21, 'catch-up');
+    await pub.publish([{ channel: ch, json: json(21) }]).then((c) => cursors.push(...c));
+    await until(() => got.events.length >= 22, 'live again');
+    expect(got.events.map((e) => e.cursor)).toEqual(cursors);
+    expect(got.gaps).toEqual([]);
+    admin.disconnect();
+  });
+
+  it('refuses to connect to a dead Redis with a clear error', async () => {
+    const dead = await startRedis();
+    await dead.stop();
+    await expect(RedisBus.connect(dead.url, config(), log)).rejects.toThrow(/cannot connect to Redis at redis:\/\/127\.0\.0\.1/);
+  });
+});
+
+describe('RedisBus while Redis is killed and restarted', () => {
+  let redis: TestRedis;
+  beforeAll(async () => { redis = await startRedis(); });
+  afterAll(async () => { await redis?.stop(); });
+
+  it('answers BUS_UNAVAILABLE with Retry-After and degraded health while down, then recovers and resets what it cannot prove', async () => {
+    const opts = { backoffBaseMs: 20, backoffCapMs: 100 };
+    const [pub, node] = [await RedisBus.connect(redis.url, config(), log, opts), await RedisBus.connect(redis.url, config(), log, opts)];
+    try {
+      const got = collect(node);
+      const ch = 'outage:1';
+      node.watch(ch); await node.head(ch);
+      const before = await pub.publish([{ channel: ch, json: json(1) }]);
+      await until(() => got.events.length === 1, 'event before the outage');
+      expect(pub.health()).toBe('ok');
+
+      await redis.kill();
+      await until(() => pub.health() === 'degraded' && node.health() === 'degraded', 'degraded health');
+      const err = await pub.publish([{ channel: ch, json: json(2) }]).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(BusUnavailableError);
+      expect((err as BusUnavailableError).code).toBe('BUS_UNAVAILABLE');
+      expect((err as BusUnavailableError).retryAfterS).toBeGreaterThanOrEqual(1);
+      await expect(node.head('outage:new')).rejects.toMatchObject({ code: 'BUS_UNAVAILABLE' });
+      await expect(node.readAfter(ch, before[0]!)).rejects.toMatchObject({ code: 'BUS_UNAVAILABLE' });
+
+      // The dataset is gone (no persistence): a new epoch, so the old cursor cannot be proven.
+      await redis.start();
+      await until(() => pub.health() === 'ok' && node.health() === 'ok', 'reconnected');
+      await until(() => got.gaps.length === 1, 'gap reported for the watched channel');
+      const [gapChannel, gapHead] = got.gaps[0]!;
+      expect(gapChannel).toBe(ch);
+      expect(gapHead).toMatch(/\.0-0$/);
+      expect(await node.readAfter(ch, before[0]!)).toEqual({ kind: 'reset', head: gapHead });
+
+      // Publishing works again (the function library is reloaded) and live delivery resumes.
+      const after = await pub.publish([{ channel: ch, json: json(3) }]);
+      await until(() => got.events.length === 2, 'event after the outage');
+      expect(got.events[1]!.cursor).toBe(after[0]);
+      expect(node.isAfter(after[0]!, gapHead)).toBe(true);
+      expect(await node.readAfter(ch, gapHead)).toMatchObject({ kind: 'events', events: [{ cursor: after[0] }] });
+    } finally {
+      await Promise.all([pub.close(), node.close()]);
+    }
+  });
+});
