@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { isUtf8 } from 'node:buffer';
 import {
   decodeHeader, encodeClose, encodeFrame, encodeText, headerSize, isValidCloseCode, unmask,
-  OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT, type FrameHeader,
+  OP_BINARY, OP_PING, OP_TEXT, type FrameHeader,
 } from '../../server/ws/frame.js';
 import { clientFrame, hex, parseServerFrames, OP, RFC_MASK } from '../support/frames.js';
 
