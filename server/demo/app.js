@@ -10,7 +10,7 @@
 //   user=<id>        mailbox (default: a random one, kept for the tab)
 //   ttl=<s>          token lifetime
 //   grace=<ms>       pingGrace     probe=<ms>    first WebSocket probe while polling
-//   backoff=<ms>     backoff base (cap = 10 × base)
+//   backoff=<ms>     backoff base (cap = 10 × base)     connect=<ms>  connectTimeout (101 to welcome)
 //   longpoll=<s>     long-poll wait (0 = plain polling)
 //   transport=auto|websocket|polling              fallback=<n>  failed attempts before polling
 
@@ -82,7 +82,7 @@ export function startInbox({ createClient, server = location.origin, root = docu
     received: [],
     /** Every `reset` the SDK emitted. */
     resets: [],
-    /** Every `state` change: {state, transport, at} (at = performance.now()). */
+    /** Every `state` change: {state, transport, at, wall} (at = performance.now(), wall = Date.now()). */
     states: [],
     errors: [],
     tokenFetches: 0,
@@ -127,26 +127,41 @@ export function startInbox({ createClient, server = location.origin, root = docu
   };
 
   // Events that arrive while a listing request is in flight may or may not be in
-  // it; keep them and merge after, so none is lost and none shown twice.
-  let loading = null;
-  let during = [];
+  // it; keep them and merge after, so none is lost and none shown twice. One
+  // listing request at a time, so a slow, older answer never overwrites a newer one.
+  let during = null;
   const loadInbox = async () => {
     during = [];
-    const r = await fetch(`${server}/demo/inbox?user=${encodeURIComponent(user)}`);
-    if (!r.ok) throw new Error(`inbox: HTTP ${r.status}`);
-    const body = await r.json();
-    demo.inboxLoads++;
-    demo.mails = [];
-    shown.clear();
-    for (const m of body.mails) add(m);
-    for (const m of during) add(m);
-    render();
+    try {
+      const r = await fetch(`${server}/demo/inbox?user=${encodeURIComponent(user)}`);
+      if (!r.ok) throw new Error(`inbox: HTTP ${r.status}`);
+      const body = await r.json();
+      demo.inboxLoads++;
+      demo.mails = [];
+      shown.clear();
+      for (const m of body.mails) add(m);
+      for (const m of during) add(m);
+      render();
+    } finally {
+      during = null;
+    }
   };
+  let inflight = null;
+  let again = false;
   const reload = () => {
-    loading = loadInbox()
+    if (inflight) {
+      again = true;
+      return inflight;
+    }
+    inflight = (async () => {
+      do {
+        again = false;
+        await loadInbox();
+      } while (again);
+    })()
       .catch((e) => log(`inbox failed: ${e.message}`))
-      .finally(() => (loading = null));
-    return loading;
+      .finally(() => (inflight = null));
+    return inflight;
   };
 
   const token = async () => {
@@ -162,6 +177,7 @@ export function startInbox({ createClient, server = location.origin, root = docu
   if (params.get('transport')) options.transport = params.get('transport');
   if (num('grace') !== undefined) options.pingGrace = num('grace');
   if (num('fallback') !== undefined) options.fallbackAfter = num('fallback');
+  if (num('connect') !== undefined) options.connectTimeout = num('connect');
   if (num('longpoll') !== undefined) options.longPoll = num('longpoll');
   if (num('probe') !== undefined) options.probe = { first: num('probe'), max: num('probe') * 4 };
   if (num('backoff') !== undefined) options.backoff = { base: num('backoff'), cap: num('backoff') * 10, resetAfter: 5000 };
@@ -187,7 +203,7 @@ export function startInbox({ createClient, server = location.origin, root = docu
       connectedOnce = true;
       reload();
     }
-    demo.states.push({ state: s, transport: client.transport ?? null, at: performance.now() });
+    demo.states.push({ state: s, transport: client.transport ?? null, at: performance.now(), wall: Date.now() });
     log(`state ${s}${client.transport ? ' (' + client.transport + ')' : ''}`);
     badge();
   });
@@ -196,7 +212,7 @@ export function startInbox({ createClient, server = location.origin, root = docu
     $('cursor').textContent = e.cursor;
     $('cursor').dataset.cursor = e.cursor;
     const m = { cursor: e.cursor, data: e.data };
-    if (loading) during.push(m);
+    if (during) during.push(m);
     add(m);
     render();
   });
