@@ -220,10 +220,11 @@ const planArb = fc.array(fc.record({
   controls: fc.array(fc.constantFrom(OP.ping, OP.pong), { maxLength: 2 }),
   mask: fc.uint8Array({ minLength: 4, maxLength: 4 }),
 }), { maxLength: 8 });
+type Plan = typeof planArb extends fc.Arbitrary<infer T> ? T : never;
 
 /** Encode a message as fragments (cut anywhere, even inside a UTF-8 character) with
  *  control frames interleaved between fragments; return bytes and the expected events. */
-function encodePlan(plan: fc.Infer<typeof planArb>): { bytes: Buffer; expected: Event[] } {
+function encodePlan(plan: Plan): { bytes: Buffer; expected: Event[] } {
   const frames: Buffer[] = [];
   const expected: Event[] = [];
   for (const { msg, cuts, controls, mask } of plan) {
