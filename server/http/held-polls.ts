@@ -1,0 +1,121 @@
+// Long-polls being held (Prefer: wait). No timer per request: waiters are indexed
+// by channel, woken by live events, and expired by one shared sweep interval
+// that runs only while something is held.
+import type { Bus, StoredEvent } from '../pubsub/bus.js';
+
+/**
+ * evaluating: reading history (an event arriving now marks it dirty, so it reads again);
+ * held: parked until an event, its deadline or a drain; done: answered or abandoned.
+ */
+export type WaiterPhase = 'evaluating' | 'held' | 'done';
+
+export interface Waiter {
+  readonly channels: readonly string[];
+  /** Absolute ms on the HeldPolls clock. */
+  readonly deadline: number;
+  phase: WaiterPhase;
+  dirty: boolean;
+  /** Called after the phase moved held -> evaluating; the owner evaluates and answers or re-parks. */
+  wake(reason: 'event' | 'deadline' | 'drain'): void;
+}
+
+export interface HeldPollsOptions {
+  /** Clock for deadlines. @default Date.now */
+  now?: () => number;
+  /**
+   * Sweep period; a held poll answers up to this late after its deadline.
+   * 0 = no interval (tests call sweep()). @default 500
+   */
+  sweepIntervalMs?: number;
+  /** While true, the sweep releases every held poll (drain). */
+  isDraining?: () => boolean;
+  /** Told the new count after every change (the metrics gauge). */
+  onSize?: (n: number) => void;
+}
+
+export class HeldPolls {
+  private readonly byChannel = new Map<string, Set<Waiter>>();
+  private readonly all = new Set<Waiter>();
+  private timer: ReturnType<typeof setInterval> | null = null;
+  readonly now: () => number;
+  private readonly sweepIntervalMs: number;
+  private readonly isDraining: () => boolean;
+  private readonly onSize: (n: number) => void;
+
+  constructor(private readonly bus: Pick<Bus, 'watch' | 'unwatch'>, opts: HeldPollsOptions = {}) {
+    this.now = opts.now ?? Date.now;
+    this.sweepIntervalMs = opts.sweepIntervalMs ?? 500;
+    this.isDraining = opts.isDraining ?? (() => false);
+    this.onSize = opts.onSize ?? (() => {});
+  }
+
+  /** Waiters registered (evaluating or held). */
+  get size(): number {
+    return this.all.size;
+  }
+
+  /** Index the waiter and make the bus deliver its channels' live events to this node. */
+  register(w: Waiter): void {
+    if (this.all.has(w)) return;
+    this.all.add(w);
+    for (const ch of w.channels) {
+      let set = this.byChannel.get(ch);
+      if (!set) this.byChannel.set(ch, (set = new Set()));
+      set.add(w);
+      this.bus.watch(ch);
+    }
+    if (this.timer === null && this.sweepIntervalMs > 0) {
+      this.timer = setInterval(() => this.sweep(), this.sweepIntervalMs);
+      this.timer.unref();
+    }
+    this.onSize(this.all.size);
+  }
+
+  unregister(w: Waiter): void {
+    if (!this.all.delete(w)) return;
+    for (const ch of w.channels) {
+      const set = this.byChannel.get(ch);
+      if (set) {
+        set.delete(w);
+        if (set.size === 0) this.byChannel.delete(ch);
+      }
+      this.bus.unwatch(ch);
+    }
+    if (this.all.size === 0) this.stopTimer();
+    this.onSize(this.all.size);
+  }
+
+  /** A live event: wake the waiters parked on its channel; mark those mid-evaluation dirty. */
+  onEvent(e: StoredEvent): void {
+    const set = this.byChannel.get(e.channel);
+    if (!set) return;
+    for (const w of [...set]) {
+      if (w.phase === 'evaluating') w.dirty = true;
+      else if (w.phase === 'held') {
+        w.phase = 'evaluating';
+        w.wake('event');
+      }
+    }
+  }
+
+  /** Wake every held waiter whose deadline has come (all of them while draining). */
+  sweep(now: number = this.now()): void {
+    const draining = this.isDraining();
+    for (const w of [...this.all]) {
+      if (w.phase !== 'held') continue;
+      if (draining || w.deadline <= now) {
+        w.phase = 'evaluating';
+        w.wake(draining ? 'drain' : 'deadline');
+      }
+    }
+  }
+
+  close(): void {
+    this.stopTimer();
+  }
+
+  private stopTimer(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+}

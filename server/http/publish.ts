@@ -1,0 +1,138 @@
+// POST /v1/publish (PROTOCOL.md "Publishing"): one event or a batch, from a
+// holder of the publisher key. `data` is serialized once here; every subscriber
+// then gets those same bytes.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Config } from '../config.js';
+import type { ServerContext } from '../context.js';
+import { isChannelName } from '../pubsub/channels.js';
+import { HttpError, sendError, sendJson } from './errors.js';
+import { bearerToken } from './poll.js';
+
+/** Retry-After when the bus is unavailable, seconds: long enough for a Redis failover to settle. */
+export const BUS_RETRY_AFTER_S = 2;
+
+/**
+ * Cap on the whole request body: maxBatch events, each up to maxMessageBytes of
+ * data, with room for the envelope and formatting whitespace that JSON.stringify
+ * drops (data is measured after re-serialization). Only read after the key is checked.
+ */
+export function publishBodyLimit(config: Pick<Config, 'maxBatch' | 'maxMessageBytes'>): number {
+  return config.maxBatch * (2 * config.maxMessageBytes + 1024) + 1024;
+}
+
+/** Compare keys in constant time; hashing first makes lengths equal and hides the key's length. */
+export function publisherKeyMatches(given: string | null, key: string): boolean {
+  if (given === null || key === '') return false;
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(key).digest();
+  return timingSafeEqual(a, b);
+}
+
+export type ParsedPublish =
+  | { ok: true; batch: boolean; events: { channel: string; json: string }[] }
+  | { ok: false; error: HttpError };
+
+/** Validate a parsed body: every event is checked before any is published. */
+export function parsePublishBody(body: unknown, config: Pick<Config, 'maxBatch' | 'maxMessageBytes'>): ParsedPublish {
+  const bad = (msg: string): ParsedPublish => ({ ok: false, error: new HttpError('bad_event', msg) });
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return bad('body must be {"channel","data"} or {"events":[...]}');
+  const batch = 'events' in body;
+  let items: unknown[];
+  if (batch) {
+    const list = (body as { events: unknown }).events;
+    if (!Array.isArray(list) || list.length === 0) return bad('events must be a non-empty array');
+    if (list.length > config.maxBatch) {
+      return { ok: false, error: new HttpError('too_large', `at most ${config.maxBatch} events per batch, got ${list.length}`) };
+    }
+    items = list;
+  } else {
+    items = [body];
+  }
+  const events: { channel: string; json: string }[] = [];
+  for (let i = 0; i < items.length; i++) {
+    const where = batch ? `events[${i}]: ` : '';
+    const item = items[i];
+    if (typeof item !== 'object' || item === null || Array.isArray(item)) return bad(`${where}an event is {"channel","data"}`);
+    const { channel, data } = item as { channel?: unknown; data?: unknown };
+    if (!isChannelName(channel)) return bad(`${where}bad channel name: must match ^[A-Za-z0-9:_.\\-]{1,128}$`);
+    if (data === undefined) return bad(`${where}data is required (any JSON value, null included)`);
+    const json = JSON.stringify(data);
+    const bytes = Buffer.byteLength(json);
+    if (bytes > config.maxMessageBytes) {
+      return { ok: false, error: new HttpError('too_large', `${where}data is ${bytes} bytes, over the ${config.maxMessageBytes}-byte limit`) };
+    }
+    events.push({ channel, json });
+  }
+  return { ok: true, batch, events };
+}
+
+/** Read the body up to `limit` bytes; null when it goes past (the caller answers 413). */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        req.off('data', onData);
+        req.pause();
+        resolve(null);
+        return;
+      }
+      chunks.push(c);
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve(Buffer.concat(chunks, size)));
+    req.once('error', reject);
+  });
+}
+
+/** Answer 413 and close: the rest of the body is not worth reading (RFC 9110 §15.5.14). */
+function tooLarge(res: ServerResponse, message: string): void {
+  res.shouldKeepAlive = false;
+  res.once('finish', () => res.socket?.destroySoon());
+  sendError(res, new HttpError('too_large', message, { Connection: 'close' }));
+}
+
+export async function handlePublish(req: IncomingMessage, res: ServerResponse, ctx: ServerContext): Promise<void> {
+  const started = process.hrtime.bigint();
+  const { config } = ctx;
+  if (!publisherKeyMatches(bearerToken(req.headers.authorization), config.publisherKey)) {
+    res.shouldKeepAlive = false; // the body is left unread
+    return sendError(res, new HttpError('bad_publisher_key', 'publisher key missing or wrong', { 'WWW-Authenticate': 'Bearer realm="tidings-publish"' }));
+  }
+  const type = req.headers['content-type'];
+  if (type !== undefined && !/^application\/([a-z0-9.+-]*\+)?json\s*(;|$)/i.test(type)) {
+    res.shouldKeepAlive = false;
+    return sendError(res, new HttpError('unsupported_media_type', 'Content-Type must be application/json'));
+  }
+  const limit = publishBodyLimit(config);
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > limit) return tooLarge(res, `body is ${declared} bytes, over the ${limit}-byte cap`);
+  const raw = await readBody(req, limit);
+  if (raw === null) return tooLarge(res, `body over the ${limit}-byte cap`);
+
+  let body: unknown;
+  try {
+    body = JSON.parse(raw.toString('utf8'));
+  } catch {
+    return sendError(res, new HttpError('bad_json', 'body is not valid JSON'));
+  }
+  const parsed = parsePublishBody(body, config);
+  if (!parsed.ok) return sendError(res, parsed.error);
+
+  let cursors: string[];
+  try {
+    cursors = await ctx.bus.publish(parsed.events);
+  } catch (err) {
+    if ((err as { code?: unknown } | null)?.code === 'BUS_UNAVAILABLE') {
+      ctx.log.warn({ err }, 'publish: bus unavailable');
+      return sendError(res, new HttpError('bus_unavailable', 'event bus unavailable; retry later', { 'Retry-After': String(BUS_RETRY_AFTER_S) }));
+    }
+    throw err;
+  }
+  ctx.metrics.publishes.inc(parsed.events.length);
+  ctx.metrics.publishDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
+  sendJson(res, 200, parsed.batch ? { cursors } : { cursor: cursors[0] }, { 'Cache-Control': 'no-store' });
+}
