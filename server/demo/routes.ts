@@ -52,8 +52,12 @@ const ROUTES: Readonly<Record<string, Route>> = {
  * always ends the response (errors become JSON, never a crash).
  */
 export function routeDemo(req: IncomingMessage, res: ServerResponse, ctx: ServerContext): boolean {
-  const url = new URL(req.url ?? '/', 'http://demo.invalid');
-  const path = url.pathname;
+  // Split the request target by hand (RFC 9112 §3.2.1 origin-form): `new URL`
+  // would read `//host/x` as an authority and throws on some targets.
+  const target = req.url ?? '/';
+  const qmark = target.indexOf('?');
+  const path = qmark < 0 ? target : target.slice(0, qmark);
+  const query = new URLSearchParams(qmark < 0 ? '' : target.slice(qmark + 1));
   const asset = ASSETS[path];
   const route = ROUTES[path];
   if (!asset && !route && !path.startsWith('/demo/')) return false;
@@ -69,7 +73,7 @@ export function routeDemo(req: IncomingMessage, res: ServerResponse, ctx: Server
       res.setHeader('Allow', route.method);
       throw new DemoError('method_not_allowed', `${path} accepts ${route.method}`);
     }
-    return route.handle(url.searchParams, ctx, res);
+    return route.handle(query, ctx, res);
   };
   // The demo routes read no request body: drain it so keep-alive stays usable.
   req.resume();

@@ -139,6 +139,11 @@ describe('demo routes', () => {
     expect(r.status).toBe(404);
   });
 
+  it('does not read a target starting with // as an authority', async () => {
+    const r = await fetch(h.base + '//demo/token?user=a');
+    expect(r.status).toBe(418);
+  });
+
   it('answers a CORS preflight for the ESM page on another origin', async () => {
     const r = await fetch(h.base + '/demo/send?user=a', { method: 'OPTIONS' });
     expect(r.status).toBe(204);
