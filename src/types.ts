@@ -1,0 +1,104 @@
+import type { TidingsError } from './errors.js';
+
+/** Public connection state. `state` is emitted once per change. */
+export type State = 'connecting' | 'open' | 'polling' | 'offline' | 'stopped';
+
+/** The transport currently delivering messages, or null while none is. */
+export type Transport = 'websocket' | 'polling';
+
+/** Timers and time, injectable so tests drive them with a fake clock. */
+export interface Clock {
+  /** Wall-clock ms (Date.now): unlike a monotonic clock it advances while a laptop sleeps. */
+  now(): number;
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(id: unknown): void;
+}
+
+/** A channel's event, as received on either transport. */
+export interface EventMessage {
+  channel: string;
+  cursor: string;
+  data: unknown;
+}
+
+/** History gap on `channel`: reload its state out of band, then carry on from `cursor`. */
+export interface ResetMessage {
+  channel: string;
+  cursor: string;
+}
+
+/** Everything `client.on()` accepts, with its payload type. */
+export type TidingsEvents = {
+  event: EventMessage;
+  reset: ResetMessage;
+  state: State;
+  error: TidingsError;
+  /** `navigator.onLine` went false. */
+  offline: undefined;
+  /** `navigator.onLine` went true again. */
+  online: undefined;
+};
+
+export interface BackoffOptions {
+  /** First reconnect delay bound, ms. @default 1000 */
+  base?: number;
+  /** Largest reconnect delay bound, ms. @default 30000 */
+  cap?: number;
+  /** A connection that stayed open this long (ms) resets the backoff to `base`. @default 10000 */
+  resetAfter?: number;
+}
+
+export interface ProbeOptions {
+  /** Nominal delay before the first WebSocket probe while polling, ms. @default 30000 */
+  first?: number;
+  /** Largest nominal delay between probes (doubling from `first`), ms. @default 300000 */
+  max?: number;
+}
+
+export interface ClientOptions {
+  /** Server base URL (`https://…` or `http://…`; `ws(s)://` is derived from it). */
+  url: string;
+  /** Subscriber token, or a function returning one; called again after a 4401/401. */
+  token: string | (() => string | Promise<string>);
+  /** Channels to subscribe to (PROTOCOL.md: `^[A-Za-z0-9:_.\-]{1,128}$`). */
+  channels: string[];
+  /** Which transport to use; `auto` starts on WebSocket and falls back to polling. @default 'auto' */
+  transport?: 'auto' | 'websocket' | 'polling';
+  /** Reconnect backoff (full jitter). */
+  backoff?: BackoffOptions;
+  /** Silence tolerated beyond the server's `ping` interval before the socket is declared dead, ms. @default 10000 */
+  pingGrace?: number;
+  /** Time from opening a socket to its `welcome`, ms; past it the attempt counts as failed. @default 10000 */
+  connectTimeout?: number;
+  /** Consecutive WebSocket attempts without `welcome` before falling back to polling (`auto` only). @default 2 */
+  fallbackAfter?: number;
+  /** Long-poll wait sent as `Prefer: wait=N`, seconds (PROTOCOL.md caps it at 30); 0 = plain polling. @default 25 */
+  longPoll?: number;
+  /** WebSocket probes while polling. */
+  probe?: ProbeOptions;
+  /** Keep cursors in sessionStorage so a reload resumes where the page left off. @default false */
+  persist?: boolean;
+  /** WebSocket constructor. @default globalThis.WebSocket */
+  WebSocket?: typeof WebSocket;
+  /** fetch implementation for polling. @default globalThis.fetch */
+  fetch?: typeof fetch;
+  /** Time and timers. @default Date.now and the global setTimeout/clearTimeout */
+  clock?: Clock;
+  /** Random source in [0, 1) for every jitter. @default Math.random */
+  random?: () => number;
+}
+
+export interface Client {
+  /** Current state. */
+  readonly state: State;
+  /** The transport delivering messages now, null while none is. */
+  readonly transport: Transport | null;
+  on<K extends keyof TidingsEvents>(type: K, handler: (payload: TidingsEvents[K]) => void): void;
+  off<K extends keyof TidingsEvents>(type: K, handler?: (payload: TidingsEvents[K]) => void): void;
+  /** Last cursor per channel (see PROTOCOL.md "cursor"). */
+  cursors(): Record<string, string>;
+  /** Drop the current transport and connect again at once. */
+  reconnect(): void;
+  /** Stop for good: closes the socket, aborts polling, state `stopped`. */
+  close(): void;
+}

@@ -1,0 +1,89 @@
+/**
+ * Shared set-up for SDK tests: the msw fake server (test/support/msw-server.ts),
+ * a manual clock, a seeded random source, stubbed browser globals
+ * (navigator.onLine, document.visibilityState, window events on globalThis),
+ * and a client whose emissions are recorded.
+ */
+import { setupServer } from 'msw/node';
+import { afterAll, afterEach, beforeAll, beforeEach, vi } from 'vitest';
+import { createClient, type Client, type ClientOptions, type EventMessage, type ResetMessage, type State, type TidingsError } from '../../src/index.js';
+import { flush, manualClock, seeded, type ManualClock } from '../support/clock.js';
+import { fakeTidings } from '../support/msw-server.js';
+
+export { flush, manualClock, seeded };
+
+export interface Harness {
+  c: Client;
+  clock: ManualClock;
+  events: EventMessage[];
+  resets: ResetMessage[];
+  states: State[];
+  errors: TidingsError[];
+  /** Advance the fake clock by ms, then let msw and promises run. */
+  tick(ms?: number): Promise<void>;
+}
+
+export function useFake() {
+  const fake = fakeTidings();
+  const server = setupServer(...fake.handlers);
+  const target = new EventTarget();
+  const nav = { onLine: true };
+  const doc = Object.assign(new EventTarget(), { visibilityState: 'visible' as DocumentVisibilityState });
+  let live: Client[] = [];
+
+  beforeAll(() => server.listen({ onUnhandledRequest: 'error' }));
+  afterAll(() => server.close());
+  beforeEach(() => {
+    nav.onLine = true;
+    doc.visibilityState = 'visible';
+    vi.stubGlobal('navigator', nav);
+    vi.stubGlobal('document', doc);
+    vi.stubGlobal('addEventListener', target.addEventListener.bind(target));
+    vi.stubGlobal('removeEventListener', target.removeEventListener.bind(target));
+    const mem = new Map<string, string>();
+    vi.stubGlobal('sessionStorage', {
+      getItem: (k: string) => mem.get(k) ?? null,
+      setItem: (k: string, v: string) => void mem.set(k, v),
+      removeItem: (k: string) => void mem.delete(k),
+    });
+  });
+  afterEach(async () => {
+    live.forEach((c) => c.close());
+    live = [];
+    await flush();
+    fake.reset();
+    server.resetHandlers();
+    vi.unstubAllGlobals();
+  });
+
+  function client(opts: Partial<ClientOptions> = {}, clock = manualClock()): Harness {
+    const c = createClient({ url: fake.base, token: 'tok', channels: ['a', 'b'], clock, random: seeded(7), ...opts });
+    live.push(c);
+    const h: Harness = {
+      c,
+      clock,
+      events: [],
+      resets: [],
+      states: [],
+      errors: [],
+      async tick(ms = 0) {
+        await flush();
+        clock.advance(ms);
+        await flush();
+      },
+    };
+    c.on('event', (e) => h.events.push(e));
+    c.on('reset', (e) => h.resets.push(e));
+    c.on('state', (s) => h.states.push(s));
+    c.on('error', (e) => h.errors.push(e));
+    return h;
+  }
+
+  /** Fire a window event (online, offline, focus) or document visibilitychange. */
+  const fire = (name: string) => (name === 'visibilitychange' ? doc : target).dispatchEvent(new Event(name));
+
+  return { fake, server, client, nav, doc, fire };
+}
+
+/** Cursor values of recorded events, in order. */
+export const cursorsOf = (h: Harness) => h.events.map((e) => `${e.channel}@${e.cursor}`);
