@@ -42,7 +42,9 @@ export class TimerWheel<T extends WheelItem> {
    * @param tickMs resolution; deadlines fire up to one tick late, never early.
    * @param onDue called once per item whose `due` has passed (if `item.due` changed
    *        to a later time since it was scheduled, the wheel re-files it instead).
-   *        `item.due` is 0 when it runs, so onDue may schedule the item again.
+   *        `item.due` still holds the deadline when it runs (onDue may check it); the
+   *        item is no longer filed, so onDue may schedule it again. If it does not,
+   *        the wheel sets `due` to 0 afterwards.
    * @param now injectable clock (default Date.now) for tests.
    * @param slots ring size (default DEFAULT_WHEEL_SLOTS); later deadlines go round again.
    */
@@ -144,13 +146,15 @@ export class TimerWheel<T extends WheelItem> {
         this.file(item, this.tickOf(due)); // moved later, or more than a revolution away
       } else {
         item.wheelSeq = 0;
-        item.due = 0;
         this.filed--;
         try {
           this.onDue(item, now);
         } catch (err) {
           if (error === null) error = err;
         }
+        // Not re-scheduled by onDue: back to "not scheduled" (due 0), so a later lazy
+        // `item.due = t` cannot be mistaken for a live deadline.
+        if (item.wheelSeq === 0 && item.due === due) item.due = 0;
       }
     }
     items.length = 0;

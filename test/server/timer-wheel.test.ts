@@ -33,15 +33,31 @@ describe('TimerWheel', () => {
     to(1300);
     expect(fired).toEqual([[1, 1300]]);
   });
-  it('fires each item once, and zeroes due before calling onDue', () => {
+  it('shows onDue the deadline that passed, then marks the item unscheduled (due 0)', () => {
     const a = item(1);
-    let dueSeen = -1;
-    const wheel = new TimerWheel<Item>(10, (it) => { dueSeen = it.due; }, () => 0);
+    const seen: number[] = [];
+    const wheel = new TimerWheel<Item>(10, (it) => { seen.push(it.due); }, () => 0);
     wheel.schedule(a, 50);
     wheel.advance(50);
     wheel.advance(5000);
-    expect(dueSeen).toBe(0);
+    expect(seen).toEqual([50]);
     expect(a.due).toBe(0);
+    expect(wheel.size).toBe(0);
+  });
+  it('lets onDue inspect and zero due itself, then schedule again', () => {
+    // The connection's onDue does exactly this: `if (c.due === 0 || c.due > now) return; c.due = 0; ...`
+    let clock = 0;
+    const fired: number[] = [];
+    const wheel: TimerWheel<Item> = new TimerWheel<Item>(10, (it, now) => {
+      if (it.due === 0 || it.due > now) return;
+      it.due = 0;
+      fired.push(now);
+      if (fired.length < 3) wheel.schedule(it, now + 100);
+    }, () => clock);
+    wheel.schedule(item(), 100);
+    for (clock = 10; clock <= 1000; clock += 10) wheel.advance(clock);
+    expect(fired).toEqual([100, 200, 300]);
+    expect(wheel.size).toBe(0);
   });
   it('does not fire a cancelled item and forgets it when its slot comes up', () => {
     const { wheel, fired, to } = fakeWheel(100);
