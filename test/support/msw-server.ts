@@ -188,6 +188,7 @@ export function fakeTidings(base = 'http://tidings.test') {
       store.clear();
     },
     reset() {
+      delete knobs.granted;
       Object.assign(knobs, defaults());
       log.connections = log.pongs = 0;
       log.hellos.length = log.polls.length = log.frames.length = 0;
