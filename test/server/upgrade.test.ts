@@ -123,6 +123,13 @@ describe('parseUpgrade: handshake errors', () => {
     ['a key without == padding', without('Sec-WebSocket-Key', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQAA'), 'BAD_KEY'],
     ['a key with a non-base64 character', without('Sec-WebSocket-Key', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZ!=='), 'BAD_KEY'],
   ];
+  it('provokes every status the parser owns (the gateway decides 403, 404 and 503)', () => {
+    const owned = Object.keys(HANDSHAKE_ERRORS).filter((c) => !['OVER_CAPACITY', 'ORIGIN_FORBIDDEN', 'NOT_FOUND'].includes(c));
+    const seen = new Set<string>(cases.map(([, , code]) => code));
+    const over = parse(good('X-Pad: ' + 'p'.repeat(MAX)));
+    if (over.kind === 'error') seen.add(over.error.code);
+    expect([...seen].sort()).toEqual(owned.sort());
+  });
   it.each(cases)('%s -> %s', (_name, bytes, code) => {
     expect(errorOf(parse(bytes))).toEqual([code, HANDSHAKE_ERRORS[code]]);
   });
