@@ -67,7 +67,10 @@ export class TimerWheel<T extends WheelItem> {
 
   /** Set item.due = at and file it. Rescheduling later is cheap: just assign item.due (lazy). */
   schedule(item: T, at: number): void {
-    if (!(at > 0)) throw new RangeError(`due time must be a positive number, got ${at}`);
+    if (!Number.isFinite(at)) throw new RangeError(`due time must be a finite number, got ${at}`);
+    // due 0 means "not scheduled": a deadline at or before time 0 (a fake clock at 0
+    // plus a zero timeout) becomes 1 ms, i.e. the next tick.
+    if (at < 1) at = 1;
     const old = item.due;
     item.due = at;
     const live = item.wheelSeq !== undefined && item.wheelSeq !== 0;

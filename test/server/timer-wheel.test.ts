@@ -167,8 +167,19 @@ describe('TimerWheel', () => {
   it.each([[0, 8], [-1, 8], [NaN, 8], [100, 0], [100, 1.5]])('rejects tickMs=%s slots=%s', (tick, slots) => {
     expect(() => new TimerWheel<Item>(tick, () => {}, () => 0, slots)).toThrow(RangeError);
   });
-  it('rejects a due time of 0 (0 means cancelled)', () => {
-    expect(() => fakeWheel().wheel.schedule(item(), 0)).toThrow(RangeError);
+  it.each([NaN, Infinity])('rejects a due time of %s', (at) => {
+    expect(() => fakeWheel().wheel.schedule(item(), at)).toThrow(RangeError);
+  });
+  it('treats a deadline at time 0 (0 means unscheduled) as due on the next tick', () => {
+    let clock = 0;
+    const fired: number[] = [];
+    const wheel = new TimerWheel<Item>(10, (it) => { fired.push(it.id); }, () => clock);
+    const a = item(7);
+    wheel.schedule(a, 0);
+    expect(a.due).toBe(1);
+    clock = 10;
+    wheel.advance(10);
+    expect(fired).toEqual([7]);
   });
 });
 
