@@ -1,0 +1,132 @@
+// The small pure policies behind the HTTP routes: Prefer, X-Poll-Interval, CORS,
+// bearer parsing, publish body validation and key comparison.
+import { describe, expect, it } from 'vitest';
+import { corsFor, normalizeOrigin, preflightHeaders } from '../../server/http/cors.js';
+import { bearerToken, evaluatePoll } from '../../server/http/poll.js';
+import { LAG_X2_MS, LAG_X4_MS, pollIntervalS } from '../../server/http/poll-interval.js';
+import { parsePreferWait } from '../../server/http/prefer.js';
+import { parsePublishBody, publisherKeyMatches } from '../../server/http/publish.js';
+import { MemoryBus } from '../../server/pubsub/memory-bus.js';
+
+describe('parsePreferWait (RFC 7240)', () => {
+  it.each([
+    [undefined, null],
+    ['wait=10', 10],
+    ['WAIT = 10', 10],
+    ['respond-async, wait=7', 7],
+    ['wait=7; foo=bar', 7],
+    ['wait="12"', 12],
+    ['wait=30', 30],
+    ['wait=31', 30],
+    ['wait=0', null],
+    ['wait=-1', null],
+    ['wait=abc', null],
+    ['handling=lenient', null],
+    ['wait=3, wait=9', 3],
+  ] as const)('reads %j as %j with a cap of 30', (h, want) => {
+    expect(parsePreferWait(h, 30)).toBe(want);
+  });
+
+  it('reads several header lines', () => {
+    expect(parsePreferWait(['respond-async', 'wait=4'], 30)).toBe(4);
+  });
+});
+
+describe('pollIntervalS', () => {
+  const idle = { held: 0, maxHeld: 100, lagMs: 0 };
+  it('is the base interval when idle', () => {
+    expect(pollIntervalS(5, idle)).toBe(5);
+  });
+  it('doubles at half of maxHeldPolls held, not one below', () => {
+    expect(pollIntervalS(5, { ...idle, held: 49 })).toBe(5);
+    expect(pollIntervalS(5, { ...idle, held: 50 })).toBe(10);
+  });
+  it('quadruples at 80% of maxHeldPolls held', () => {
+    expect(pollIntervalS(5, { ...idle, held: 79 })).toBe(10);
+    expect(pollIntervalS(5, { ...idle, held: 80 })).toBe(20);
+  });
+  it('follows event-loop lag at its thresholds', () => {
+    expect(pollIntervalS(5, { ...idle, lagMs: LAG_X2_MS - 1 })).toBe(5);
+    expect(pollIntervalS(5, { ...idle, lagMs: LAG_X2_MS })).toBe(10);
+    expect(pollIntervalS(5, { ...idle, lagMs: LAG_X4_MS })).toBe(20);
+  });
+  it('never asks for less than one second', () => {
+    expect(pollIntervalS(0, idle)).toBe(1);
+  });
+});
+
+describe('CORS policy', () => {
+  it('reflects any Origin when the allow-list is empty', () => {
+    expect(corsFor('https://a.example', [])).toMatchObject({ kind: 'allowed', headers: { 'Access-Control-Allow-Origin': 'https://a.example' } });
+  });
+  it('compares origins case-insensitively and ignores a trailing slash in the config', () => {
+    expect(corsFor('https://A.example', ['https://a.example/']).kind).toBe('allowed');
+    expect(normalizeOrigin('HTTPS://X.example/')).toBe('https://x.example');
+  });
+  it('forbids an origin off the list, and lets requests without Origin through', () => {
+    expect(corsFor('https://b.example', ['https://a.example']).kind).toBe('forbidden');
+    expect(corsFor(undefined, ['https://a.example'])).toEqual({ kind: 'none', headers: { Vary: 'Origin' } });
+  });
+  it('lists Authorization by name in a preflight (a "*" would not cover it)', () => {
+    expect(preflightHeaders('https://a.example')['Access-Control-Allow-Headers']).toContain('Authorization');
+  });
+});
+
+describe('bearerToken', () => {
+  it.each([
+    ['Bearer abc.def-ghi_', 'abc.def-ghi_'],
+    ['bearer abc', 'abc'],
+    ['Bearer  abc ', 'abc'],
+    ['Basic abc', null],
+    ['Bearer', null],
+    ['Bearer a b', null],
+    [undefined, null],
+  ])('reads %j as %j', (h, want) => {
+    expect(bearerToken(h)).toBe(want);
+  });
+});
+
+describe('parsePublishBody', () => {
+  const cfg = { maxBatch: 2, maxMessageBytes: 10 };
+  it('accepts a single event and serializes data once', () => {
+    expect(parsePublishBody({ channel: 'a', data: { x: 1 } }, cfg)).toEqual({ ok: true, batch: false, events: [{ channel: 'a', json: '{"x":1}' }] });
+  });
+  it('accepts null as data', () => {
+    expect(parsePublishBody({ channel: 'a', data: null }, cfg)).toMatchObject({ ok: true, events: [{ json: 'null' }] });
+  });
+  it('names the failing batch item', () => {
+    const r = parsePublishBody({ events: [{ channel: 'a', data: 1 }, { channel: 'a' }] }, cfg);
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.error.message).toMatch(/^events\[1\]/);
+  });
+  it('answers too_large for a batch over maxBatch and data over maxMessageBytes', () => {
+    const big = parsePublishBody({ events: [1, 2, 3].map((d) => ({ channel: 'a', data: d })) }, cfg);
+    expect(big.ok ? null : big.error.code).toBe('too_large');
+    const long = parsePublishBody({ channel: 'a', data: 'x'.repeat(9) }, cfg);
+    expect(long.ok ? null : [long.error.code, long.error.status]).toEqual(['too_large', 413]);
+  });
+});
+
+describe('publisherKeyMatches', () => {
+  it('matches only the exact key', () => {
+    expect(publisherKeyMatches('k1', 'k1')).toBe(true);
+    expect(publisherKeyMatches('k1 ', 'k1')).toBe(false);
+    expect(publisherKeyMatches('k', 'k1')).toBe(false);
+    expect(publisherKeyMatches(null, 'k1')).toBe(false);
+  });
+  it('never matches when no key is configured', () => {
+    expect(publisherKeyMatches('', '')).toBe(false);
+  });
+});
+
+describe('evaluatePoll', () => {
+  it('puts each channel\'s messages in channel-name order, events in publish order', async () => {
+    const bus = new MemoryBus({ epoch: 'e' });
+    await bus.publish([{ channel: 'b', json: '1' }, { channel: 'a', json: '2' }, { channel: 'b', json: '3' }]);
+    const out = await evaluatePoll(bus, ['a', 'b'], [new Map([['a', 'e-0'], ['b', 'e-0']])]);
+    expect(out.kind).toBe('changed');
+    if (out.kind !== 'changed') return;
+    expect(out.messages.map((m) => JSON.parse(m).data)).toEqual([2, 1, 3]);
+    expect(out.etag).toBe('"a=e-1;b=e-2"');
+  });
+});
