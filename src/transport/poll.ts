@@ -6,7 +6,7 @@ import { json, toMessage } from '../messages.js';
 
 /** Delay between plain polls when the server sends no X-Poll-Interval, ms. */
 export const DEFAULT_POLL_INTERVAL = 5000;
-/** While the page is hidden, delays between polls are multiplied by this. */
+/** While the page is hidden, the delay between polls is max(X-Poll-Interval, usual delay) times this. */
 export const HIDDEN_SLOWDOWN = 4;
 
 export interface PollTransport {
@@ -80,7 +80,8 @@ export function pollTransport(c: Ctx): PollTransport {
         n = 0;
         retriedToken = false;
         c.up('polling');
-        return after;
+        // A hidden page needs no live badge: no long-poll back to back, plain polls spaced out.
+        return c.hidden() ? Math.max(after, interval) * HIDDEN_SLOWDOWN : after;
       }
       if (st === 401) {
         if (retriedToken) return void c.fatal(new TidingsError('TOKEN_REJECTED', '', 0, st));
@@ -113,7 +114,6 @@ export function pollTransport(c: Ctx): PollTransport {
       }
       if (d === undefined || !on) return;
       if (quick) d = 0; // now() cut the request short: poll again at once
-      if (c.hidden()) d = Math.max(d, DEFAULT_POLL_INTERVAL) * HIDDEN_SLOWDOWN;
       await Promise.race([c.sleep(d), new Promise<void>((r) => (wake = r))]);
     }
   })();

@@ -1,0 +1,234 @@
+import { describe, expect, it } from 'vitest';
+import { headerDelay } from '../../src/transport/poll.js';
+import { useFake } from './helpers.js';
+
+const { fake, client, doc } = useFake();
+const half = () => 0.5;
+const polling = { transport: 'polling' as const, random: half };
+
+describe('polling transport', () => {
+  it('learns heads with a first poll without If-None-Match, then long-polls with the validator', async () => {
+    const h = client(polling);
+    await h.tick();
+    expect(fake.log.polls[0]).toMatchObject({ inm: null, prefer: null, auth: 'Bearer tok' });
+    expect(fake.log.polls[0]!.url).toBe('http://tidings.test/v1/poll?channels=a,b');
+    await h.tick(1000); // X-Poll-Interval: 1 after the plain first poll
+    expect(fake.log.polls[1]).toMatchObject({ inm: '"a=a-0;b=a-0"', prefer: 'wait=25' });
+    expect(h.c.state).toBe('polling');
+    expect(h.c.transport).toBe('polling');
+    expect(h.states).toEqual(['polling']);
+  });
+
+  it('delivers what a held long-poll returns and polls again at once', async () => {
+    const h = client(polling);
+    await h.tick();
+    await h.tick(1000);
+    fake.publish('a', 'x');
+    await h.tick();
+    expect(h.events).toEqual([{ channel: 'a', cursor: 'a-1', data: 'x' }]);
+    expect(fake.log.polls).toHaveLength(3);
+    expect(fake.log.polls[2]!.inm).toBe('"a=a-1;b=a-0"');
+  });
+
+  it('a long-poll that ends in 304 polls again at once', async () => {
+    const h = client(polling);
+    await h.tick();
+    await h.tick(1000);
+    fake.release();
+    await h.tick();
+    expect(fake.log.polls).toHaveLength(3);
+    expect(h.events).toEqual([]);
+  });
+
+  it('plain polling (longPoll: 0) loops on 304 at the X-Poll-Interval pace', async () => {
+    fake.knobs.pollInterval = 3;
+    const h = client({ ...polling, longPoll: 0 });
+    await h.tick();
+    await h.tick(3000);
+    expect(fake.log.polls[1]).toMatchObject({ inm: '"a=a-0;b=a-0"', prefer: null });
+    await h.tick(2999);
+    expect(fake.log.polls).toHaveLength(2);
+    await h.tick(1);
+    expect(fake.log.polls).toHaveLength(3);
+    fake.knobs.pollInterval = 7; // the server raises it under load
+    await h.tick(3000);
+    await h.tick(6999);
+    expect(fake.log.polls).toHaveLength(4);
+    await h.tick(1);
+    expect(fake.log.polls).toHaveLength(5);
+  });
+
+  it('a server that ignores Prefer: wait gets the X-Poll-Interval pace, not a hot loop', async () => {
+    fake.knobs.longPoll = false;
+    const h = client(polling);
+    await h.tick();
+    await h.tick(1000);
+    await h.tick(999);
+    expect(fake.log.polls).toHaveLength(2);
+    await h.tick(1);
+    expect(fake.log.polls).toHaveLength(3);
+  });
+
+  it.each([429, 503])('waits Retry-After seconds after %i', async (status) => {
+    const h = client(polling);
+    await h.tick();
+    fake.knobs.pollQueue.push({ status, headers: { 'Retry-After': '7' } });
+    await h.tick(1000);
+    expect(h.c.state).toBe('connecting');
+    await h.tick(6999);
+    expect(fake.log.polls).toHaveLength(2);
+    await h.tick(1);
+    expect(fake.log.polls).toHaveLength(3);
+    fake.release(); // the retried long-poll answers
+    await h.tick();
+    expect(h.c.state).toBe('polling');
+  });
+
+  it('understands Retry-After as an HTTP-date (RFC 9110 §10.2.3)', async () => {
+    const h = client(polling);
+    await h.tick();
+    const at = new Date(h.clock.now() + 1000 + 20_000).toUTCString();
+    fake.knobs.pollQueue.push({ status: 503, headers: { 'Retry-After': at } });
+    await h.tick(1000);
+    await h.tick(19_000);
+    expect(fake.log.polls).toHaveLength(2);
+    await h.tick(1000);
+    expect(fake.log.polls).toHaveLength(3);
+  });
+
+  it('backs off with jitter on 429 without Retry-After and on network errors', async () => {
+    const h = client(polling);
+    await h.tick();
+    fake.knobs.pollQueue.push({ status: 429 }, 'network', 'network');
+    await h.tick(1000); // 429: backoff n=0 → 500
+    await h.tick(500); // network: n=1 → 1000
+    await h.tick(999);
+    expect(fake.log.polls).toHaveLength(3);
+    await h.tick(1); // network: n=2 → 2000
+    await h.tick(1999);
+    expect(fake.log.polls).toHaveLength(4);
+    await h.tick(1);
+    expect(fake.log.polls).toHaveLength(5);
+    fake.release();
+    await h.tick();
+    expect(h.c.state).toBe('polling');
+    expect(h.errors).toEqual([]);
+  });
+
+  it('on 401 calls token() again and retries at once', async () => {
+    let n = 0;
+    fake.knobs.accept = (t) => t === 'fresh';
+    const h = client({ ...polling, token: () => (n++ ? 'fresh' : 'stale') });
+    await h.tick();
+    expect(fake.log.polls.map((p) => p.auth)).toEqual(['Bearer stale', 'Bearer fresh']);
+    expect(h.c.state).toBe('polling');
+  });
+
+  it('stops with TOKEN_REJECTED when 401 repeats after the refresh', async () => {
+    fake.knobs.accept = () => false;
+    const h = client(polling);
+    await h.tick();
+    expect(h.c.state).toBe('stopped');
+    expect(h.errors.map((e) => [e.code, e.status])).toEqual([['TOKEN_REJECTED', 401]]);
+    await h.tick(600_000);
+    expect(fake.log.polls).toHaveLength(2);
+  });
+
+  it.each([
+    [403, 'FORBIDDEN'],
+    [400, 'BAD_REQUEST'],
+  ])('stops on %i with %s', async (status, code) => {
+    const h = client(polling);
+    fake.knobs.pollQueue.push({ status, body: '{"error":"x","message":"x"}' });
+    await h.tick();
+    expect(h.c.state).toBe('stopped');
+    expect(h.errors.map((e) => [e.code, e.status])).toEqual([[code, status]]);
+    await h.tick(600_000);
+    expect(fake.log.polls).toHaveLength(1);
+  });
+
+  it('reports a body that is not {"messages":[...]} as PROTOCOL and backs off', async () => {
+    const h = client(polling);
+    await h.tick();
+    fake.knobs.pollQueue.push({ status: 200, body: '{"messages":{}}' }, { status: 200, body: 'nope' });
+    await h.tick(1000);
+    await h.tick(500);
+    expect(h.errors.map((e) => [e.code, e.status])).toEqual([
+      ['PROTOCOL', 200],
+      ['PROTOCOL', 200],
+    ]);
+    await h.tick(1000);
+    fake.release();
+    await h.tick();
+    expect(h.c.state).toBe('polling');
+  });
+
+  it('aborts a long-poll that outlives its wait + pingGrace and polls again', async () => {
+    const h = client({ ...polling, pingGrace: 5000 });
+    await h.tick();
+    await h.tick(1000);
+    expect(fake.log.polls).toHaveLength(2);
+    await h.tick(25_000 + 5000 - 1);
+    expect(h.c.state).toBe('polling');
+    await h.tick(1);
+    expect(h.c.state).toBe('connecting');
+    await h.tick(500);
+    expect(fake.log.polls).toHaveLength(3);
+  });
+
+  it('clamps longPoll to the 30 s PROTOCOL.md allows, at and past the limit', async () => {
+    for (const [longPoll, prefer] of [
+      [30, 'wait=30'],
+      [31, 'wait=30'],
+    ] as const) {
+      const h = client({ ...polling, longPoll });
+      await h.tick();
+      await h.tick(1000);
+      expect(fake.log.polls.at(-1)!.prefer).toBe(prefer);
+      h.c.close();
+    }
+  });
+
+  it('slows down while the page is hidden', async () => {
+    fake.knobs.pollInterval = 2;
+    const h = client({ ...polling, longPoll: 0 });
+    doc.visibilityState = 'hidden';
+    await h.tick();
+    await h.tick(7999);
+    expect(fake.log.polls).toHaveLength(1);
+    await h.tick(1);
+    expect(fake.log.polls).toHaveLength(2);
+  });
+
+  it('reconnect() cuts the wait short and polls at once', async () => {
+    fake.knobs.pollInterval = 30;
+    const h = client({ ...polling, longPoll: 0 });
+    await h.tick();
+    h.c.reconnect();
+    await h.tick();
+    expect(fake.log.polls).toHaveLength(2);
+  });
+
+  it('keeps held cursors when another channel still needs its head (no loss on a partial resume)', async () => {
+    fake.publish('a', 1);
+    fake.publish('a', 2);
+    sessionStorage.setItem('tidings:cursors:http://tidings.test', JSON.stringify({ a: 'a-1' }));
+    const h = client({ ...polling, persist: true });
+    await h.tick();
+    expect(fake.log.polls[0]!.inm).toBeNull();
+    await h.tick(1000);
+    expect(fake.log.polls[1]!.inm).toBe('"a=a-1;b=a-0"');
+    expect(h.events.map((e) => e.data)).toEqual([2]);
+  });
+});
+
+describe('headerDelay', () => {
+  it('reads delta-seconds and HTTP-dates, and nothing else', () => {
+    expect(headerDelay('3', 0)).toBe(3000);
+    expect(headerDelay('0.5', 0)).toBe(500);
+    expect(headerDelay(new Date(10_000).toUTCString(), 4000)).toBe(6000);
+    expect(headerDelay(new Date(1000).toUTCString(), 4000)).toBe(0);
+    expect(headerDelay(null, 0)).toBeUndefined();
+    expect(headerDelay('soon', 0)).toBeUndefined();
+  });
+});
