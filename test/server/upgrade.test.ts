@@ -245,3 +245,85 @@ describe('parseUpgrade: properties', () => {
     }), { numRuns: 200 });
   });
 });
+
+describe('interop with a real client (the ws package, over loopback)', () => {
+  /** A minimal server made of the pure modules: parse the head, answer, then echo messages. */
+  async function withServer(fn: (url: string) => Promise<void>, maxHead = MAX) {
+    const { createServer } = await import('node:net');
+    const { receive, initReceiver } = await import('../../server/ws/receiver.js');
+    const { encodeFrame, encodeText, encodeClose, OP_BINARY, OP_PONG } = await import('../../server/ws/frame.js');
+    const server = createServer((socket) => {
+      let head = Buffer.alloc(0);
+      const conn = { spill: null as Buffer | null, frags: null as Buffer[] | null, fragOpcode: 0, fragBytes: 0 };
+      initReceiver(conn);
+      let open = false;
+      const sink = {
+        message: (_c: unknown, data: Buffer, isText: boolean) => { socket.write(isText ? encodeText(`echo:${data.toString()}`) : encodeFrame(OP_BINARY, data)); },
+        ping: (_c: unknown, p: Buffer) => { socket.write(encodeFrame(OP_PONG, p)); },
+        pong: () => {},
+        close: (_c: unknown, code: number) => { socket.end(encodeClose(code === 1005 ? 1000 : code)); },
+        error: (_c: unknown, err: { closeCode: number; code: string }) => { socket.end(encodeClose(err.closeCode, err.code)); },
+      };
+      socket.on('data', (chunk: Buffer) => {
+        if (open) return receive(conn, chunk, 1 << 20, sink);
+        head = Buffer.concat([head, chunk]);
+        const r = parseUpgrade(head, maxHead);
+        if (r.kind === 'incomplete') return;
+        if (r.kind !== 'upgrade') {
+          socket.end(rejectResponse(r.kind === 'error' ? r.error : new HandshakeError('NOT_FOUND', 'no')));
+          return;
+        }
+        open = true;
+        socket.write(acceptResponse(r.key, r.protocol));
+        if (head.length > r.headEnd) receive(conn, Buffer.from(head.subarray(r.headEnd)), 1 << 20, sink);
+      });
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+    const { port } = server.address() as { port: number };
+    try { await fn(`ws://127.0.0.1:${port}`); } finally { server.close(); }
+  }
+
+  it('completes the handshake with tidings.v1, and its frames (text, fragmented, 100 KiB binary, ping) decode', async () => {
+    const { WebSocket } = await import('ws');
+    await withServer(async (url) => {
+      const ws = new WebSocket(`${url}/v1/ws?v=1`, ['other', 'tidings.v1'], { origin: 'http://example.com' });
+      const got: string[] = [];
+      let pong = '';
+      ws.on('pong', (p) => { pong = p.toString(); });
+      const done = new Promise<void>((ok, ko) => {
+        ws.on('message', (data, isBinary) => {
+          got.push(isBinary ? `bin:${(data as Buffer).length}` : data.toString());
+          if (got.length === 3) ok();
+        });
+        ws.on('error', ko);
+      });
+      await new Promise((ok) => ws.once('open', ok));
+      expect(ws.protocol).toBe('tidings.v1');
+      ws.send('héllo ✓');
+      ws.send('frag', { fin: false });
+      ws.ping('are you there');
+      ws.send('mented', { fin: true });
+      ws.send(Buffer.alloc(100 * 1024, 1), { binary: true });
+      await done;
+      expect(got).toEqual(['echo:héllo ✓', 'echo:fragmented', 'bin:102400']);
+      expect(pong).toBe('are you there');
+      const closed = new Promise<number>((ok) => ws.once('close', (code) => ok(code)));
+      ws.close(4000, 'bye');
+      expect(await closed).toBe(4000);
+    });
+  });
+
+  it('gets a 426 with Sec-WebSocket-Version: 13 for another protocol version', async () => {
+    const { WebSocket } = await import('ws');
+    await withServer(async (url) => {
+      const ws = new WebSocket(`${url}/v1/ws`, { protocolVersion: 8 });
+      const res = await new Promise<{ status: number; version: string | undefined }>((ok, ko) => {
+        ws.on('unexpected-response', (_req, r) => ok({ status: r.statusCode!, version: r.headers['sec-websocket-version'] as string | undefined }));
+        ws.on('open', () => ko(new Error('opened')));
+        ws.on('error', () => {});
+      });
+      expect(res).toEqual({ status: 426, version: '13' });
+    });
+  });
+});
