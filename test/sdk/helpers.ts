@@ -19,7 +19,7 @@ export interface Harness {
   resets: ResetMessage[];
   states: State[];
   errors: TidingsError[];
-  /** Advance the fake clock by ms, then let msw and promises run. */
+  /** Advance the fake clock by ms, one due timer at a time, letting msw and promises run after each. */
   tick(ms?: number): Promise<void>;
 }
 
@@ -67,8 +67,18 @@ export function useFake() {
       states: [],
       errors: [],
       async tick(ms = 0) {
+        // Step timer by timer, letting promises and msw run in between, so
+        // work a timer starts can schedule its own timers inside this span.
         await flush();
-        clock.advance(ms);
+        let left = ms;
+        for (;;) {
+          const next = clock.pending()[0];
+          if (next === undefined || next > left) break;
+          clock.advance(next);
+          left -= next;
+          await flush();
+        }
+        clock.advance(left);
         await flush();
       },
     };

@@ -111,7 +111,15 @@ export function fakeTidings(base = 'http://tidings.test') {
       if (m.type === 'pong') return void log.pongs++;
       if (m.type !== 'hello') return client.close(4400, 'bad hello');
       log.hellos.push(m);
-      if (knobs.ws === 'mute') return;
+      if (knobs.ws === 'mute') return void muted.push(() => answer(client, m));
+      answer(client, m);
+    });
+  });
+
+  /** Hellos left unanswered in 'mute' mode, answered later by answerMuted(). */
+  let muted: (() => void)[] = [];
+  function answer(client: WsClient & { addEventListener(t: 'close', f: () => void): void }, m: Hello) {
+    {
       const forced = knobs.closeOnHello.shift();
       if (forced) return client.close(forced[0], forced[1]);
       if (!knobs.accept(m.token)) return client.close(4401, 'token');
@@ -122,8 +130,8 @@ export function fakeTidings(base = 'http://tidings.test') {
       const sub = { client, channels };
       subs.add(sub);
       client.addEventListener('close', () => subs.delete(sub));
-    });
-  });
+    }
+  }
 
   const pollHandler = http.get(base + '/v1/poll', async ({ request }) => {
     const inm = request.headers.get('If-None-Match');
@@ -172,6 +180,12 @@ export function fakeTidings(base = 'http://tidings.test') {
     publish,
     release,
     heads,
+    /** Answer the hellos 'mute' mode held back (a slow welcome), as if the mode were 'ok'. */
+    answerMuted() {
+      const m = muted;
+      muted = [];
+      m.forEach((f) => f());
+    },
     /** Live WebSocket subscriptions. */
     subscribers: () => subs.size,
     /** Close every subscribed socket with `code`. */
@@ -195,6 +209,7 @@ export function fakeTidings(base = 'http://tidings.test') {
       store.clear();
       subs.clear();
       release();
+      muted = [];
       epoch = 'a';
     },
   };
