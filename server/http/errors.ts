@@ -54,3 +54,17 @@ export function sendError(res: ServerResponse, err: HttpError): void {
   }
   sendJson(res, err.status, { error: err.code, message: err.message }, err.headers);
 }
+
+/** Retry-After for a bus outage when the error does not say, seconds: long enough for a Redis failover to settle. */
+export const BUS_RETRY_AFTER_S = 2;
+
+/**
+ * A bus outage (any error with code 'BUS_UNAVAILABLE', whichever Bus threw it) as
+ * 503 + Retry-After, honouring the error's own `retryAfterS`; null for anything else.
+ */
+export function busUnavailable(err: unknown, headers: Record<string, string> = {}): HttpError | null {
+  const e = err as { code?: unknown; retryAfterS?: unknown } | null;
+  if (e?.code !== 'BUS_UNAVAILABLE') return null;
+  const s = typeof e.retryAfterS === 'number' && e.retryAfterS >= 1 ? Math.ceil(e.retryAfterS) : BUS_RETRY_AFTER_S;
+  return new HttpError('bus_unavailable', 'event bus unavailable; retry later', { ...headers, 'Retry-After': String(s) });
+}

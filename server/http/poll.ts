@@ -6,7 +6,7 @@ import type { ServerContext } from '../context.js';
 import type { Bus, StoredEvent } from '../pubsub/bus.js';
 import { parseChannelList } from '../pubsub/channels.js';
 import { buildValidator, matchesHeads, parseIfNoneMatch, parseValidator, type Cursors } from '../pubsub/validator.js';
-import { HttpError, sendError, sendJson, type HttpErrorCode } from './errors.js';
+import { busUnavailable, HttpError, sendError, sendJson, type HttpErrorCode } from './errors.js';
 import type { HeldPolls, Waiter } from './held-polls.js';
 import { parsePreferWait } from './prefer.js';
 import { pollIntervalS } from './poll-interval.js';
@@ -88,6 +88,31 @@ export async function handlePoll(req: IncomingMessage, res: ServerResponse, url:
   const interval = () => pollIntervalS(config.pollIntervalS, { held: held.size, maxHeld: config.maxHeldPolls, lagMs: metrics.eventLoopLagMs() });
   const common = () => ({ 'Cache-Control': 'no-cache, private', 'X-Poll-Interval': String(interval()) });
   const fail = (err: HttpError) => sendError(res, new HttpError(err.code, err.message, { ...common(), ...err.headers }));
+  /** A bus outage is 503 + Retry-After; anything else is logged and 500. */
+  const failed = (err: unknown) => {
+    const outage = busUnavailable(err);
+    if (outage) return fail(outage);
+    ctx.log.error({ err }, 'poll failed');
+    fail(new HttpError('internal', 'internal error'));
+  };
+  try {
+    await poll(req, res, url, deps, { interval, common, fail, failed });
+  } catch (err) {
+    failed(err);
+  }
+}
+
+interface PollKit {
+  interval: () => number;
+  common: () => Record<string, string>;
+  fail: (err: HttpError) => void;
+  failed: (err: unknown) => void;
+}
+
+async function poll(req: IncomingMessage, res: ServerResponse, url: URL, deps: PollDeps, kit: PollKit): Promise<void> {
+  const { ctx, held } = deps;
+  const { config, metrics } = ctx;
+  const { interval, common, fail } = kit;
 
   if (ctx.draining) {
     // Spread the retries over the drain window so they do not all land at once.
@@ -164,9 +189,9 @@ export async function handlePoll(req: IncomingMessage, res: ServerResponse, url:
     held.unregister(w);
   };
   const onError = (err: unknown) => {
-    if (w.phase !== 'done') finish();
-    ctx.log.error({ err }, 'poll evaluation failed');
-    fail(new HttpError('internal', 'internal error'));
+    if (res.writableEnded || res.destroyed) return; // answered, or the client is gone
+    finish();
+    kit.failed(err);
   };
   const step = async (): Promise<void> => {
     w.dirty = false;

@@ -6,11 +6,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from '../config.js';
 import type { ServerContext } from '../context.js';
 import { isChannelName } from '../pubsub/channels.js';
-import { HttpError, sendError, sendJson } from './errors.js';
+import { busUnavailable, HttpError, sendError, sendJson } from './errors.js';
 import { bearerToken } from './poll.js';
-
-/** Retry-After when the bus is unavailable, seconds: long enough for a Redis failover to settle. */
-export const BUS_RETRY_AFTER_S = 2;
 
 /**
  * Cap on the whole request body: maxBatch events, each up to maxMessageBytes of
@@ -126,11 +123,10 @@ export async function handlePublish(req: IncomingMessage, res: ServerResponse, c
   try {
     cursors = await ctx.bus.publish(parsed.events);
   } catch (err) {
-    if ((err as { code?: unknown } | null)?.code === 'BUS_UNAVAILABLE') {
-      ctx.log.warn({ err }, 'publish: bus unavailable');
-      return sendError(res, new HttpError('bus_unavailable', 'event bus unavailable; retry later', { 'Retry-After': String(BUS_RETRY_AFTER_S) }));
-    }
-    throw err;
+    const outage = busUnavailable(err);
+    if (!outage) throw err;
+    ctx.log.warn({ err }, 'publish: bus unavailable');
+    return sendError(res, outage);
   }
   ctx.metrics.publishes.inc(parsed.events.length);
   ctx.metrics.publishDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);

@@ -41,7 +41,8 @@ export interface Bus {
 /** Thrown by a Bus that cannot reach its backend (e.g. Redis down): publish answers 503 + Retry-After. */
 export class BusUnavailableError extends Error {
   readonly code = 'BUS_UNAVAILABLE' as const;
-  constructor(message = 'bus unavailable') {
+  /** @param retryAfterS what to put in Retry-After (seconds). */
+  constructor(message = 'bus unavailable', readonly retryAfterS = 2) {
     super(message);
     this.name = 'BusUnavailableError';
   }

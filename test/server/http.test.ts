@@ -355,6 +355,41 @@ describe('GET /v1/poll', () => {
     expect(r.headers['retry-after']).toBe('1');
   });
 
+  it('answers 503 bus_unavailable with the bus\'s Retry-After when history cannot be read', async () => {
+    const bus = new MemoryBus({ epoch: E });
+    bus.readAfter = async () => { throw new BusUnavailableError('redis down', 7); };
+    const h = await start({ bus });
+    const r = await h.poll('a', { 'if-none-match': `"a=${E}-0"` });
+    expect(r.status).toBe(503);
+    expect(r.json().error).toBe('bus_unavailable');
+    expect(r.headers['retry-after']).toBe('7');
+    expect(r.headers['x-poll-interval']).toBe('5');
+  });
+
+  it('answers a held long-poll 503 when the bus fails at wake-up, and forgets it', async () => {
+    const bus = new MemoryBus({ epoch: E });
+    const h = await start({ bus });
+    const pending = h.poll('a', { 'if-none-match': `"a=${E}-0"`, prefer: 'wait=20' });
+    await heldCount(h, 1);
+    bus.readAfter = async () => { throw new BusUnavailableError('redis down', 3); };
+    h.clock.t += 20_000;
+    h.handler.held.sweep();
+    const r = await pending;
+    expect([r.status, r.headers['retry-after']]).toEqual([503, '3']);
+    expect(h.handler.held.size).toBe(0);
+    expect(bus.isWatched('a')).toBe(false);
+  });
+
+  it('answers 500 internal with the poll headers for an unexpected failure', async () => {
+    const bus = new MemoryBus({ epoch: E });
+    bus.head = async () => { throw new Error('boom'); };
+    const h = await start({ bus });
+    const r = await h.poll('a');
+    expect(r.status).toBe(500);
+    expect(r.json()).toEqual({ error: 'internal', message: 'internal error' });
+    expect(r.headers['cache-control']).toBe('no-cache, private');
+  });
+
   it('counts poll responses by status in the metrics', async () => {
     const h = await start();
     await h.poll('a');
