@@ -37,6 +37,8 @@ export class HeldPolls {
   private readonly byChannel = new Map<string, Set<Waiter>>();
   private readonly all = new Set<Waiter>();
   private timer: ReturnType<typeof setInterval> | null = null;
+  /** Set by releaseAll(): every waiter is answered now and none is parked again. */
+  closing = false;
   readonly now: () => number;
   private readonly sweepIntervalMs: number;
   private readonly isDraining: () => boolean;
@@ -98,9 +100,9 @@ export class HeldPolls {
     }
   }
 
-  /** Wake every held waiter whose deadline has come (all of them while draining). */
+  /** Wake every held waiter whose deadline has come (all of them while draining or closing). */
   sweep(now: number = this.now()): void {
-    const draining = this.isDraining();
+    const draining = this.closing || this.isDraining();
     for (const w of [...this.all]) {
       if (w.phase !== 'held') continue;
       if (draining || w.deadline <= now) {
@@ -108,6 +110,13 @@ export class HeldPolls {
         w.wake(draining ? 'drain' : 'deadline');
       }
     }
+  }
+
+  /** Answer every held waiter now (shutdown); owners must not park again once `closing` is set. */
+  releaseAll(): void {
+    this.closing = true;
+    this.sweep();
+    this.stopTimer();
   }
 
   close(): void {

@@ -204,13 +204,15 @@ async function poll(req: IncomingMessage, res: ServerResponse, url: URL, deps: P
       return fail(new HttpError('over_capacity', `more than ${config.maxHeldPolls} long-polls held`, { 'Retry-After': String(interval()) }));
     }
     first = false;
-    if (held.now() >= deadline || ctx.draining) return (finish(), answer(out));
+    if (held.now() >= deadline || ctx.draining || held.closing) return (finish(), answer(out));
     w.phase = 'held';
   };
   // A held request whose client goes away is dropped (and its channels unwatched).
   res.once('close', () => {
     if (w.phase !== 'done') finish();
   });
+  // Gone while we checked the token: 'close' has fired already, so do not park it.
+  if (req.socket.destroyed) return;
   held.register(w);
   await step().catch(onError);
 }

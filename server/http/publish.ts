@@ -64,9 +64,12 @@ export function parsePublishBody(body: unknown, config: Pick<Config, 'maxBatch' 
   return { ok: true, batch, events };
 }
 
-/** Read the body up to `limit` bytes; null when it goes past (the caller answers 413). */
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
-  return new Promise((resolve, reject) => {
+/**
+ * Read the body up to `limit` bytes: 'too-large' when it goes past (the caller
+ * answers 413), 'aborted' when the client goes away first (nobody to answer).
+ */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer | 'too-large' | 'aborted'> {
+  return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
     const onData = (c: Buffer) => {
@@ -74,14 +77,16 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | null> {
       if (size > limit) {
         req.off('data', onData);
         req.pause();
-        resolve(null);
+        resolve('too-large');
         return;
       }
       chunks.push(c);
     };
     req.on('data', onData);
     req.once('end', () => resolve(Buffer.concat(chunks, size)));
-    req.once('error', reject);
+    // Either of these without 'end' first: the client is gone. resolve() only counts once.
+    req.once('error', () => resolve('aborted'));
+    req.once('close', () => resolve(req.complete ? Buffer.concat(chunks, size) : 'aborted'));
   });
 }
 
@@ -108,7 +113,8 @@ export async function handlePublish(req: IncomingMessage, res: ServerResponse, c
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > limit) return tooLarge(res, `body is ${declared} bytes, over the ${limit}-byte cap`);
   const raw = await readBody(req, limit);
-  if (raw === null) return tooLarge(res, `body over the ${limit}-byte cap`);
+  if (raw === 'aborted') return;
+  if (raw === 'too-large') return tooLarge(res, `body over the ${limit}-byte cap`);
 
   let body: unknown;
   try {

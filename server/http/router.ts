@@ -25,7 +25,7 @@ export interface HttpHandler {
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   /** The held long-polls (tests drive `sweep()` with a fake clock). */
   readonly held: HeldPolls;
-  /** Stop the sweep and the live-event listener. Held polls are answered by the drain sweep, or die with their sockets. */
+  /** Answer every held long-poll now (304, or 200 if news came), then stop the sweep and the live-event listener. */
   close(): void;
 }
 
@@ -122,8 +122,8 @@ export function createHttpHandler(ctx: ServerContext, opts: HttpHandlerOptions =
   };
   Object.defineProperty(handler, 'held', { value: held });
   handler.close = () => {
+    held.releaseAll();
     stopListening();
-    held.close();
   };
   return handler;
 }

@@ -390,6 +390,16 @@ describe('GET /v1/poll', () => {
     expect(r.headers['cache-control']).toBe('no-cache, private');
   });
 
+  it('answers every held long-poll at once when the handler is closed (shutdown)', async () => {
+    const h = await start();
+    const pending = h.poll('a', { 'if-none-match': `"a=${E}-0"`, prefer: 'wait=30' });
+    await heldCount(h, 1);
+    h.handler.close();
+    const r = await pending;
+    expect(r.status).toBe(304);
+    expect(h.handler.held.size).toBe(0);
+  });
+
   it('counts poll responses by status in the metrics', async () => {
     const h = await start();
     await h.poll('a');
@@ -548,6 +558,23 @@ describe('POST /v1/publish', () => {
       req.end('{"channel":"a","data":1}' + ' '.repeat(publishBodyLimit(cfg)));
     });
     expect(r).toBe(413);
+  });
+
+  it('forgets a publish whose client goes away mid-body, publishing nothing and logging no error', async () => {
+    const h = await start();
+    const errors: unknown[] = [];
+    h.ctx.log.error = ((...args: unknown[]) => { errors.push(args); }) as typeof h.ctx.log.error;
+    await new Promise<void>((resolve) => {
+      const s = connect(h.port, '127.0.0.1', () => {
+        s.write(`POST /v1/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TEST_PUBLISHER_KEY}\r\n`
+          + 'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"channel":"a",', () => s.destroy());
+      });
+      s.on('close', () => resolve());
+    });
+    // The next request on a fresh connection is served normally.
+    expect((await h.publish({ channel: 'b', data: 1 })).status).toBe(200);
+    expect(await h.ctx.bus.head('a')).toBe(`${E}-0`);
+    expect(errors).toEqual([]);
   });
 
   it('answers 415 for a body that is not JSON by Content-Type', async () => {
