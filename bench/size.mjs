@@ -1,0 +1,70 @@
+// Benchmark 6: SDK size. Every library bundled the same way: esbuild, IIFE,
+// minified, browser platform, everything it exports (no tree-shaking help),
+// then gzip -9. Tidings is bundled from src/index.ts the same way (it includes
+// mitt and reconnecting-websocket), and the shipped dist/tidings.min.js (rollup
+// + terser) is reported beside it when built.
+import { build } from 'esbuild';
+import { gzipSync, brotliCompressSync, constants } from 'node:zlib';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { target } from './lib/bench.mjs';
+
+export const name = 'size';
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+
+/** label -> module specifier bundled with `export * from …`. */
+export const LIBRARIES = {
+  'tidings (src, esbuild)': `${ROOT}src/index.ts`,
+  'reconnecting-websocket': 'reconnecting-websocket',
+  partysocket: 'partysocket',
+  'socket.io-client': 'socket.io-client',
+  centrifuge: 'centrifuge',
+  phoenix: 'phoenix',
+  'graphql-ws (client)': 'graphql-ws/client',
+  mitt: 'mitt',
+};
+
+export const gzip9 = (buf) => gzipSync(buf, { level: 9 }).length;
+
+async function bundle(spec) {
+  const r = await build({
+    stdin: { contents: `export * from ${JSON.stringify(spec)};`, resolveDir: ROOT, loader: 'js' },
+    bundle: true,
+    format: 'iife',
+    globalName: 'Lib',
+    minify: true,
+    platform: 'browser',
+    target: 'es2020',
+    write: false,
+    logLevel: 'silent',
+    legalComments: 'none',
+  });
+  return Buffer.from(r.outputFiles[0].contents);
+}
+
+function sizes(buf) {
+  return { minBytes: buf.length, gzipBytes: gzip9(buf), brotliBytes: brotliCompressSync(buf, { params: { [constants.BROTLI_PARAM_QUALITY]: 11 } }).length };
+}
+
+export async function run({ log = console.error } = {}) {
+  const rows = {};
+  for (const [label, spec] of Object.entries(LIBRARIES)) {
+    try {
+      rows[label] = sizes(await bundle(spec));
+      log(`  ${label}: ${rows[label].minBytes} B min, ${rows[label].gzipBytes} B gzip -9`);
+    } catch (err) {
+      rows[label] = { error: String(err.message ?? err).split('\n')[0] };
+      log(`  ${label}: ${rows[label].error}`);
+    }
+  }
+  const dist = `${ROOT}dist/tidings.min.js`;
+  if (existsSync(dist)) rows['tidings (dist/tidings.min.js, rollup+terser)'] = sizes(readFileSync(dist));
+  const ours = rows['tidings (dist/tidings.min.js, rollup+terser)'] ?? rows['tidings (src, esbuild)'];
+  const esb = rows['tidings (src, esbuild)'];
+  const targets = [
+    target('tidings gzip -9, esbuild IIFE (bytes, incl. mitt + reconnecting-websocket)', esb?.gzipBytes ?? NaN, '<=', 6144),
+    target('tidings gzip -9, shipped dist/tidings.min.js (bytes)', ours?.gzipBytes ?? NaN, '<=', 6144),
+    target('aim: tidings gzip -9 (bytes)', Math.min(esb?.gzipBytes ?? NaN, ours?.gzipBytes ?? NaN), '<=', 5120),
+  ];
+  return { name, rows, targets };
+}
