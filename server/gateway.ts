@@ -1,0 +1,140 @@
+// The net.Server that owns the port. The first bytes of each connection decide:
+// `GET /v1/ws` becomes a WebSocket without ever building an IncomingMessage;
+// anything else is handed, bytes and all, to a node:http server on the same
+// socket. Listeners are module-level functions shared by every socket (no
+// closure per connection); the connection object is found through a symbol.
+import net, { type Socket } from 'node:net';
+import type { HandshakeRejectReason } from './metrics.js';
+import { HandshakeError, type HandshakeErrorCode } from './ws/errors.js';
+import { acceptResponse, parseUpgrade, rejectResponse } from './ws/upgrade.js';
+import {
+  CLOSE_GRACE_MS, Connection, RETRY_AFTER_S, S_CLOSED, S_ENDED, S_HEAD, connOf, setState, startConnection, tag,
+  type Runtime,
+} from './ws/connection.js';
+
+const REASON_OF: Record<HandshakeErrorCode, HandshakeRejectReason> = {
+  MALFORMED_REQUEST: 'malformed',
+  NOT_AN_UPGRADE: 'malformed',
+  BAD_KEY: 'bad_key',
+  BAD_VERSION: 'bad_version',
+  HEAD_TOO_LARGE: 'head_too_large',
+  ORIGIN_FORBIDDEN: 'origin',
+  OVER_CAPACITY: 'over_capacity',
+  NOT_FOUND: 'not_found',
+};
+
+/** The listening server. `rt.httpServer` receives every socket that is not a WebSocket upgrade. */
+export function createGateway(rt: Runtime): net.Server {
+  return net.createServer((socket) => accept(rt, socket));
+}
+
+/**
+ * A new TCP connection. One Connection object from the start: it carries the
+ * head-read deadline on the shared wheel (slowloris), and is reused as is if the
+ * socket becomes a WebSocket. The handshake window is config.helloTimeoutMs:
+ * the head and the hello share one budget per phase.
+ */
+export function accept(rt: Runtime, socket: Socket): void {
+  const c = new Connection(socket, rt);
+  rt.handshakes++;
+  tag(socket, c);
+  socket.on('data', onHeadData);
+  socket.on('error', onHeadError);
+  socket.on('close', onHeadClose);
+  rt.wheel.schedule(c, rt.now() + rt.config.helloTimeoutMs);
+}
+
+function onHeadError(this: Socket): void {
+  // 'close' follows; the listener only keeps an ECONNRESET from being thrown.
+}
+
+function onHeadClose(this: Socket): void {
+  const c = connOf(this);
+  if (c === undefined) return;
+  setState(c, S_CLOSED);
+  c.rt.wheel.cancel(c);
+  c.spill = null;
+}
+
+function onHeadData(this: Socket, chunk: Buffer): void {
+  const c = connOf(this);
+  if (c === undefined || c.state !== S_HEAD) return; // rejected: ignore whatever else arrives
+  const rt = c.rt;
+  let buf = chunk;
+  if (c.spill !== null) {
+    // Concatenate only while the head is incomplete (rare: one read nearly always holds it).
+    buf = Buffer.concat([c.spill, chunk]);
+    c.spill = null;
+  }
+  const r = parseUpgrade(buf, rt.config.maxHeadBytes);
+  switch (r.kind) {
+    case 'incomplete':
+      // Own copy, outside the shared allocation pool, so a slow client pins only its own bytes.
+      if (buf === chunk) {
+        buf = Buffer.allocUnsafeSlow(chunk.length);
+        chunk.copy(buf);
+      }
+      c.spill = buf;
+      return;
+    case 'http':
+      return handOff(c, buf);
+    case 'error':
+      return reject(c, r.error, REASON_OF[r.error.code]);
+    case 'upgrade': {
+      const { ctx, config } = rt;
+      // Admission before anything is allocated for the connection. The current
+      // socket is itself counted in rt.handshakes, hence the - 1.
+      if (ctx.draining) return reject(c, overCapacity('server draining'), 'draining', Math.ceil(config.drainWindowMs / 1000));
+      if (ctx.control.blockUpgrades) return reject(c, overCapacity('upgrades blocked'), 'blocked');
+      if (rt.conns.size >= config.maxConnections) return reject(c, overCapacity('too many connections'), 'over_capacity');
+      if (rt.handshakes - 1 >= config.maxHandshakes) return reject(c, overCapacity('too many handshakes'), 'over_capacity');
+      // An allow-list protects browsers' ambient credentials (RFC 6455 §10.2); a
+      // request without Origin cannot prove it is allowed, so it is refused too.
+      if (config.allowedOrigins.length > 0 && (r.origin === null || !config.allowedOrigins.includes(r.origin))) {
+        return reject(c, new HandshakeError('ORIGIN_FORBIDDEN', 'Origin not allowed'), 'origin');
+      }
+      const socket = c.socket;
+      socket.write(acceptResponse(r.key, r.protocol));
+      ctx.metrics.handshakes.inc();
+      socket.removeListener('data', onHeadData);
+      socket.removeListener('error', onHeadError);
+      socket.removeListener('close', onHeadClose);
+      // Bytes after the head are already frames (a client may pipeline its hello).
+      startConnection(c, r.headEnd < buf.length ? buf.subarray(r.headEnd) : null);
+      return;
+    }
+  }
+}
+
+function overCapacity(message: string): HandshakeError {
+  return new HandshakeError('OVER_CAPACITY', message);
+}
+
+/** Answer the handshake error and close; no 101 is ever sent in these cases. */
+function reject(c: Connection, error: HandshakeError, reason: HandshakeRejectReason, retryAfterS = RETRY_AFTER_S): void {
+  const rt = c.rt;
+  rt.ctx.metrics.handshakeRejections.inc({ reason });
+  setState(c, S_ENDED);
+  c.spill = null;
+  c.socket.end(rejectResponse(error, retryAfterS));
+  // A client that never reads or never closes its side must not hold the socket.
+  rt.wheel.schedule(c, rt.now() + CLOSE_GRACE_MS);
+}
+
+/**
+ * Not ours: give the socket to node:http as if it had just been accepted. The
+ * bytes read so far go back to the front of the stream (unshift), so node:http
+ * parses them first; keep-alive, pipelining and its own 'upgrade' event (for
+ * other paths) then work exactly as on a socket it accepted itself.
+ */
+function handOff(c: Connection, buf: Buffer): void {
+  const { socket, rt } = c;
+  socket.removeListener('data', onHeadData);
+  socket.removeListener('error', onHeadError);
+  socket.removeListener('close', onHeadClose);
+  tag(socket, undefined);
+  setState(c, S_CLOSED);
+  rt.wheel.cancel(c);
+  socket.unshift(buf);
+  rt.httpServer.emit('connection', socket);
+}

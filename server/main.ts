@@ -1,0 +1,69 @@
+#!/usr/bin/env node
+// The CLI: config from env and flags, generated secrets printed once, one
+// "listening on" line, and a drain on SIGTERM/SIGINT (a second signal exits at once).
+import { ConfigError, helpText, loadConfig, type Config } from './config.js';
+import { createTidingsServer } from './server.js';
+
+/** Exit status for a configuration error (the usage convention of sysexits-less CLIs). */
+export const EXIT_CONFIG = 2;
+
+function printSecrets(config: Config, generated: ('subscriberSecret' | 'publisherKey')[]): void {
+  if (generated.length === 0) return;
+  // stdout, never the logger: a secret must not end up in log storage.
+  const lines = ['', '------------------------------------------------------------------',
+    'Generated secrets for this run only (set the variables to keep them):'];
+  if (generated.includes('subscriberSecret')) lines.push(`  TIDINGS_SUBSCRIBER_SECRET=${config.subscriberSecret}`);
+  if (generated.includes('publisherKey')) lines.push(`  TIDINGS_PUBLISHER_KEY=${config.publisherKey}`);
+  lines.push('------------------------------------------------------------------', '');
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
+async function main(): Promise<void> {
+  let loaded: ReturnType<typeof loadConfig>;
+  try {
+    loaded = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`tidings-server: ${err.message}\n`);
+      process.exit(EXIT_CONFIG);
+    }
+    throw err;
+  }
+  const { config, generated, help } = loaded;
+  if (help) {
+    process.stdout.write(helpText() + '\n');
+    return;
+  }
+  printSecrets(config, generated);
+
+  const server = createTidingsServer(config);
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      // Second signal: the operator does not want to wait.
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    }
+    stopping = true;
+    server.ctx.log.info({ signal, windowMs: config.drainWindowMs }, 'draining');
+    server.drain(config.drainWindowMs).then(
+      () => process.exit(0),
+      (err) => {
+        server.ctx.log.error({ err }, 'drain failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+
+  try {
+    const { host, port } = await server.listen();
+    const shown = host.includes(':') ? `[${host}]` : host;
+    process.stdout.write(`listening on http://${shown}:${port}\n`);
+  } catch (err) {
+    process.stderr.write(`tidings-server: cannot start: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+}
+
+void main();

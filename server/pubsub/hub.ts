@@ -1,0 +1,168 @@
+// Channel -> subscribers on this node, and fan-out of live events.
+//
+// Each live event is serialized ONCE and framed ONCE (encodeText); the same
+// Buffer is then written to every subscriber (uWebSockets' "store once,
+// reference everywhere"). Large fan-outs run in slices of `slice` writes with
+// setImmediate between them so handshakes, pings and HTTP are not starved.
+// Jobs form one global FIFO, so per-channel order holds even when a second
+// event arrives while the first one's fan-out is still slicing.
+import type { Bus, StoredEvent } from './bus.js';
+import { encodeText } from '../ws/frame.js';
+
+/**
+ * The message JSON of an event, built by concatenation around the stored `json`
+ * (never re-parsed). Channel names and cursors are validated on the way in
+ * (CHANNEL_RE, CURSOR_RE) and contain nothing JSON would escape.
+ */
+export function eventMessage(e: StoredEvent): string {
+  return '{"type":"event","channel":"' + e.channel + '","cursor":"' + e.cursor + '","data":' + e.json + '}';
+}
+
+/** PROTOCOL.md: `reset.cursor` is the channel's current head. */
+export function resetMessage(channel: string, head: string): string {
+  return '{"type":"reset","channel":"' + channel + '","cursor":"' + head + '"}';
+}
+
+/**
+ * Hands one frame to one subscriber. `cursor` is null for a reset (always
+ * delivered), else the event's cursor (a subscriber still replaying history
+ * uses it to drop duplicates). Returns true when the frame was written.
+ */
+export type Deliver<S> = (sub: S, channel: string, cursor: string | null, frame: Buffer) => boolean;
+
+export interface HubOptions {
+  /** Writes per fan-out slice before yielding (config.fanoutSlice). @default 2000 */
+  slice?: number;
+  /** Called once per slice with what was written (metrics), not once per write. */
+  onWritten?: (messages: number, bytes: number) => void;
+}
+
+interface Job<S> {
+  channel: string;
+  cursor: string | null;
+  frame: Buffer;
+  /** A single subscriber, or the iterator over a channel's set (live: sees removals). */
+  one: S | null;
+  iter: Iterator<S> | null;
+}
+
+export class Hub<S extends object> {
+  /** Most channels have one subscriber (`user:42`): store it bare, a Set only from the second. */
+  private readonly subs = new Map<string, S | Set<S>>();
+  private readonly jobs: Job<S>[] = [];
+  private jobHead = 0;
+  private running = false;
+  private readonly slice: number;
+  private readonly onWritten: ((messages: number, bytes: number) => void) | undefined;
+  private readonly runSoon = (): void => this.run();
+
+  constructor(private readonly bus: Pick<Bus, 'watch' | 'unwatch'>, private readonly deliver: Deliver<S>, opts: HubOptions = {}) {
+    this.slice = Math.max(1, opts.slice ?? 2000);
+    this.onWritten = opts.onWritten;
+  }
+
+  subscribe(channel: string, sub: S): void {
+    const cur = this.subs.get(channel);
+    if (cur === undefined) {
+      this.subs.set(channel, sub);
+      // Node-level interest: first local subscriber of the channel.
+      this.bus.watch(channel);
+    } else if (cur instanceof Set) {
+      cur.add(sub);
+    } else if (cur !== sub) {
+      this.subs.set(channel, new Set([cur, sub]));
+    }
+  }
+
+  unsubscribe(channel: string, sub: S): void {
+    const cur = this.subs.get(channel);
+    if (cur === undefined) return;
+    if (cur instanceof Set) {
+      cur.delete(sub);
+      if (cur.size === 1) {
+        // Back to the bare form. A job still iterating the old Set is unaffected:
+        // the remaining subscriber is in it too, and a later subscriber reads
+        // history that already contains the in-flight event.
+        this.subs.set(channel, cur.values().next().value as S);
+      } else if (cur.size === 0) {
+        this.subs.delete(channel);
+        this.bus.unwatch(channel);
+      }
+    } else if (cur === sub) {
+      this.subs.delete(channel);
+      this.bus.unwatch(channel);
+    }
+  }
+
+  /** Local subscribers of a channel. */
+  count(channel: string): number {
+    const cur = this.subs.get(channel);
+    return cur === undefined ? 0 : cur instanceof Set ? cur.size : 1;
+  }
+
+  /** Channels with at least one local subscriber. */
+  get channels(): number {
+    return this.subs.size;
+  }
+
+  /** Fan-out jobs not finished yet (tests, drain). */
+  get pending(): number {
+    return this.jobs.length - this.jobHead;
+  }
+
+  /** The bus's live-event listener. */
+  onEvent(event: StoredEvent): void {
+    if (!this.subs.has(event.channel)) return;
+    this.enqueue(event.channel, event.cursor, encodeText(eventMessage(event)));
+  }
+
+  /** The bus's gap listener: events were lost, every subscriber of the channel gets a reset. */
+  onGap(channel: string, head: string): void {
+    if (!this.subs.has(channel)) return;
+    this.enqueue(channel, null, encodeText(resetMessage(channel, head)));
+  }
+
+  private enqueue(channel: string, cursor: string | null, frame: Buffer): void {
+    const cur = this.subs.get(channel)!;
+    const job: Job<S> = cur instanceof Set
+      ? { channel, cursor, frame, one: null, iter: cur.values() }
+      : { channel, cursor, frame, one: cur, iter: null };
+    this.jobs.push(job);
+    // The first slice runs inline (lowest latency); only what is left waits for setImmediate.
+    if (!this.running) this.run();
+  }
+
+  private run(): void {
+    this.running = true;
+    let budget = this.slice;
+    let messages = 0;
+    let bytes = 0;
+    while (budget > 0 && this.jobHead < this.jobs.length) {
+      const job = this.jobs[this.jobHead]!;
+      if (job.one !== null) {
+        budget--;
+        if (this.deliver(job.one, job.channel, job.cursor, job.frame)) { messages++; bytes += job.frame.length; }
+        job.one = null;
+      } else if (job.iter !== null) {
+        for (;;) {
+          if (budget === 0) break;
+          const n = job.iter.next();
+          if (n.done) { job.iter = null; break; }
+          budget--;
+          if (this.deliver(n.value, job.channel, job.cursor, job.frame)) { messages++; bytes += job.frame.length; }
+        }
+        if (job.iter !== null) break;
+      }
+      this.jobHead++;
+    }
+    if (this.jobHead === this.jobs.length) {
+      this.jobs.length = 0;
+      this.jobHead = 0;
+      this.running = false;
+    } else {
+      if (this.jobHead > 1024) { this.jobs.splice(0, this.jobHead); this.jobHead = 0; }
+      setImmediate(this.runSoon);
+    }
+    if (messages > 0 && this.onWritten) this.onWritten(messages, bytes);
+  }
+}

@@ -1,0 +1,201 @@
+// Composition: config -> bus, logger, metrics, context, HTTP handler, hub,
+// timer wheel, gateway. Nothing here parses or frames; it only wires modules
+// together and owns the lifecycle (listen, drain, close).
+import http from 'node:http';
+import type { AddressInfo, Server as NetServer } from 'node:net';
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import type { ServerContext } from './context.js';
+import { createLogger } from './log.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { BusUnavailableError, type Bus, type StoredEvent } from './pubsub/bus.js';
+import { MemoryBus } from './pubsub/memory-bus.js';
+import { Hub } from './pubsub/hub.js';
+import { TimerWheel } from './timer-wheel.js';
+import { createHttpHandler, type HttpHandler } from './http/router.js';
+import { createGateway } from './gateway.js';
+import { CLOSE_GRACE_MS, Connection, closeAll, deliver, onDue, type Runtime } from './ws/connection.js';
+
+/** After drain has closed everything, sockets still open this long are destroyed. */
+export const DRAIN_HARD_CAP_MS = CLOSE_GRACE_MS + 3_000;
+
+export interface ServerOptions {
+  /** A bus of your own (tests, embedding). @default MemoryBus, or RedisBus when config.redisUrl is set */
+  bus?: Bus;
+  /** @default a pino logger at config.logLevel on stdout */
+  log?: Logger;
+  /** @default createMetrics() */
+  metrics?: Metrics;
+  /** The timer wheel's clock; tests pass a fake one and call `wheel.advance()`. @default Date.now */
+  now?: () => number;
+  /** Timer wheel resolution. @default derived from the shortest deadline, 10..1000 ms */
+  tickMs?: number;
+  /** Passed to the HTTP handler (long-poll sweep etc.). */
+  httpOptions?: Parameters<typeof createHttpHandler>[1];
+}
+
+export interface TidingsServer {
+  listen(): Promise<{ host: string; port: number }>;
+  /** Stop accepting, close every WebSocket 1012 (reason = window ms), end held polls, close the bus. */
+  drain(windowMs?: number): Promise<void>;
+  /** Immediate stop: destroy every socket, close the bus. */
+  close(): Promise<void>;
+  readonly ctx: ServerContext;
+  readonly wheel: TimerWheel<Connection>;
+  readonly hub: Hub<Connection>;
+  readonly runtime: Runtime;
+}
+
+/** Until listen() has connected the Redis bus: every call fails as "unavailable". */
+function pendingBus(): Bus {
+  const no = () => Promise.reject(new BusUnavailableError('bus not connected yet'));
+  return {
+    publish: no, head: no, readAfter: no, isAfter: () => false, watch() {}, unwatch() {},
+    onEvent: null, onGap: null, health: () => 'degraded', close: async () => {},
+  };
+}
+
+/** Deadlines fire up to one tick late: a tenth of the shortest one keeps that under 10%. */
+function tickFor(config: Config): number {
+  const shortest = Math.min(config.pingMs, config.pongGraceMs, config.helloTimeoutMs);
+  return Math.max(10, Math.min(1000, Math.floor(shortest / 10)));
+}
+
+export function createTidingsServer(config: Config, opts: ServerOptions = {}): TidingsServer {
+  const log = opts.log ?? createLogger({ level: config.logLevel });
+  const metrics = opts.metrics ?? createMetrics();
+  const liveListeners = new Set<(e: StoredEvent) => void>();
+  const useRedis = !opts.bus && config.redisUrl !== '';
+  let bus: Bus = opts.bus ?? (useRedis ? pendingBus() : new MemoryBus({ history: config.history }));
+
+  const ctx: ServerContext = {
+    config,
+    bus,
+    log,
+    metrics,
+    draining: false,
+    control: {
+      dropAll: (code = 1011) => closeAll(runtime, code, code === 0 ? '' : 'dropped'),
+      blockUpgrades: false,
+      frozen: false,
+      connections: () => runtime.conns.size,
+    },
+    onLiveEvent(listener) {
+      liveListeners.add(listener);
+      return () => { liveListeners.delete(listener); };
+    },
+  };
+
+  const wheel = new TimerWheel<Connection>(opts.tickMs ?? tickFor(config), onDue, opts.now ?? Date.now);
+  // The hub reaches the bus through ctx, which listen() may still swap for the Redis bus.
+  const hub = new Hub<Connection>({ watch: (ch) => ctx.bus.watch(ch), unwatch: (ch) => ctx.bus.unwatch(ch) }, deliver, {
+    slice: config.fanoutSlice,
+    onWritten: (n, bytes) => { metrics.messagesOut.inc(n); metrics.bytesOut.inc(bytes); },
+  });
+  const httpServer = http.createServer();
+  const runtime: Runtime = { ctx, config, hub, wheel, now: wheel.now, httpServer, conns: new Set(), handshakes: 0 };
+  const gateway: NetServer = createGateway(runtime);
+  let handler: HttpHandler | null = null;
+  let needRedis = useRedis;
+
+  function wireBus(b: Bus): void {
+    bus = b;
+    ctx.bus = b;
+    b.onEvent = (e) => {
+      hub.onEvent(e);
+      for (const l of liveListeners) l(e);
+    };
+    b.onGap = (channel, head) => hub.onGap(channel, head);
+  }
+  wireBus(bus);
+
+  let listening = false;
+  let closed = false;
+
+  async function listen(): Promise<{ host: string; port: number }> {
+    if (needRedis) {
+      needRedis = false;
+      let mod: { RedisBus: { connect(url: string, config: Config, log: Logger): Promise<Bus> } };
+      try {
+        mod = (await import('./pubsub/redis-bus.js')) as unknown as typeof mod;
+      } catch (err) {
+        throw new Error(`TIDINGS_REDIS_URL is set but the Redis bus is not available: ${(err as Error).message}`);
+      }
+      wireBus(await mod.RedisBus.connect(config.redisUrl, config, log));
+    }
+    handler = createHttpHandler(ctx, opts.httpOptions);
+    httpServer.on('request', handler);
+    httpServer.on('upgrade', handler.upgrade);
+    // node:http's own timeouts apply to handed-off sockets; its 'clientError'
+    // default answers 400 and destroys, which is what we want.
+    wheel.start();
+    await new Promise<void>((resolve, reject) => {
+      gateway.once('error', reject);
+      gateway.listen(config.port, config.host, () => {
+        gateway.removeListener('error', reject);
+        resolve();
+      });
+    });
+    gateway.on('error', (err) => log.error({ err }, 'listener error'));
+    listening = true;
+    const addr = gateway.address() as AddressInfo;
+    return { host: addr.address, port: addr.port };
+  }
+
+  /** Resolves when the gateway has no socket left (node:http's handed-off sockets included), or after the cap. */
+  function socketsGone(capMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      let done = false;
+      const finish = () => {
+        if (done) return;
+        done = true;
+        clearTimeout(cap);
+        clearInterval(idle);
+        resolve();
+      };
+      // Keep-alive sockets that finished their response close now; busy ones after it.
+      const idle = setInterval(() => httpServer.closeIdleConnections(), 50);
+      const cap = setTimeout(() => {
+        for (const c of runtime.conns) c.socket.destroy();
+        httpServer.closeAllConnections();
+        // Sockets still in the head phase are only known to the gateway.
+        setImmediate(finish);
+      }, capMs);
+      if (listening) gateway.close(() => finish());
+      else finish();
+      httpServer.closeIdleConnections();
+    });
+  }
+
+  async function drain(windowMs = config.drainWindowMs): Promise<void> {
+    if (closed) return;
+    ctx.draining = true;
+    const gone = socketsGone(DRAIN_HARD_CAP_MS);
+    // PROTOCOL.md: 1012 with the reconnect window as a decimal number of ms.
+    closeAll(runtime, 1012, String(Math.max(0, Math.round(windowMs))));
+    // Held long-polls are answered now (draining makes the sweep release all of them).
+    handler?.held.sweep();
+    await gone;
+    await shutdown();
+  }
+
+  async function close(): Promise<void> {
+    if (closed) return;
+    ctx.draining = true;
+    const gone = socketsGone(0);
+    closeAll(runtime, 0);
+    await gone;
+    await shutdown();
+  }
+
+  async function shutdown(): Promise<void> {
+    if (closed) return;
+    closed = true;
+    wheel.stop();
+    handler?.close();
+    metrics.close();
+    await bus.close();
+  }
+
+  return { listen, drain, close, ctx, wheel, hub, runtime };
+}
