@@ -1,0 +1,81 @@
+/**
+ * Bundle checks: builds the SDK in memory with rollup's JS API and the
+ * project's rollup.config.mjs (so it always measures the current sources),
+ * then checks the size budget of the <script> build and that every output is
+ * self-contained.
+ */
+import { createRequire } from 'node:module';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { runInNewContext } from 'node:vm';
+import { gzipSync } from 'node:zlib';
+import { rollup, type OutputOptions, type RollupOptions } from 'rollup';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+/** Gzipped (zlib level 9) size limit of dist/tidings.min.js, bytes. */
+export const MIN_GZIP_LIMIT = 6144;
+const withinBudget = (gzBytes: number) => gzBytes <= MIN_GZIP_LIMIT;
+
+const root = resolve(import.meta.dirname, '../..');
+const code: Record<string, string> = {};
+
+beforeAll(async () => {
+  const configs: RollupOptions[] = (await import(pathToFileURL(resolve(root, 'rollup.config.mjs')).href)).default;
+  const prev = process.cwd();
+  process.chdir(root);
+  try {
+    for (const cfg of configs) {
+      const bundle = await rollup({ ...cfg, onwarn: () => {} });
+      for (const out of ([] as OutputOptions[]).concat(cfg.output ?? [])) {
+        const { output } = await bundle.generate(out);
+        for (const chunk of output) if (chunk.type === 'chunk') code[chunk.fileName] = chunk.code;
+      }
+      await bundle.close();
+    }
+  } finally {
+    process.chdir(prev);
+  }
+}, 60_000);
+
+const gz = (s: string) => gzipSync(s, { level: 9 }).length;
+
+describe('bundle', () => {
+  it(`keeps tidings.min.js within ${MIN_GZIP_LIMIT} B gzipped (level 9)`, () => {
+    const size = gz(code['tidings.min.js']!);
+    console.log(`tidings.min.js: ${code['tidings.min.js']!.length} B min, ${size} B gzip -9`);
+    expect(withinBudget(size)).toBe(true);
+  });
+
+  it('the budget admits exactly the limit and refuses one byte more', () => {
+    expect(withinBudget(MIN_GZIP_LIMIT)).toBe(true);
+    expect(withinBudget(MIN_GZIP_LIMIT + 1)).toBe(false);
+  });
+
+  it('the <script> build defines window.Tidings.createClient with its dependencies inlined', () => {
+    const window: Record<string, unknown> = {};
+    runInNewContext(code['tidings.min.js']! + '\nwindow.Tidings = Tidings;', { window });
+    const T = window.Tidings as { createClient: unknown; TidingsError: unknown };
+    expect(typeof T.createClient).toBe('function');
+    expect(typeof T.TidingsError).toBe('function');
+    expect(code['tidings.min.js']).not.toMatch(/require\(|import[ (]/);
+  });
+
+  it('ESM and CJS builds bundle reconnecting-websocket and mitt (no runtime dependencies)', () => {
+    for (const f of ['tidings.mjs', 'tidings.cjs']) {
+      expect(code[f]).not.toMatch(/reconnecting-websocket['"]|['"]mitt['"]/);
+      expect(code[f]).toMatch(/ReconnectingWebSocket/);
+    }
+  });
+
+  it('the CJS build loads and exports createClient', () => {
+    const mod = { exports: {} as Record<string, unknown> };
+    runInNewContext(code['tidings.cjs']!, { module: mod, exports: mod.exports, require: createRequire(import.meta.url), URL, setTimeout, clearTimeout });
+    expect(typeof mod.exports.createClient).toBe('function');
+  });
+
+  it('the bundled d.ts does not reference the dependencies types', () => {
+    const dts = code['tidings.d.ts']!;
+    expect(dts).toMatch(/declare function createClient/);
+    expect(dts).not.toMatch(/reconnecting-websocket|from ['"]mitt['"]/);
+  });
+});
