@@ -13,7 +13,17 @@ import { pollIntervalS } from './poll-interval.js';
 
 export type PollOutcome =
   | { kind: 'not-modified'; etag: string }
-  | { kind: 'changed'; messages: string[]; etag: string };
+  /** `more`: the byte budget cut the answer short; the ETag stops at the last message sent. */
+  | { kind: 'changed'; messages: string[]; etag: string; more: boolean };
+
+/**
+ * Bytes of messages one poll answer carries before it stops (at a message
+ * boundary; the first message always goes, whatever its size). History can hold
+ * 1000 events of 64 KiB per channel: without a budget one poll could be gigabytes.
+ * Nothing is lost: the ETag names the last message sent, and X-Poll-Interval: 0
+ * asks the client to come straight back for the rest.
+ */
+export const POLL_BUDGET_BYTES = 1024 * 1024;
 
 /** One wire message, built from already-serialized data (encoded once at publish). */
 export function eventMessage(e: StoredEvent): string {
@@ -31,10 +41,12 @@ export function resetMessage(channel: string, head: string): string {
  * events after the first validator's cursors, or a reset per channel; a channel
  * the validator does not mention starts "from now on": no messages, its head in the ETag.
  */
-export async function evaluatePoll(bus: Bus, channels: readonly string[], validators: Cursors[] | null): Promise<PollOutcome> {
+export async function evaluatePoll(
+  bus: Bus, channels: readonly string[], validators: Cursors[] | null, budget: number = POLL_BUDGET_BYTES,
+): Promise<PollOutcome> {
   if (validators === null || validators.length > 1) {
     const heads: Cursors = new Map(await Promise.all(channels.map(async (ch) => [ch, await bus.head(ch)] as [string, string])));
-    if (validators === null) return { kind: 'changed', messages: [], etag: buildValidator(heads) };
+    if (validators === null) return { kind: 'changed', messages: [], etag: buildValidator(heads), more: false };
     if (validators.some((v) => matchesHeads(v, heads))) return { kind: 'not-modified', etag: buildValidator(heads) };
   }
   const given = validators[0]!;
@@ -45,22 +57,41 @@ export async function evaluatePoll(bus: Bus, channels: readonly string[], valida
     const c = given.get(ch);
     return c === undefined ? { ch, c, head: await bus.head(ch) } : { ch, c, replay: await bus.readAfter(ch, c) };
   }));
+  let bytes = 0;
+  let more = false;
+  /** False once the budget is spent; the first message always fits. */
+  const fits = (m: string): boolean => {
+    if (more) return false;
+    const n = Buffer.byteLength(m) + 1;
+    if (messages.length > 0 && bytes + n > budget) {
+      more = true;
+      return false;
+    }
+    bytes += n;
+    return true;
+  };
   for (const r of replays) {
     if (r.c === undefined) {
       complete = false;
       after.set(r.ch, r.head!);
     } else if (r.replay!.kind === 'reset') {
-      messages.push(resetMessage(r.ch, r.replay!.head));
-      after.set(r.ch, r.replay!.head);
+      const m = resetMessage(r.ch, r.replay!.head);
+      if (fits(m)) messages.push(m);
+      after.set(r.ch, more ? r.c : r.replay!.head);
     } else {
-      const evs = r.replay!.events;
-      for (const e of evs) messages.push(eventMessage(e));
-      after.set(r.ch, evs.length > 0 ? evs[evs.length - 1]!.cursor : r.c);
+      let last = r.c;
+      for (const e of r.replay!.events) {
+        const m = eventMessage(e);
+        if (!fits(m)) break;
+        messages.push(m);
+        last = e.cursor;
+      }
+      after.set(r.ch, last);
     }
   }
   const etag = buildValidator(after);
   if (messages.length === 0 && complete) return { kind: 'not-modified', etag };
-  return { kind: 'changed', messages, etag };
+  return { kind: 'changed', messages, etag, more };
 }
 
 const TOKEN_CODES: Record<TokenError['code'], HttpErrorCode> = {
@@ -76,6 +107,8 @@ export function bearerToken(header: string | undefined): string | null {
 export interface PollDeps {
   ctx: ServerContext;
   held: HeldPolls;
+  /** Bytes of messages per poll answer. @default POLL_BUDGET_BYTES */
+  budget?: number;
   /** For the draining Retry-After spread. @default Math.random */
   random?: () => number;
 }
@@ -159,6 +192,8 @@ async function poll(req: IncomingMessage, res: ServerResponse, url: URL, deps: P
   const wait = parsePreferWait(req.headers.prefer, config.maxPollWaitS);
   const answer = (out: PollOutcome) => {
     const headers: Record<string, string> = { ...common(), ETag: out.etag };
+    // Cut short by the budget: come straight back for the rest.
+    if (out.kind === 'changed' && out.more) headers['X-Poll-Interval'] = '0';
     if (wait !== null) headers['Preference-Applied'] = `wait=${wait}`;
     if (out.kind === 'not-modified') {
       // RFC 9110 §15.4.5: a 304 carries the ETag and Cache-Control the 200 would have.
@@ -174,7 +209,7 @@ async function poll(req: IncomingMessage, res: ServerResponse, url: URL, deps: P
     sendJson(res, 200, body, headers);
   };
 
-  if (wait === null) return answer(await evaluatePoll(ctx.bus, channels, validators));
+  if (wait === null) return answer(await evaluatePoll(ctx.bus, channels, validators, deps.budget));
 
   // Long-poll. Register before reading history, so an event that lands while we
   // read marks the waiter dirty instead of slipping between read and park.
@@ -195,7 +230,7 @@ async function poll(req: IncomingMessage, res: ServerResponse, url: URL, deps: P
   };
   const step = async (): Promise<void> => {
     w.dirty = false;
-    const out = await evaluatePoll(ctx.bus, channels, validators);
+    const out = await evaluatePoll(ctx.bus, channels, validators, deps.budget);
     if (w.phase === 'done') return; // the client went away meanwhile
     if (out.kind === 'changed') return (finish(), answer(out));
     if (w.dirty) return step();

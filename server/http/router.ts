@@ -17,6 +17,8 @@ export interface HttpHandlerOptions {
   sweepIntervalMs?: number;
   /** Random source for the draining Retry-After spread. @default Math.random */
   random?: () => number;
+  /** Bytes of messages per poll answer (poll.ts POLL_BUDGET_BYTES). @default 1 MiB */
+  pollBudgetBytes?: number;
 }
 
 export interface HttpHandler {
@@ -100,7 +102,7 @@ export function createHttpHandler(ctx: ServerContext, opts: HttpHandlerOptions =
 
     switch (path) {
       case '/v1/poll':
-        void handlePoll(req, res, url, { ctx, held, random: opts.random }).catch((err) => fail(res, err));
+        void handlePoll(req, res, url, { ctx, held, random: opts.random, budget: opts.pollBudgetBytes }).catch((err) => fail(res, err));
         return;
       case '/v1/publish':
         void handlePublish(req, res, ctx).catch((err) => fail(res, err));

@@ -2,7 +2,7 @@
 // bearer parsing, publish body validation and key comparison.
 import { describe, expect, it } from 'vitest';
 import { corsFor, normalizeOrigin, preflightHeaders } from '../../server/http/cors.js';
-import { bearerToken, evaluatePoll } from '../../server/http/poll.js';
+import { bearerToken, evaluatePoll, eventMessage } from '../../server/http/poll.js';
 import { LAG_X2_MS, LAG_X4_MS, pollIntervalS } from '../../server/http/poll-interval.js';
 import { parsePreferWait } from '../../server/http/prefer.js';
 import { parsePublishBody, publisherKeyMatches } from '../../server/http/publish.js';
@@ -128,5 +128,44 @@ describe('evaluatePoll', () => {
     if (out.kind !== 'changed') return;
     expect(out.messages.map((m) => JSON.parse(m).data)).toEqual([2, 1, 3]);
     expect(out.etag).toBe('"a=e-1;b=e-2"');
+  });
+
+  describe('byte budget', () => {
+    // Every message here has the same length: {"type":"event","channel":"a","cursor":"e-N","data":N}
+    const L = eventMessage({ channel: 'a', cursor: 'e-1', json: '1' }).length;
+    async function fivePublished() {
+      const bus = new MemoryBus({ epoch: 'e' });
+      await bus.publish([1, 2, 3, 4, 5].map((n) => ({ channel: 'a', json: String(n) })));
+      await bus.publish([{ channel: 'b', json: '9' }]);
+      return bus;
+    }
+    const from0 = () => [new Map([['a', 'e-0'], ['b', 'e-0']])];
+
+    it('carries exactly as many messages as fit the budget (at the limit)', async () => {
+      const out = await evaluatePoll(await fivePublished(), ['a', 'b'], from0(), 2 * (L + 1));
+      expect(out).toMatchObject({ kind: 'changed', more: true, etag: '"a=e-2;b=e-0"' });
+      if (out.kind === 'changed') expect(out.messages).toHaveLength(2);
+    });
+
+    it('stops one message earlier one byte under it (past the limit)', async () => {
+      const out = await evaluatePoll(await fivePublished(), ['a', 'b'], from0(), 2 * (L + 1) - 1);
+      expect(out).toMatchObject({ kind: 'changed', more: true, etag: '"a=e-1;b=e-0"' });
+    });
+
+    it('always sends the first message, whatever its size', async () => {
+      const out = await evaluatePoll(await fivePublished(), ['a', 'b'], from0(), 1);
+      expect(out).toMatchObject({ kind: 'changed', more: true, etag: '"a=e-1;b=e-0"' });
+    });
+
+    it('says there is no more when everything fitted', async () => {
+      const out = await evaluatePoll(await fivePublished(), ['a', 'b'], from0(), 1 << 20);
+      expect(out).toMatchObject({ kind: 'changed', more: false, etag: '"a=e-5;b=e-1"' });
+    });
+
+    it('keeps the client cursor for a reset that did not fit, so the reset comes next time', async () => {
+      const bus = await fivePublished();
+      const out = await evaluatePoll(bus, ['a', 'b'], [new Map([['a', 'e-0'], ['b', 'other-1']])], L + 1);
+      expect(out).toMatchObject({ kind: 'changed', more: true, etag: '"a=e-1;b=other-1"' });
+    });
   });
 });

@@ -33,10 +33,10 @@ interface Harness {
 
 let open: Harness[] = [];
 
-async function start(over: { config?: Partial<Config>; draining?: boolean; bus?: MemoryBus } = {}): Promise<Harness> {
+async function start(over: { config?: Partial<Config>; draining?: boolean; bus?: MemoryBus; pollBudgetBytes?: number } = {}): Promise<Harness> {
   const ctx = makeTestContext(over);
   const clock = { t: 1_000_000 };
-  const handler = createHttpHandler(ctx, { now: () => clock.t, sweepIntervalMs: 0, random: () => 0 });
+  const handler = createHttpHandler(ctx, { now: () => clock.t, sweepIntervalMs: 0, random: () => 0, pollBudgetBytes: over.pollBudgetBytes });
   const server = createServer(handler);
   server.on('upgrade', handler.upgrade);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -144,6 +144,21 @@ describe('GET /v1/poll', () => {
       ],
     });
     expect(r.headers.etag).toBe(`"a=${E}-3;b=${E}-1"`);
+  });
+
+  it('cuts a large answer at the byte budget, asks to come back at once, and the next poll continues', async () => {
+    const h = await start({ pollBudgetBytes: 200 });
+    const data = 'x'.repeat(100); // each message is well over 100 bytes: one per answer
+    await h.ctx.bus.publish([1, 2, 3].map(() => ({ channel: 'a', json: JSON.stringify(data) })));
+    const r1 = await h.poll('a', { 'if-none-match': `"a=${E}-0"` });
+    expect(r1.json().messages.map((m: { cursor: string }) => m.cursor)).toEqual([`${E}-1`]);
+    expect(r1.headers['x-poll-interval']).toBe('0');
+    expect(r1.headers.etag).toBe(`"a=${E}-1"`);
+    const r2 = await h.poll('a', { 'if-none-match': r1.headers.etag as string });
+    expect(r2.json().messages.map((m: { cursor: string }) => m.cursor)).toEqual([`${E}-2`]);
+    const r3 = await h.poll('a', { 'if-none-match': `"a=${E}-2"` });
+    expect(r3.headers['x-poll-interval']).toBe('5'); // the last one: nothing more pending
+    expect(r3.headers.etag).toBe(`"a=${E}-3"`);
   });
 
   it('sends a reset with the head for a cursor from another server start', async () => {
