@@ -224,8 +224,8 @@ async function poll(req: IncomingMessage, res: ServerResponse, url: URL, deps: P
     held.unregister(w);
   };
   const onError = (err: unknown) => {
-    if (res.writableEnded || res.destroyed) return; // answered, or the client is gone
     finish();
+    if (res.writableEnded || res.destroyed) return; // answered, or the client is gone
     kit.failed(err);
   };
   const step = async (): Promise<void> => {
