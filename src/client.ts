@@ -2,7 +2,7 @@ import mittImport from 'mitt';
 import type { Ctx, Settings } from './context.js';
 import { cursorStore } from './cursors.js';
 import { TidingsError } from './errors.js';
-import { CHANNEL } from './messages.js';
+import { CHANNEL, json } from './messages.js';
 import { pollTransport, type PollTransport } from './transport/poll.js';
 import { wsTransport, type WsTransport } from './transport/websocket.js';
 import type { Client, ClientOptions, Clock, State, TidingsEvents, Transport } from './types.js';
@@ -152,7 +152,7 @@ export function createClient(options: ClientOptions): Client {
           throw new TidingsError('TOKEN_FETCH_FAILED', e?.message);
         })),
     stale: () => (tokenP = undefined),
-    cursors: cursorStore(s.channels, (stored && JSON.parse(stored)) || {}, options.persist ? (c) => session(cursorKey, JSON.stringify(c)) : undefined),
+    cursors: cursorStore(s.channels, json(stored) || {}, options.persist ? (c) => session(cursorKey, JSON.stringify(c)) : undefined),
     deliver(m) {
       if (phase.state === 'stopped') return;
       if (m.type === 'welcome') ctx.cursors.heads(m.channels);
@@ -204,7 +204,8 @@ export function createClient(options: ClientOptions): Client {
       win,
       'online',
       () => {
-        set(CONNECTING);
+        // Browsers also fire `online` on a network change without a prior `offline`.
+        if (phase.state === 'offline') set(CONNECTING);
         em.emit('online');
         const w = waiters;
         waiters = [];
@@ -246,6 +247,7 @@ export function createClient(options: ClientOptions): Client {
     off: em.off,
     cursors: () => ctx.cursors.get(),
     reconnect() {
+      if (phase.state === 'stopped') return;
       if (live === 'polling') poll?.now();
       else ws?.drop(true);
     },

@@ -78,9 +78,13 @@ export function wsTransport(c: Ctx, probing: boolean): WsTransport {
     c.down('websocket');
   };
 
+  let wake: (() => void) | undefined;
   const drop = (now?: boolean) => {
     if (cur) ended(1006, '');
-    if (now) next = 0;
+    if (now) {
+      next = 0;
+      wake?.(); // cut a backoff wait in progress short
+    }
     rws.reconnect(1000);
   };
 
@@ -88,9 +92,18 @@ export function wsTransport(c: Ctx, probing: boolean): WsTransport {
   const dog = watchdog(clock, drop);
 
   function Socket(url: string, protocols: string) {
-    const ws = new c.WS!(url, protocols);
+    let ws: WebSocket;
+    try {
+      ws = new c.WS!(url, protocols);
+      dog.arm(s.connectTimeout);
+    } catch {
+      // Browsers throw SecurityError for blocked ports or CSP. RWS must get an
+      // object back (a throw here would stall it): hand it a closed stand-in
+      // and let the watchdog count the failed attempt on the next tick.
+      ws = { readyState: 3, addEventListener() {}, removeEventListener() {} } as unknown as WebSocket;
+      dog.arm(0);
+    }
     cur = ws;
-    dog.arm(s.connectTimeout);
     ws.onopen = () => ws === cur && ws.send(JSON.stringify({ type: 'hello', token, channels: hello() }));
     ws.onerror = () => ws === cur && ended(1006, '');
     ws.onclose = (e) => ws === cur && ended(e.code, e.reason);
@@ -125,7 +138,7 @@ export function wsTransport(c: Ctx, probing: boolean): WsTransport {
       try {
         const d = next ?? (probing ? probeDelay(p++, s.probeFirst, s.probeMax, random) : backoff(n++, s.base, s.cap, random));
         next = undefined;
-        await c.sleep(d);
+        await Promise.race([c.sleep(d), new Promise<void>((r) => (wake = r))]);
         await c.online();
         token = await c.token();
         return s.wsUrl;

@@ -75,6 +75,15 @@ describe('createClient options', () => {
     expect(urls[0]).toBe('https://mail.example.com/push/v1/poll?channels=a,b');
   });
 
+  it('ignores corrupt persisted cursors and starts fresh', async () => {
+    sessionStorage.setItem('tidings:cursors:http://tidings.test', '{broken');
+    const h = client({ persist: true });
+    await h.tick();
+    expect(h.c.state).toBe('open');
+    expect(fake.log.hellos[0]!.channels).toEqual({ a: null, b: null });
+    expect(JSON.parse(sessionStorage.getItem('tidings:cursors:http://tidings.test')!)).toEqual({ a: 'a-0', b: 'a-0' });
+  });
+
   it('off() removes a handler', async () => {
     const h = client();
     const got: unknown[] = [];

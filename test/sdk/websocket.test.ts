@@ -258,6 +258,53 @@ describe('websocket transport', () => {
     expect(h.c.state).toBe('open');
   });
 
+  it('reconnect() during a backoff wait connects at once', async () => {
+    fake.knobs.ws = 'refuse';
+    const h = client({ transport: 'websocket', random: () => 0.999 });
+    await h.tick();
+    await h.tick(1000);
+    expect(fake.log.connections).toBe(2); // now waiting ~2 s
+    fake.knobs.ws = 'ok';
+    h.c.reconnect();
+    await h.tick();
+    expect(fake.log.connections).toBe(3);
+    expect(h.c.state).toBe('open');
+  });
+
+  it('counts a WebSocket constructor that throws (blocked port, CSP) as a failed attempt', async () => {
+    class Blocked {
+      static CLOSING = 2;
+      constructor() {
+        throw new DOMException('blocked', 'SecurityError');
+      }
+    }
+    const h = client({ WebSocket: Blocked as unknown as typeof WebSocket, random: half });
+    await h.tick();
+    await h.tick(500);
+    await h.tick();
+    expect(h.c.transport).toBe('polling');
+    expect(h.c.state).toBe('polling');
+  });
+
+  it('an online event without a prior offline leaves an open connection alone', async () => {
+    const h = client();
+    await h.tick();
+    fire('online');
+    await h.tick();
+    expect(h.states).toEqual(['open']);
+    expect(fake.log.connections).toBe(1);
+  });
+
+  it('reconnect() after close() does nothing', async () => {
+    const h = client();
+    await h.tick();
+    h.c.close();
+    h.c.reconnect();
+    await h.tick(60_000);
+    expect(fake.log.connections).toBe(1);
+    expect(h.c.state).toBe('stopped');
+  });
+
   it('close() stops for good and closes the socket', async () => {
     const h = client();
     await h.tick();
