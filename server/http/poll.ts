@@ -113,13 +113,23 @@ export interface PollDeps {
   random?: () => number;
 }
 
+/** The current X-Poll-Interval for this node (poll-interval.ts). */
+export function currentPollInterval(ctx: Pick<ServerContext, 'config' | 'metrics'>, held: Pick<HeldPolls, 'size'>): number {
+  return pollIntervalS(ctx.config.pollIntervalS, { held: held.size, maxHeld: ctx.config.maxHeldPolls, lagMs: ctx.metrics.eventLoopLagMs() });
+}
+
+/** PROTOCOL.md: every /v1/poll response carries these, errors included. */
+export function pollCommonHeaders(ctx: Pick<ServerContext, 'config' | 'metrics'>, held: Pick<HeldPolls, 'size'>): Record<string, string> {
+  return { 'Cache-Control': 'no-cache, private', 'X-Poll-Interval': String(currentPollInterval(ctx, held)) };
+}
+
 /** Handle GET /v1/poll. Never throws: every failure becomes a JSON error answer. */
 export async function handlePoll(req: IncomingMessage, res: ServerResponse, url: URL, deps: PollDeps): Promise<void> {
   const { ctx, held } = deps;
-  const { config, metrics } = ctx;
+  const { metrics } = ctx;
   res.once('finish', () => metrics.pollResponses.inc({ status: String(res.statusCode) }));
-  const interval = () => pollIntervalS(config.pollIntervalS, { held: held.size, maxHeld: config.maxHeldPolls, lagMs: metrics.eventLoopLagMs() });
-  const common = () => ({ 'Cache-Control': 'no-cache, private', 'X-Poll-Interval': String(interval()) });
+  const interval = () => currentPollInterval(ctx, held);
+  const common = () => pollCommonHeaders(ctx, held);
   const fail = (err: HttpError) => sendError(res, new HttpError(err.code, err.message, { ...common(), ...err.headers }));
   /** A bus outage is 503 + Retry-After; anything else is logged and 500. */
   const failed = (err: unknown) => {

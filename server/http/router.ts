@@ -7,7 +7,7 @@ import { handleDemo } from './demo.js';
 import { HttpError, sendError } from './errors.js';
 import { handleHealth, handleMetrics } from './health.js';
 import { HeldPolls } from './held-polls.js';
-import { handlePoll } from './poll.js';
+import { handlePoll, pollCommonHeaders } from './poll.js';
 import { handlePublish } from './publish.js';
 
 export interface HttpHandlerOptions {
@@ -81,6 +81,8 @@ export function createHttpHandler(ctx: ServerContext, opts: HttpHandlerOptions =
     }
     const methods = ROUTES[path];
     if (!methods) throw new HttpError('not_found', `no route for ${path}`);
+    // PROTOCOL.md: every poll response carries these, the router's own errors (403 origin, 405) too.
+    if (path === '/v1/poll') for (const [k, v] of Object.entries(pollCommonHeaders(ctx, held))) res.setHeader(k, v);
 
     if (CORS_ROUTES.has(path)) {
       const origin = req.headers.origin;

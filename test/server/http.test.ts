@@ -458,6 +458,8 @@ describe('CORS', () => {
     const r = await h.poll('a', { origin: 'https://evil.example' });
     expect(r.status).toBe(403);
     expect(r.json().error).toBe('origin_forbidden');
+    expect(r.headers['x-poll-interval']).toBe('5');
+    expect(r.headers['cache-control']).toBe('no-cache, private');
   });
 
   it('sends Vary: Origin even to requests without an Origin', async () => {
