@@ -1,5 +1,6 @@
 // The small pure policies behind the HTTP routes: Prefer, X-Poll-Interval, CORS,
 // bearer parsing, publish body validation and key comparison.
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { corsFor, normalizeOrigin, preflightHeaders } from '../../server/http/cors.js';
 import { bearerToken, evaluatePoll, eventMessage } from '../../server/http/poll.js';
@@ -167,5 +168,32 @@ describe('evaluatePoll', () => {
       const out = await evaluatePoll(bus, ['a', 'b'], [new Map([['a', 'e-0'], ['b', 'other-1']])], L + 1);
       expect(out).toMatchObject({ kind: 'changed', more: true, etag: '"a=e-1;b=other-1"' });
     });
+  });
+
+  it('following the ETag from any cursor yields every later event once, in order, or one reset (any budget)', async () => {
+    await fc.assert(fc.asyncProperty(
+      fc.integer({ min: 1, max: 6 }), fc.integer({ min: 0, max: 15 }), fc.integer({ min: 0, max: 18 }), fc.integer({ min: 1, max: 400 }),
+      async (cap, n, from, budget) => {
+        const bus = new MemoryBus({ history: cap, epoch: 'e' });
+        if (n > 0) await bus.publish(Array.from({ length: n }, (_, i) => ({ channel: 'a', json: String(i + 1) })));
+        let tag = `a=e-${from}`;
+        const got: string[] = [];
+        for (let round = 0; round < 50; round++) {
+          const out = await evaluatePoll(bus, ['a'], [new Map([['a', tag.split('=')[1]!]])], budget);
+          if (out.kind === 'not-modified') break;
+          for (const m of out.messages) {
+            const msg = JSON.parse(m);
+            got.push(msg.type === 'reset' ? `reset@${msg.cursor}` : String(msg.data));
+          }
+          tag = out.etag.slice(1, -1);
+        }
+        const replayable = from <= n && from >= n - cap;
+        const want = replayable
+          ? Array.from({ length: n - from }, (_, i) => String(from + i + 1))
+          : [`reset@e-${n}`];
+        expect(got).toEqual(want);
+        expect(tag).toBe(`a=e-${n}`);
+      },
+    ));
   });
 });
