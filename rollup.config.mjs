@@ -7,6 +7,22 @@ import terser from '@rollup/plugin-terser';
 import typescript from '@rollup/plugin-typescript';
 import { dts } from 'rollup-plugin-dts';
 
+/**
+ * reconnecting-websocket 4.4.0 ships a `debug` option whose logger drags in
+ * tslib's __spread/__read and "RWS>" strings: dev-only code we never enable
+ * (we pass no `debug`). Replace the logger with a no-op. Fails the build if
+ * the pattern is gone (a new RWS version must be looked at, not skipped).
+ */
+const stripRwsDebug = () => ({
+  name: 'strip-rws-debug',
+  transform(code, id) {
+    if (!id.includes('reconnecting-websocket')) return null;
+    const re = /ReconnectingWebSocket\.prototype\._debug = function \(\) \{[\s\S]*?\n    \};/;
+    if (!re.test(code)) this.error('reconnecting-websocket: _debug not found, check the strip-rws-debug plugin');
+    return { code: code.replace(re, 'ReconnectingWebSocket.prototype._debug = function () {};'), map: null };
+  },
+});
+
 const ts = () =>
   typescript({
     tsconfig: './tsconfig.json',
@@ -20,7 +36,7 @@ const banner = '/*! tidings | MIT | includes reconnecting-websocket (MIT), mitt 
 export default [
   {
     input: 'src/index.ts',
-    plugins: [resolve({ browser: true }), ts()],
+    plugins: [resolve({ browser: true }), stripRwsDebug(), ts()],
     output: [
       { file: 'dist/tidings.mjs', format: 'es', banner },
       { file: 'dist/tidings.cjs', format: 'cjs', banner },
@@ -28,7 +44,7 @@ export default [
   },
   {
     input: 'src/index.ts',
-    plugins: [resolve({ browser: true }), ts()],
+    plugins: [resolve({ browser: true }), stripRwsDebug(), ts()],
     output: {
       file: 'dist/tidings.min.js',
       format: 'iife',
