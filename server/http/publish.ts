@@ -54,7 +54,13 @@ export function parsePublishBody(body: unknown, config: Pick<Config, 'maxBatch' 
     const { channel, data } = item as { channel?: unknown; data?: unknown };
     if (!isChannelName(channel)) return bad(`${where}bad channel name: must match ^[A-Za-z0-9:_.\\-]{1,128}$`);
     if (data === undefined) return bad(`${where}data is required (any JSON value, null included)`);
-    const json = JSON.stringify(data);
+    let json: string;
+    try {
+      json = JSON.stringify(data);
+    } catch {
+      // JSON.parse takes any depth; JSON.stringify recurses and overflows the stack (~10k levels).
+      return bad(`${where}data nests too deeply`);
+    }
     const bytes = Buffer.byteLength(json);
     if (bytes > config.maxMessageBytes) {
       return { ok: false, error: new HttpError('too_large', `${where}data is ${bytes} bytes, over the ${config.maxMessageBytes}-byte limit`) };

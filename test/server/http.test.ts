@@ -524,6 +524,14 @@ describe('POST /v1/publish', () => {
     expect(await h.ctx.bus.head('a')).toBe(`${E}-0`);
   });
 
+  it('answers 400, not 500, for data nested too deeply to serialize', async () => {
+    const h = await start();
+    const deep = '['.repeat(10_000) + ']'.repeat(10_000);
+    const r = await h.publish(`{"channel":"a","data":${deep}}`);
+    expect(r.status).toBe(400);
+    expect(r.json()).toMatchObject({ error: 'bad_event', message: 'data nests too deeply' });
+  });
+
   it('accepts data of exactly maxMessageBytes and answers 413 one byte past it', async () => {
     const h = await start({ config: { maxMessageBytes: 100 } });
     // JSON string data: 98 characters + 2 quotes = 100 bytes.
