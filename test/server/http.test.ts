@@ -643,6 +643,12 @@ describe('health, metrics and routing', () => {
     expect([g.status, g.text]).toEqual([503, 'bus degraded\n']);
   });
 
+  it('answers HEAD /healthz with the status and no body', async () => {
+    const h = await start();
+    const r = await h.send('HEAD', '/healthz');
+    expect([r.status, r.text, r.headers['content-length']]).toEqual([200, '', '3']);
+  });
+
   it('serves every metric name in Prometheus text format', async () => {
     const h = await start();
     const r = await h.send('GET', '/metrics');
