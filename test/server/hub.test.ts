@@ -1,0 +1,119 @@
+// The hub on its own: fake subscribers, a real memory bus, no sockets.
+import { describe, expect, it } from 'vitest';
+import { eventMessage, Hub, resetMessage } from '../../server/pubsub/hub.js';
+import { MemoryBus } from '../../server/pubsub/memory-bus.js';
+import type { StoredEvent } from '../../server/pubsub/bus.js';
+
+interface Sub { id: number }
+interface Write { sub: Sub; channel: string; cursor: string | null; frame: Buffer }
+
+function setup(slice = 2000) {
+  const bus = new MemoryBus({ epoch: 'e' });
+  const writes: Write[] = [];
+  const log: string[] = [];
+  const hub = new Hub<Sub>(bus, (sub, channel, cursor, frame) => {
+    writes.push({ sub, channel, cursor, frame });
+    log.push(`write ${sub.id} ${cursor}`);
+    return true;
+  }, { slice });
+  bus.onEvent = (e) => hub.onEvent(e);
+  const subs = (n: number) => Array.from({ length: n }, (_, i) => ({ id: i }));
+  return { bus, hub, writes, log, subs };
+}
+
+/** The text inside a server text frame (unmasked, FIN, opcode 1). */
+function textOf(frame: Buffer): string {
+  const len = frame[1]! & 0x7f;
+  const at = len === 126 ? 4 : len === 127 ? 10 : 2;
+  return frame.subarray(at).toString('utf8');
+}
+
+describe('messages', () => {
+  it('builds the event message around the stored json without re-serializing it', () => {
+    const e: StoredEvent = { channel: 'user:42', cursor: 'e-17', json: '{"folder":"inbox","unread":3}' };
+    expect(JSON.parse(eventMessage(e))).toEqual({ type: 'event', channel: 'user:42', cursor: 'e-17', data: { folder: 'inbox', unread: 3 } });
+    expect(JSON.parse(resetMessage('user:42', 'e-9'))).toEqual({ type: 'reset', channel: 'user:42', cursor: 'e-9' });
+  });
+});
+
+describe('fan-out', () => {
+  it('encodes an event once: the same Buffer instance is written to every subscriber', async () => {
+    const { bus, hub, writes, subs } = setup();
+    for (const s of subs(3)) hub.subscribe('news', s);
+    await bus.publish([{ channel: 'news', json: '{"x":1}' }]);
+    expect(writes).toHaveLength(3);
+    expect(new Set(writes.map((w) => w.frame)).size).toBe(1);
+    expect(JSON.parse(textOf(writes[0]!.frame))).toEqual({ type: 'event', channel: 'news', cursor: 'e-1', data: { x: 1 } });
+  });
+
+  it('writes nothing for a channel nobody here subscribes to, and stops after the last unsubscribe', async () => {
+    const { bus, hub, writes, subs } = setup();
+    const [a, b] = subs(2);
+    hub.subscribe('c', a!);
+    hub.subscribe('c', b!);
+    hub.unsubscribe('c', a!);
+    await bus.publish([{ channel: 'c', json: '1' }, { channel: 'other', json: '2' }]);
+    expect(writes.map((w) => w.sub)).toEqual([b]);
+    hub.unsubscribe('c', b!);
+    await bus.publish([{ channel: 'c', json: '3' }]);
+    expect(writes).toHaveLength(1);
+    expect(hub.channels).toBe(0);
+  });
+
+  it('watches a channel on the bus while it has local subscribers, once per channel', () => {
+    const { bus, hub, subs } = setup();
+    const [a, b] = subs(2);
+    hub.subscribe('c', a!);
+    hub.subscribe('c', b!);
+    expect(bus.isWatched('c')).toBe(true);
+    hub.unsubscribe('c', a!);
+    expect(bus.isWatched('c')).toBe(true);
+    hub.unsubscribe('c', b!);
+    expect(bus.isWatched('c')).toBe(false);
+  });
+
+  it('yields between slices of fanoutSlice writes (a setImmediate callback runs in between)', async () => {
+    const { bus, hub, log, subs } = setup(2);
+    for (const s of subs(5)) hub.subscribe('news', s);
+    await bus.publish([{ channel: 'news', json: '1' }]);
+    setImmediate(() => log.push('other work'));
+    // The first slice ran inline; the rest waits for the event loop.
+    expect(log).toEqual(['write 0 e-1', 'write 1 e-1']);
+    await new Promise((r) => setTimeout(r, 20));
+    // Slices of 2 with setImmediate between: work queued after the first yield runs before the last slice.
+    expect(log).toEqual(['write 0 e-1', 'write 1 e-1', 'write 2 e-1', 'write 3 e-1', 'other work', 'write 4 e-1']);
+    expect(hub.pending).toBe(0);
+  });
+
+  it('keeps per-channel order when a second event arrives while the first is still slicing', async () => {
+    const { bus, hub, writes, subs } = setup(2);
+    const all = subs(5);
+    for (const s of all) hub.subscribe('news', s);
+    await bus.publish([{ channel: 'news', json: '1' }]);
+    await bus.publish([{ channel: 'news', json: '2' }]);
+    await new Promise((r) => setTimeout(r, 20));
+    for (const s of all) {
+      expect(writes.filter((w) => w.sub === s).map((w) => w.cursor)).toEqual(['e-1', 'e-2']);
+    }
+  });
+
+  it('skips a subscriber that left while its event was still queued (a newcomer reads it from history instead)', async () => {
+    const { bus, hub, writes, subs } = setup(1);
+    const [a, b, c] = subs(3);
+    hub.subscribe('news', a!);
+    hub.subscribe('news', b!);
+    await bus.publish([{ channel: 'news', json: '1' }]); // a written inline, b queued
+    hub.unsubscribe('news', b!);
+    hub.subscribe('news', c!);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(writes.map((w) => w.sub.id)).toEqual([0]);
+  });
+
+  it('sends reset (cursor null: never deduplicated) to every subscriber on a bus gap', () => {
+    const { hub, writes, subs } = setup();
+    for (const s of subs(2)) hub.subscribe('c', s);
+    hub.onGap('c', 'e-40');
+    expect(writes.map((w) => w.cursor)).toEqual([null, null]);
+    expect(JSON.parse(textOf(writes[0]!.frame))).toEqual({ type: 'reset', channel: 'c', cursor: 'e-40' });
+  });
+});
