@@ -9,6 +9,8 @@ export interface MemoryBusOptions {
   history?: number;
   /** This start's epoch; tests pin it. @default newEpoch() */
   epoch?: string;
+  /** Retained bytes over all channels before least recently published channels are dropped. @default 256 MiB */
+  maxRetainedBytes?: number;
 }
 
 export class MemoryBus implements Bus {
@@ -23,7 +25,7 @@ export class MemoryBus implements Bus {
 
   constructor(opts: MemoryBusOptions = {}) {
     this.epoch = opts.epoch ?? newEpoch();
-    this.history = new History(opts.history ?? 1000, this.epoch);
+    this.history = new History(opts.history ?? 1000, this.epoch, opts.maxRetainedBytes);
   }
 
   /**

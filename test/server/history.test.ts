@@ -88,6 +88,71 @@ describe('History', () => {
   });
 });
 
+describe('History byte cap', () => {
+  // Each event of channel x with json "1" counts 1 + 1 + 96 = 98 bytes.
+  const EV = 98;
+
+  it('keeps every channel at exactly the cap', () => {
+    const h = new History(10, E, 3 * EV);
+    h.append('a', '1');
+    h.append('b', '1');
+    h.append('c', '1');
+    expect([h.channels, h.retainedBytes]).toEqual([3, 3 * EV]);
+  });
+
+  it('drops the least recently published channel one event past the cap', () => {
+    const h = new History(10, E, 3 * EV);
+    h.append('a', '1');
+    h.append('b', '1');
+    h.append('a', '1'); // a is now more recent than b
+    h.append('c', '1');
+    expect(h.channels).toBe(2);
+    expect(h.readAfter('a', `${E}-0`)).toMatchObject({ kind: 'events' });
+    expect(h.readAfter('b', `${E}-0`)).toEqual({ kind: 'reset', head: `${E}-4` });
+  });
+
+  it('resets cursors of a dropped channel even after it is published to again', () => {
+    const h = new History(10, E, 2 * EV);
+    h.append('b', '1'); // b: E-1
+    h.append('a', '1');
+    h.append('a', '1'); // drops b; 3 appends so far
+    h.append('b', '1'); // new ring for b from seq 3: E-4 (and drops a)
+    h.append('b', '1'); // E-5
+    expect(h.readAfter('b', `${E}-1`)).toEqual({ kind: 'reset', head: `${E}-5` });
+    expect(h.readAfter('b', `${E}-0`)).toEqual({ kind: 'reset', head: `${E}-5` });
+    expect(h.readAfter('b', `${E}-3`)).toMatchObject({ kind: 'events', events: [{ cursor: `${E}-4` }, { cursor: `${E}-5` }] });
+  });
+
+  it('gives a channel with no ring the seq a new ring would start from as its head', () => {
+    const h = new History(10, E, EV);
+    h.append('a', '1');
+    h.append('b', '1'); // drops a
+    expect(h.head('a')).toBe(`${E}-2`);
+    expect(h.readAfter('zzz', `${E}-2`)).toEqual({ kind: 'events', events: [] });
+  });
+
+  it('never loses silently across drops: every cursor handed out replays exactly or resets', () => {
+    const op = fc.record({ ch: fc.constantFrom('a', 'b', 'c'), size: fc.integer({ min: 1, max: 30 }) });
+    fc.assert(fc.property(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 100, max: 600 }), fc.array(op, { maxLength: 40 }), (cap, maxBytes, ops) => {
+      const h = new History(cap, E, maxBytes);
+      const published: Record<string, StoredEvent[]> = { a: [], b: [], c: [] };
+      const handedOut: [string, string, number][] = []; // channel, cursor, events of that channel before it
+      for (const ch of ['a', 'b', 'c']) handedOut.push([ch, h.head(ch), 0]);
+      for (const { ch, size } of ops) {
+        const e = h.append(ch, 'x'.repeat(size));
+        published[ch]!.push(e);
+        handedOut.push([ch, e.cursor, published[ch]!.length]);
+        handedOut.push([ch, h.head(ch), published[ch]!.length]);
+      }
+      for (const [ch, cursor, before] of handedOut) {
+        const r = h.readAfter(ch, cursor);
+        if (r.kind === 'events') expect(r.events).toEqual(published[ch]!.slice(before));
+        else expect(r.head).toBe(h.head(ch));
+      }
+    }));
+  });
+});
+
 describe('MemoryBus', () => {
   it('resolves publish with cursors after the events are in history', async () => {
     const bus = new MemoryBus({ history: 10, epoch: E });
