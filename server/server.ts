@@ -93,6 +93,10 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
     onWritten: (n, bytes) => { metrics.messagesOut.inc(n); metrics.bytesOut.inc(bytes); },
   });
   const httpServer = http.createServer();
+  // node:http never listens itself (the gateway owns the port), but its connection
+  // tracking starts on 'listening': without it headersTimeout/requestTimeout are
+  // not enforced on handed-off sockets and closeIdleConnections() finds nothing.
+  httpServer.emit('listening');
   const runtime: Runtime = { ctx, config, hub, wheel, now: wheel.now, httpServer, conns: new Set(), handshakes: 0 };
   const gateway: NetServer = createGateway(runtime);
   let handler: HttpHandler | null = null;
@@ -161,7 +165,10 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
         // Sockets still in the head phase are only known to the gateway.
         setImmediate(finish);
       }, capMs);
-      if (listening) gateway.close(() => finish());
+      // The server's count drops in the socket's _destroy, before libuv has closed the
+      // handle and the socket's 'close' (where connections are forgotten) has run.
+      const whenForgotten = () => (runtime.conns.size === 0 ? finish() : void setTimeout(whenForgotten, 5));
+      if (listening) gateway.close(whenForgotten);
       else finish();
       httpServer.closeIdleConnections();
     });
@@ -193,6 +200,8 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
     closed = true;
     wheel.stop();
     handler?.close();
+    // Stops node:http's connection-checking interval (it never listened: no error to report).
+    httpServer.close(() => {});
     metrics.close();
     await bus.close();
   }

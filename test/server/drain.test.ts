@@ -1,0 +1,137 @@
+// Drain semantics in process (createTidingsServer), and the CLI as a child process.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import net from 'node:net';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CLOSE_GRACE_MS } from '../../server/ws/connection.js';
+import { startTestServer, type TestServer } from '../support/server.js';
+import { rawUpgrade, subscribe } from '../support/ws-client.js';
+import { OP } from '../support/frames.js';
+
+let servers: TestServer[] = [];
+afterEach(async () => {
+  await Promise.all(servers.map((s) => s.close()));
+  servers = [];
+});
+
+describe('drain', () => {
+  it('closes every WebSocket with 1012 and the window in ms as reason, then resolves with no socket left', async () => {
+    const s = await startTestServer({ drainWindowMs: 7000 });
+    servers.push(s);
+    const a = await subscribe(s.wsUrl, await s.token(['a']), { a: null });
+    const b = await subscribe(s.wsUrl, await s.token(['b']), { b: null });
+    const drained = s.server.drain(4321);
+    expect(s.ctx.draining).toBe(true);
+    expect(await a.c.closed).toEqual({ code: 1012, reason: '4321' });
+    expect(await b.c.closed).toEqual({ code: 1012, reason: '4321' });
+    await drained;
+    expect(s.ctx.control.connections()).toBe(0);
+  });
+
+  it('uses config.drainWindowMs when no window is given', async () => {
+    const s = await startTestServer({ drainWindowMs: 7000 });
+    servers.push(s);
+    const a = await subscribe(s.wsUrl, await s.token(['a']), { a: null });
+    void s.server.drain();
+    expect(await a.c.closed).toEqual({ code: 1012, reason: '7000' });
+  });
+
+  it('stops accepting connections as soon as the drain starts', async () => {
+    const s = await startTestServer();
+    servers.push(s);
+    const keep = await subscribe(s.wsUrl, await s.token(['a']), { a: null });
+    keep.c.ws.pause(); // do not answer the close yet: the drain stays in progress
+    void s.server.drain(1000);
+    const refused = await new Promise<boolean>((resolve) => {
+      const sock = net.connect(s.port, '127.0.0.1');
+      sock.once('connect', () => { sock.destroy(); resolve(false); });
+      sock.once('error', () => resolve(true));
+    });
+    expect(refused).toBe(true);
+    keep.c.ws.resume();
+  });
+
+  it('answers a held long-poll at once and closes idle keep-alive sockets instead of holding them through the drain', async () => {
+    const s = await startTestServer();
+    servers.push(s);
+    const token = await s.token(['a']);
+    const head = await s.ctx.bus.head('a');
+    const started = Date.now();
+    const poll = fetch(`${s.url}/v1/poll?channels=a`, {
+      headers: { authorization: `Bearer ${token}`, 'if-none-match': `"a=${head}"`, prefer: 'wait=20' },
+    });
+    await expect.poll(() => s.server.runtime.ctx.metrics.heldPolls.get().then((m) => m.values[0]?.value)).toBe(1);
+    const drainStart = Date.now();
+    const drained = s.server.drain(1000);
+    const res = await poll;
+    expect([200, 304, 503]).toContain(res.status);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    // The poll's keep-alive socket is idle once answered: closed by the drain, not left to the hard cap.
+    await drained;
+    expect(Date.now() - drainStart).toBeLessThan(CLOSE_GRACE_MS);
+  });
+
+  it('destroys a client that never answers our close frame after the close grace (fake clock)', async () => {
+    let clock = 1_000_000;
+    const s = await startTestServer({}, { now: () => clock, tickMs: 10 });
+    servers.push(s);
+    const raw = await rawUpgrade(s.port);
+    const drained = s.server.drain(500);
+    await raw.until(() => { try { return raw.frames().some((f) => f.opcode === OP.close); } catch { return false; } });
+    expect(raw.socket.destroyed).toBe(false);
+    clock += CLOSE_GRACE_MS + 20;
+    s.server.wheel.advance(clock);
+    await raw.ended;
+    await drained;
+  });
+});
+
+describe('tidings-server CLI', () => {
+  const root = path.resolve(import.meta.dirname, '../..');
+  const tsx = path.join(root, 'node_modules/.bin/tsx');
+  const run = (args: string[], env: Record<string, string> = {}) =>
+    spawn(tsx, [path.join(root, 'server/main.ts'), ...args], {
+      cwd: root,
+      env: { PATH: `${path.join(root, 'node_modules/.bin')}:${process.env.PATH}`, TIDINGS_PORT: '0', TIDINGS_LOG_LEVEL: 'silent', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+
+  it('prints generated secrets once, one "listening on" line, and exits 0 after SIGTERM', async () => {
+    const child = run([]);
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    await expect.poll(() => /listening on http:\/\/127\.0\.0\.1:(\d+)\n/.test(out), { timeout: 15_000 }).toBe(true);
+    const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1]);
+    expect(port).toBeGreaterThan(0);
+    expect(out.match(/listening on/g)).toHaveLength(1);
+    expect(out.match(/TIDINGS_SUBSCRIBER_SECRET=\S+/g)).toHaveLength(1);
+    expect(out.match(/TIDINGS_PUBLISHER_KEY=\S+/g)).toHaveLength(1);
+    const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+    expect(health.status).toBe(200);
+    child.kill('SIGTERM');
+    const [code] = await once(child, 'exit');
+    expect(code).toBe(0);
+  });
+
+  it('does not print secrets that were configured', async () => {
+    const child = run([], { TIDINGS_SUBSCRIBER_SECRET: 'configured-secret-xyz', TIDINGS_PUBLISHER_KEY: 'configured-key-xyz' });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    await expect.poll(() => out.includes('listening on'), { timeout: 15_000 }).toBe(true);
+    expect(out).not.toContain('configured-');
+    expect(out).not.toContain('Generated secrets');
+    child.kill('SIGINT');
+    const [code] = await once(child, 'exit');
+    expect(code).toBe(0);
+  });
+
+  it('exits 2 with a message on a config error', async () => {
+    const child = run(['--port', 'eighty']);
+    let err = '';
+    child.stderr.on('data', (d) => { err += d; });
+    const [code] = await once(child, 'exit');
+    expect(code).toBe(2);
+    expect(err).toContain('--port');
+  });
+});
