@@ -6,6 +6,12 @@ import { json, toMessage } from '../messages.js';
 
 /** Delay between plain polls when the server sends no X-Poll-Interval, ms. */
 export const DEFAULT_POLL_INTERVAL = 5000;
+/**
+ * Least time between the starts of two polls when the first ended in 304: a
+ * server (or proxy) answering 304 at once with X-Poll-Interval: 0 or a
+ * claimed Preference-Applied must not get a hot loop.
+ */
+export const MIN_POLL_GAP = 1000;
 /** While the page is hidden, the delay between polls is max(X-Poll-Interval, usual delay) times this. */
 export const HIDDEN_SLOWDOWN = 4;
 
@@ -54,12 +60,14 @@ export function pollTransport(c: Ctx): PollTransport {
     const ac = (abort = new AbortController());
     // A long-poll the network silently dropped would hang forever: same grace as the ping watchdog.
     const t = clock.setTimeout(() => ac.abort(), (tag ? s.longPoll * 1000 : 0) + s.grace);
+    const started = clock.now();
     try {
       const r = await c.fetch(s.httpUrl + '/v1/poll?channels=' + s.channels.join(','), { headers, signal: ac.signal });
       const interval = headerDelay(r.headers.get('X-Poll-Interval'), 0) ?? DEFAULT_POLL_INTERVAL;
       // A held long-poll that returned may poll again at once (PROTOCOL.md).
-      const after = /wait/.test(r.headers.get('Preference-Applied') ?? '') ? 0 : interval;
+      let after = /wait/.test(r.headers.get('Preference-Applied') ?? '') ? 0 : interval;
       const st = r.status;
+      if (st === 304) after = Math.max(after, MIN_POLL_GAP - (clock.now() - started));
       if (st === 200 || st === 304) {
         if (st === 200) {
           // The heads-only answer may come with an empty body.

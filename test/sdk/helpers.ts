@@ -71,7 +71,8 @@ export function useFake() {
         // work a timer starts can schedule its own timers inside this span.
         await flush();
         let left = ms;
-        for (;;) {
+        for (let steps = 0; ; steps++) {
+          if (steps > 5000) throw new Error('tick: more than 5000 timers in one span, a hot loop?');
           const next = clock.pending()[0];
           if (next === undefined || next > left) break;
           clock.advance(next);

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { headerDelay } from '../../src/transport/poll.js';
+import { DEFAULT_POLL_INTERVAL, MIN_POLL_GAP, headerDelay } from '../../src/transport/poll.js';
 import { useFake } from './helpers.js';
 
 const { fake, client, doc } = useFake();
+
 const half = () => 0.5;
 const polling = { transport: 'polling' as const, random: half };
 
@@ -34,6 +35,7 @@ describe('polling transport', () => {
     const h = client(polling);
     await h.tick();
     await h.tick(1000);
+    await h.tick(20_000); // held 20 s
     fake.release();
     await h.tick();
     expect(fake.log.polls).toHaveLength(3);
@@ -56,6 +58,46 @@ describe('polling transport', () => {
     expect(fake.log.polls).toHaveLength(4);
     await h.tick(1);
     expect(fake.log.polls).toHaveLength(5);
+  });
+
+  it(`waits DEFAULT_POLL_INTERVAL (${DEFAULT_POLL_INTERVAL} ms) when X-Poll-Interval is missing`, async () => {
+    const at: number[] = [];
+    const h = client({
+      ...polling,
+      longPoll: 0,
+      fetch: async () => (at.push(h.clock.now()), new Response(null, { status: 304 })),
+    });
+    await h.tick();
+    await h.tick(DEFAULT_POLL_INTERVAL - 1);
+    expect(at).toHaveLength(1);
+    await h.tick(1);
+    expect(at).toHaveLength(2);
+  });
+
+  it('X-Poll-Interval: 0 polls again at once after a 200, but a quick 304 waits MIN_POLL_GAP', async () => {
+    fake.knobs.pollInterval = 0;
+    const h = client({ ...polling, longPoll: 0 });
+    await h.tick(); // heads (200), then at once a poll with the validator: 304
+    expect(fake.log.polls).toHaveLength(2);
+    await h.tick(MIN_POLL_GAP - 1);
+    expect(fake.log.polls).toHaveLength(2);
+    await h.tick(1);
+    expect(fake.log.polls).toHaveLength(3);
+    fake.publish('a', 1);
+    await h.tick(MIN_POLL_GAP); // 200 with the event, then at once the next poll
+    expect(h.events).toHaveLength(1);
+    expect(fake.log.polls).toHaveLength(5);
+  });
+
+  it('a held long-poll answering 304 within MIN_POLL_GAP does not loop hot', async () => {
+    const h = client(polling);
+    await h.tick();
+    await h.tick(1000);
+    fake.release(); // "held" for 0 ms
+    await h.tick();
+    expect(fake.log.polls).toHaveLength(2);
+    await h.tick(MIN_POLL_GAP);
+    expect(fake.log.polls).toHaveLength(3);
   });
 
   it('a server that ignores Prefer: wait gets the X-Poll-Interval pace, not a hot loop', async () => {
