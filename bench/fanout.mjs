@@ -39,8 +39,8 @@ export function publish(port, channel, dataJson, agent) {
   });
 }
 
-export async function run({ quick = false, servers = defaultServers, log = console.error } = {}) {
-  const p = params(quick);
+export async function run({ quick = false, servers = defaultServers, log = console.error, overrides = {} } = {}) {
+  const p = { ...params(quick), ...overrides };
   const res = await interleaved(servers, p.runs, async (kind) => {
     const srv = await startServer(kind);
     const loaders = await startLoaders(p.loaders);

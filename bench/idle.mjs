@@ -12,8 +12,8 @@ export function params(quick) {
   return quick ? { total: 600, step: 200, warmup: 100, loaders: 2, runs: 1 } : { total: 15_000, step: 5_000, warmup: 500, loaders: 4, runs: 3 };
 }
 
-export async function run({ quick = false, servers = defaultServers, log = console.error } = {}) {
-  const p = params(quick);
+export async function run({ quick = false, servers = defaultServers, log = console.error, overrides = {} } = {}) {
+  const p = { ...params(quick), ...overrides };
   const res = await interleaved(servers, p.runs, async (kind) => {
     const srv = await startServer(kind);
     const loaders = await startLoaders(p.loaders);

@@ -46,8 +46,8 @@ async function headersFor(kind, port) {
   return { authorization, 'if-none-match': etag.trim() };
 }
 
-export async function run({ quick = false, servers = defaultServers, log = console.error } = {}) {
-  const p = params(quick);
+export async function run({ quick = false, servers = defaultServers, log = console.error, overrides = {} } = {}) {
+  const p = { ...params(quick), ...overrides };
   const wire = {};
   const res = await interleaved(servers, p.runs, async (kind) => {
     const srv = await startServer(kind);

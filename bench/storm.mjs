@@ -192,8 +192,8 @@ export function summarize(rows, t0, p, extra) {
   };
 }
 
-export async function run({ quick = false, servers = defaultServers, log = console.error } = {}) {
-  const p = params(quick);
+export async function run({ quick = false, servers = defaultServers, log = console.error, overrides = {} } = {}) {
+  const p = { ...params(quick), ...overrides };
   const res = await interleaved(servers, p.runs, (mode) => once(mode, p, log), (s) => log(s.length > 400 ? s.slice(0, 400) + '…' : s));
   const t = res.median.sdk;
   const targets = [];

@@ -31,8 +31,8 @@ function inproc(quick) {
   });
 }
 
-export async function run({ quick = false, servers = defaultServers, log = console.error } = {}) {
-  const p = params(quick);
+export async function run({ quick = false, servers = defaultServers, log = console.error, overrides = {} } = {}) {
+  const p = { ...params(quick), ...overrides };
   const a = [];
   for (let i = 0; i < p.inprocRuns; i++) {
     const r = await inproc(quick);
