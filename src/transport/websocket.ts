@@ -45,12 +45,12 @@ export interface WsTransport {
  * hooks the real socket first and read codes, messages and errors there.
  * Events from a socket other than the current one are ignored.
  */
+/** The current attempt: a socket waiting for `welcome`, or a live one. None while the provider waits. */
+type Attempt = { ws: WebSocket; live: false } | { ws: WebSocket; live: true; ping: number; since: number };
+
 export function wsTransport(c: Ctx, probing: boolean): WsTransport {
   const { s, clock, random } = c;
-  let cur: WebSocket | undefined;
-  let welcomed = false;
-  let ping = 0;
-  let upAt = 0;
+  let cur: Attempt | undefined;
   let n = 0; // backoff exponent: attempts since the last connection that stayed up
   let p = 0; // probe number
   let next: number | undefined = probing ? undefined : 0; // overrides the next delay (first connect: at once)
@@ -58,11 +58,11 @@ export function wsTransport(c: Ctx, probing: boolean): WsTransport {
   let token = '';
 
   const ended = (code: number, reason: string) => {
+    const was = cur;
     cur = undefined;
     dog.stop();
-    if (!welcomed) c.failed();
-    else if (clock.now() - upAt >= s.resetAfter) n = 0;
-    welcomed = false;
+    if (!was?.live) c.failed();
+    else if (clock.now() - was.since >= s.resetAfter) n = 0;
     switch (reaction(code)) {
       case 'stop':
         return c.fatal(new TidingsError(stopCode(code), reason, code));
@@ -79,7 +79,10 @@ export function wsTransport(c: Ctx, probing: boolean): WsTransport {
   };
 
   let wake: (() => void) | undefined;
+  let closed = false;
   const drop = (now?: boolean) => {
+    // An error handler may have closed the client meanwhile: RWS must not restart.
+    if (closed) return;
     if (cur) ended(1006, '');
     if (now) {
       next = 0;
@@ -103,29 +106,27 @@ export function wsTransport(c: Ctx, probing: boolean): WsTransport {
       ws = { readyState: 3, addEventListener() {}, removeEventListener() {} } as unknown as WebSocket;
       dog.arm(0);
     }
-    cur = ws;
-    ws.onopen = () => ws === cur && ws.send(JSON.stringify({ type: 'hello', token, channels: hello() }));
-    ws.onerror = () => ws === cur && ended(1006, '');
-    ws.onclose = (e) => ws === cur && ended(e.code, e.reason);
+    cur = { ws, live: false };
+    ws.onopen = () => ws === cur?.ws && ws.send(JSON.stringify({ type: 'hello', token, channels: hello() }));
+    ws.onerror = () => ws === cur?.ws && ended(1006, '');
+    ws.onclose = (e) => ws === cur?.ws && ended(e.code, e.reason);
     ws.onmessage = (e) => {
-      if (ws !== cur) return;
+      if (ws !== cur?.ws) return;
       const m = parseFrame(e.data);
       if (!m) {
         c.error(new TidingsError('PROTOCOL'));
         return drop();
       }
-      if (m.type === 'welcome' && !welcomed) {
-        welcomed = true;
-        upAt = clock.now();
+      if (m.type === 'welcome' && !cur.live) {
+        cur = { ws, live: true, ping: m.ping, since: clock.now() };
         retriedToken = false;
         p = 0;
-        ping = m.ping;
-        dog.arm(ping + s.grace);
+        dog.arm(m.ping + s.grace);
         c.deliver(m, 'websocket');
         return c.up('websocket');
       }
       // Any message proves the connection alive (PROTOCOL.md step 4).
-      if (welcomed) dog.arm(ping + s.grace);
+      if (cur.live) dog.arm(cur.ping + s.grace);
       if (m.type === 'ping') ws.send('{"type":"pong"}');
       else c.deliver(m, 'websocket');
     };
@@ -174,6 +175,7 @@ export function wsTransport(c: Ctx, probing: boolean): WsTransport {
     drop,
     check: dog.check,
     close() {
+      closed = true;
       cur = undefined;
       dog.stop();
       rws.close();

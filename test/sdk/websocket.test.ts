@@ -206,6 +206,16 @@ describe('websocket transport', () => {
     expect(h.c.state).toBe('open');
   });
 
+  it('stays closed when an error handler closes the client', async () => {
+    const h = client();
+    h.c.on('error', () => h.c.close());
+    await h.tick();
+    fake.sendRaw('{not json');
+    await h.tick(60_000);
+    expect(h.c.state).toBe('stopped');
+    expect(fake.log.connections).toBe(1);
+  });
+
   it('ignores a message of an unknown type', async () => {
     const h = client();
     await h.tick();
