@@ -179,8 +179,8 @@ export function createClient(options: ClientOptions): Client {
       if (via === live) set(CONNECTING);
     },
     failed() {
-      // Being offline says nothing about WebSocket support.
-      if (offline()) return;
+      // Being offline says nothing about WebSocket support; after close() nothing starts.
+      if (offline() || phase.state === 'stopped') return;
       if (++fails >= K && mode === 'auto' && live === 'websocket') {
         // Remember for this session (as Phoenix does) so a reload starts on polling and probes.
         session(wsKey, '1');

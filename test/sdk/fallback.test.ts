@@ -31,6 +31,14 @@ describe('fallback to polling and probe back to websocket', () => {
     expect(fake.log.polls.length).toBeGreaterThan(0);
   });
 
+  it('does not start polling when an error handler closed the client', async () => {
+    const h = client({ random: half, fallbackAfter: 1, token: () => Promise.reject(new Error('down')) });
+    h.c.on('error', () => h.c.close());
+    await h.tick(60_000);
+    expect(h.c.state).toBe('stopped');
+    expect(fake.log.polls).toHaveLength(0);
+  });
+
   it('never falls back with transport: websocket', async () => {
     fake.knobs.ws = 'refuse';
     const h = client({ random: half, transport: 'websocket' });
