@@ -32,7 +32,8 @@ describe('fallback to polling and probe back to websocket', () => {
   });
 
   it('does not start polling when an error handler closed the client', async () => {
-    const h = client({ random: half, fallbackAfter: 1, token: () => Promise.reject(new Error('down')) });
+    let n = 0;
+    const h = client({ random: half, fallbackAfter: 1, token: () => (n++ ? 'tok' : Promise.reject(new Error('down'))) });
     h.c.on('error', () => h.c.close());
     await h.tick(60_000);
     expect(h.c.state).toBe('stopped');
