@@ -133,6 +133,7 @@ export function createClient(options: ClientOptions): Client {
     fetch: options.fetch ?? ((input, init) => fetch(input, init)),
     sleep: (ms) =>
       new Promise((resolve) => {
+        if (phase.state === 'stopped') return; // never resolves: nothing runs after close()
         const id = clock.setTimeout(() => {
           timers.delete(id);
           resolve();
@@ -187,7 +188,7 @@ export function createClient(options: ClientOptions): Client {
         startPolling();
       }
     },
-    error: (e) => em.emit('error', e),
+    error: (e) => phase.state !== 'stopped' && em.emit('error', e),
     fatal(e) {
       if (phase.state === 'stopped') return;
       shut({ state: 'stopped', transport: null, error: e });

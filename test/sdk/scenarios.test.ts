@@ -126,6 +126,18 @@ describe.each(transports)('on %s', (t) => {
     expect(fake.log.connections + fake.log.polls.length).toBe(0);
   });
 
+  it('close() leaves no timer and no request behind', async () => {
+    const h = await ready(t);
+    await breakIt(t, h); // mid-backoff
+    h.c.close();
+    await h.tick();
+    expect(h.clock.pending()).toEqual([]);
+    const before = [fake.log.connections, fake.log.polls.length];
+    await h.tick(600_000);
+    expect([fake.log.connections, fake.log.polls.length]).toEqual(before);
+    expect(h.errors).toEqual([]);
+  });
+
   it('emits state once per change', async () => {
     const h = await ready(t);
     await breakIt(t, h);
