@@ -5,7 +5,10 @@
 //   --quick                                       a small smoke run (seconds, small counts)
 //   --servers tidings,ws,net                      restrict servers (where it applies)
 //   --no-render                                   keep RESULTS.md as it is
+//   --no-build                                    measure dist/ as it is (default: `npm run build` first,
+//                                                 so the server and SDK measured are the current sources)
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { machine } from './lib/bench.mjs';
 
@@ -13,7 +16,7 @@ const ALL = ['size', 'upgrade', 'poll', 'idle', 'fanout', 'storm'];
 const OUT = fileURLToPath(new URL('./out/', import.meta.url));
 
 function parseArgs(argv) {
-  const a = { only: ALL, quick: false, servers: null, render: true };
+  const a = { only: ALL, quick: false, servers: null, render: true, build: true };
   for (let i = 0; i < argv.length; i++) {
     const x = argv[i];
     const val = () => { const [, v] = x.split('='); return v ?? argv[++i]; };
@@ -21,7 +24,8 @@ function parseArgs(argv) {
     else if (x.startsWith('--only')) a.only = val().split(',').map((s) => s.trim()).filter(Boolean);
     else if (x.startsWith('--servers')) a.servers = val().split(',').map((s) => s.trim()).filter(Boolean);
     else if (x === '--no-render') a.render = false;
-    else if (x === '--help') { console.log('node bench/run.mjs [--quick] [--only a,b] [--servers tidings,ws,net] [--no-render]'); process.exit(0); }
+    else if (x === '--no-build') a.build = false;
+    else if (x === '--help') { console.log('node bench/run.mjs [--quick] [--only a,b] [--servers tidings,ws,net] [--no-render] [--no-build]'); process.exit(0); }
     else throw new Error(`unknown argument ${x}`);
   }
   for (const o of a.only) if (!ALL.includes(o)) throw new Error(`unknown benchmark ${o} (one of ${ALL.join(', ')})`);
@@ -36,6 +40,12 @@ async function main() {
   mkdirSync(OUT, { recursive: true });
   const killer = setTimeout(() => { console.error(`bench: over ${HARD_LIMIT_MS / 60000} min, giving up`); process.exit(3); }, HARD_LIMIT_MS);
   killer.unref();
+  if (args.build) {
+    console.error('== npm run build');
+    const b = spawnSync('npm', ['run', '--silent', 'build'], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 300_000 });
+    // A failed build leaves dist/ as it was; the server then falls back to the TS sources (tsx) only where dist/ is missing.
+    if (b.status !== 0) console.error('   build failed: measuring whatever dist/ holds (or the sources through tsx)');
+  }
   const failures = [];
   for (const name of args.only) {
     const mod = await import(`./${name}.mjs`);

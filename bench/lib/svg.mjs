@@ -6,7 +6,7 @@ const COLORS = ['#2f6fb0', '#e08a2c', '#4a9b5b', '#b04a4a', '#7b5ea7'];
 function niceMax(v) {
   if (!(v > 0)) return 1;
   const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
+  for (const m of [1, 2, 4, 6, 8, 10]) if (m * p >= v) return m * p; // quarters stay round
   return 10 * p;
 }
 
