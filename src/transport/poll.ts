@@ -41,7 +41,8 @@ export function headerDelay(v: string | null, now: number): number | undefined {
 export function pollTransport(c: Ctx): PollTransport {
   const { s, clock, random } = c;
   let on = true;
-  let n = 0;
+  let n = 0; // failed polls in a row
+  let ok = false; // the last poll succeeded
   let retriedToken = false;
   let abort: AbortController | undefined;
   let wake: (() => void) | undefined;
@@ -55,11 +56,13 @@ export function pollTransport(c: Ctx): PollTransport {
     const headers: Record<string, string> = { Authorization: 'Bearer ' + token };
     if (tag) {
       headers['If-None-Match'] = tag;
-      if (s.longPoll) headers.Prefer = 'wait=' + s.longPoll;
+      // Long-poll only once a poll has succeeded: the first poll and the one
+      // after a failure are plain, so they answer at once and state is right.
+      if (s.longPoll && ok) headers.Prefer = 'wait=' + s.longPoll;
     }
     const ac = (abort = new AbortController());
     // A long-poll the network silently dropped would hang forever: same grace as the ping watchdog.
-    const t = clock.setTimeout(() => ac.abort(), (tag ? s.longPoll * 1000 : 0) + s.grace);
+    const t = clock.setTimeout(() => ac.abort(), (headers.Prefer ? s.longPoll * 1000 : 0) + s.grace);
     const started = clock.now();
     try {
       const r = await c.fetch(s.httpUrl + '/v1/poll?channels=' + s.channels.join(','), { headers, signal: ac.signal });
@@ -86,6 +89,7 @@ export function pollTransport(c: Ctx): PollTransport {
           c.cursors.heads(parseTag(r.headers.get('ETag')));
         }
         n = 0;
+        ok = true;
         retriedToken = false;
         c.up('polling');
         // A hidden page needs no live badge: no long-poll back to back, plain polls spaced out.
@@ -98,6 +102,7 @@ export function pollTransport(c: Ctx): PollTransport {
         return 0;
       }
       if (st === 403 || st === 400) return void c.fatal(new TidingsError(st === 403 ? 'FORBIDDEN' : 'BAD_REQUEST', '', 0, st));
+      ok = false;
       c.down('polling');
       return (st === 429 || st === 503 ? headerDelay(r.headers.get('Retry-After'), clock.now()) : undefined) ?? backoff(n++, s.base, s.cap, random);
     } finally {
@@ -116,12 +121,16 @@ export function pollTransport(c: Ctx): PollTransport {
         d = await once();
       } catch (e) {
         if (!on) return;
-        if (e instanceof TidingsError) c.error(e);
-        c.down('polling');
-        d = backoff(n++, s.base, s.cap, random);
+        if (quick) d = 0; // now() aborted the request on purpose: not a failure, poll again at once
+        else {
+          if (e instanceof TidingsError) c.error(e);
+          ok = false;
+          c.down('polling');
+          d = backoff(n++, s.base, s.cap, random);
+        }
       }
       if (d === undefined || !on) return;
-      if (quick) d = 0; // now() cut the request short: poll again at once
+      if (quick) d = 0; // now() cut the wait short
       await Promise.race([c.sleep(d), new Promise<void>((r) => (wake = r))]);
     }
   })();

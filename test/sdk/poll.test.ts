@@ -31,6 +31,21 @@ describe('polling transport', () => {
     expect(fake.log.polls[2]!.inm).toBe('"a=a-1;b=a-0"');
   });
 
+  it('after a failed poll the retry is plain, so it answers at once and state is polling again', async () => {
+    const h = client(polling);
+    await h.tick();
+    await h.tick(1000);
+    fake.knobs.pollQueue.push('network');
+    h.c.reconnect();
+    await h.tick(); // the aborted poll, then at once the retry meeting the network error
+    expect(h.c.state).toBe('connecting');
+    await h.tick(500);
+    expect(fake.log.polls.at(-1)).toMatchObject({ inm: '"a=a-0;b=a-0"', prefer: null });
+    expect(h.c.state).toBe('polling');
+    await h.tick(1000);
+    expect(fake.log.polls.at(-1)!.prefer).toBe('wait=25');
+  });
+
   it('a long-poll that ends in 304 polls again at once', async () => {
     const h = client(polling);
     await h.tick();
@@ -121,8 +136,6 @@ describe('polling transport', () => {
     expect(fake.log.polls).toHaveLength(2);
     await h.tick(1);
     expect(fake.log.polls).toHaveLength(3);
-    fake.release(); // the retried long-poll answers
-    await h.tick();
     expect(h.c.state).toBe('polling');
   });
 
@@ -151,8 +164,6 @@ describe('polling transport', () => {
     expect(fake.log.polls).toHaveLength(4);
     await h.tick(1);
     expect(fake.log.polls).toHaveLength(5);
-    fake.release();
-    await h.tick();
     expect(h.c.state).toBe('polling');
     expect(h.errors).toEqual([]);
   });
@@ -200,8 +211,6 @@ describe('polling transport', () => {
       ['PROTOCOL', 200],
     ]);
     await h.tick(1000);
-    fake.release();
-    await h.tick();
     expect(h.c.state).toBe('polling');
   });
 
