@@ -26,7 +26,7 @@ export interface ServerOptions {
   log?: Logger;
   /** @default createMetrics() */
   metrics?: Metrics;
-  /** The timer wheel's clock; tests pass a fake one and call `wheel.advance()`. @default Date.now */
+  /** The timer wheel's clock; tests pass a fake one and call `wheel.advance()`. @default ms since the server was created */
   now?: () => number;
   /** Timer wheel resolution. @default derived from the shortest deadline, 10..1000 ms */
   tickMs?: number;
@@ -86,7 +86,11 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
     },
   };
 
-  const wheel = new TimerWheel<Connection>(opts.tickMs ?? tickFor(config), onDue, opts.now ?? Date.now);
+  // Default clock: ms since this server started. Deadlines then stay small
+  // integers (V8 Smis) for 24 days instead of boxed doubles: 16 bytes less per
+  // connection in `due`.
+  const startedAt = Date.now();
+  const wheel = new TimerWheel<Connection>(opts.tickMs ?? tickFor(config), onDue, opts.now ?? (() => Date.now() - startedAt));
   // The hub reaches the bus through ctx, which listen() may still swap for the Redis bus.
   const hub = new Hub<Connection>({ watch: (ch) => ctx.bus.watch(ch), unwatch: (ch) => ctx.bus.unwatch(ch) }, deliver, {
     slice: config.fanoutSlice,
