@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Profile our server under one benchmark's load, at a small scale:
-//   node bench/profile.mjs poll|fanout|upgrade [--seconds N]
+//   node bench/profile.mjs poll|fanout|upgrade|idle [--seconds N]
 // Runs the server with --cpu-prof, drives the load, and prints the functions
 // with the most self time (the .cpuprofile lands in bench/out/prof/ for
 // Chrome DevTools). Used to explain the targets RESULTS.md reports as missed.
@@ -33,6 +33,37 @@ export function topSelf(profile, n = 20) {
   return [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, v]) => `${((100 * v) / total).toFixed(1).padStart(5)}%  ${k}`);
 }
 
+/** Self size and count per (type, name) in a .heapsnapshot. */
+function byConstructor(text) {
+  const snap = JSON.parse(text);
+  const f = snap.snapshot.meta.node_fields;
+  const types = snap.snapshot.meta.node_types[0];
+  const [iType, iName, iSize] = [f.indexOf('type'), f.indexOf('name'), f.indexOf('self_size')];
+  const out = new Map();
+  for (let i = 0; i < snap.nodes.length; i += f.length) {
+    const type = types[snap.nodes[i + iType]];
+    const name = type === 'object' || type === 'closure' || type === 'native' ? snap.strings[snap.nodes[i + iName]] : `(${type})`;
+    const key = `${type === 'closure' ? 'closure ' : ''}${name}`.slice(0, 60);
+    const e = out.get(key) ?? { count: 0, size: 0 };
+    e.count++;
+    e.size += snap.nodes[i + iSize];
+    out.set(key, e);
+  }
+  return out;
+}
+
+export function diffSnapshots(aText, bText, n, top = 25) {
+  const a = byConstructor(aText), b = byConstructor(bText);
+  const rows = [];
+  for (const [k, v] of b) {
+    const w = a.get(k) ?? { count: 0, size: 0 };
+    rows.push([k, (v.size - w.size) / n, (v.count - w.count) / n]);
+  }
+  rows.sort((x, y) => y[1] - x[1]);
+  const total = rows.reduce((s, r) => s + r[1], 0);
+  return [`${total.toFixed(0).padStart(7)} B  total`, ...rows.slice(0, top).map(([k, sz, c]) => `${sz.toFixed(0).padStart(7)} B  ${c.toFixed(2).padStart(6)} x  ${k}`)];
+}
+
 async function main() {
   rmSync(DIR, { recursive: true, force: true });
   mkdirSync(DIR, { recursive: true });
@@ -59,6 +90,17 @@ async function main() {
         console.log(`upgrades: ${r.ok}`);
       }
       await loaders.stop();
+    } else if (which === 'idle') {
+      // Heap snapshots with N and 2N idle subscribers: the difference per connection, by constructor.
+      const n = 500;
+      const loaders = await startLoaders(2);
+      await loaders.connect(n, { port: srv.port, channelMode: 'per', startIndex: 0 });
+      const a = await srv.snapshot(`${DIR}idle-a.heapsnapshot`);
+      await loaders.connect(n, { port: srv.port, channelMode: 'per', startIndex: n });
+      const b = await srv.snapshot(`${DIR}idle-b.heapsnapshot`);
+      await loaders.stop();
+      console.log(`heap per extra idle subscriber, by constructor (bytes, self size; ${n} more subscribers):`);
+      console.log(diffSnapshots(readFileSync(a.file, 'utf8'), readFileSync(b.file, 'utf8'), n).join('\n'));
     } else throw new Error(`unknown profile target ${which}`);
   } finally {
     await srv.stop();

@@ -56,6 +56,12 @@ process.on('message', async (m) => {
         process.send({ ev: 'cpu', cpuUser: cpu.user, cpuSystem: cpu.system, connections: srv.connections() });
         break;
       }
+      case 'snapshot': {
+        await gcHard();
+        const { writeHeapSnapshot } = await import('node:v8');
+        process.send({ ev: 'snapshot', file: writeHeapSnapshot(m.file) });
+        break;
+      }
       case 'lagStart': lag.reset(); lag.enable(); process.send({ ev: 'lagStart' }); break;
       case 'lagStop': {
         lag.disable();

@@ -41,6 +41,12 @@ export async function startServer(kind, { timeoutMs = 30_000, extraArgs = [] } =
     pid: ready.pid,
     measure: () => request('measure', 'measure'),
     cpu: () => request('cpu', 'cpu'),
+    /** Heap snapshot after GC, written by the server process to `file`. */
+    snapshot(file) {
+      const p = request(null, 'snapshot', 120_000);
+      child.send({ cmd: 'snapshot', file });
+      return p;
+    },
     lagStart: () => request('lagStart', 'lagStart'),
     lagStop: () => request('lagStop', 'lag'),
     async stop() {
