@@ -142,6 +142,7 @@ export function pollTransport(c: Ctx): PollTransport {
     },
     now() {
       quick = true;
+      ok = false; // a restart confirms the path with a plain poll first
       abort?.abort();
       wake?.();
     },

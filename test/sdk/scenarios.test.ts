@@ -118,6 +118,17 @@ describe.each(transports)('on %s', (t) => {
     expect(h.states).toEqual([t === 'websocket' ? 'open' : 'polling', 'offline', 'connecting', t === 'websocket' ? 'open' : 'polling']);
   });
 
+  it('is live again right after online when nothing was missed', async () => {
+    const h = await ready(t);
+    nav.onLine = false;
+    fire('offline');
+    await h.tick(120_000);
+    nav.onLine = true;
+    fire('online');
+    await h.tick();
+    expect(h.c.state).toBe(t === 'websocket' ? 'open' : 'polling');
+  });
+
   it('starts offline when navigator.onLine is false', async () => {
     nav.onLine = false;
     const h = client({ transport: t });
