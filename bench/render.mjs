@@ -85,7 +85,7 @@ const sections = {
       table(['server', '304/s', 'vs bare', 'latency p50 / p99 (ms)', 'server CPU / request (µs)', 'bytes per 304'],
         s.map((k) => [label(k), n0(r.median[k].notModifiedPerSec), r.median.http304 ? `${(r.median[k].notModifiedPerSec / r.median.http304.notModifiedPerSec).toFixed(2)}x` : '', `${r.median[k].latencyP50Ms} / ${r.median[k].latencyP99Ms}`, n1(r.median[k].cpuPerRequestUs), n0(r.median[k].bytesPer304)])),
       '',
-      ...Object.entries(r.wire ?? {}).flatMap(([k, w]) => [`Our 304 on the wire (${label(k)}, ${w.bytes} bytes):`, '', '```http', w.head.trimEnd(), '```', '']),
+      ...Object.entries(r.wire ?? {}).flatMap(([k, w]) => [`The 304 on the wire from ${label(k)} (${w.bytes} bytes):`, '', '```http', w.head.trimEnd(), '```', '']),
     ].join('\n');
   },
   storm(r) {
@@ -106,6 +106,7 @@ const sections = {
       'Each library bundled the same way: esbuild, `export * from "<package>"` (everything it exports), IIFE, minified, browser platform, ES2020; then gzip -9 (and brotli 11 for reference). The shipped `dist/tidings.min.js` (rollup + terser) is listed too.',
       '',
       table(['library', 'minified (B)', 'gzip -9 (B)', 'brotli (B)'], rows.map(([k, v]) => (v.error ? [k, v.error, '', ''] : [k, n0(v.minBytes), n0(v.gzipBytes), n0(v.brotliBytes)]))),
+      ...(r.breakdown ? ['', 'Where the esbuild bundle of Tidings spends its minified bytes (esbuild metafile, before gzip):', '', table(['input', 'minified bytes'], r.breakdown.map(([f, b]) => [`\`${f}\``, n0(b)]))] : []),
     ].join('\n');
   },
 };

@@ -26,7 +26,7 @@ export const LIBRARIES = {
 
 export const gzip9 = (buf) => gzipSync(buf, { level: 9 }).length;
 
-async function bundle(spec) {
+async function bundle(spec, metafile = false) {
   const r = await build({
     stdin: { contents: `export * from ${JSON.stringify(spec)};`, resolveDir: ROOT, loader: 'js' },
     bundle: true,
@@ -38,8 +38,10 @@ async function bundle(spec) {
     write: false,
     logLevel: 'silent',
     legalComments: 'none',
+    metafile,
   });
-  return Buffer.from(r.outputFiles[0].contents);
+  const out = Buffer.from(r.outputFiles[0].contents);
+  return metafile ? { out, meta: r.metafile } : out;
 }
 
 function sizes(buf) {
@@ -57,6 +59,13 @@ export async function run({ log = console.error } = {}) {
       log(`  ${label}: ${rows[label].error}`);
     }
   }
+  // Where Tidings' bytes come from: minified bytes per input file (before gzip).
+  let breakdown = null;
+  try {
+    const { meta } = await bundle(LIBRARIES['tidings (src, esbuild)'], true);
+    const inputs = Object.values(meta.outputs)[0].inputs;
+    breakdown = Object.entries(inputs).map(([file, v]) => [file.replace(/^.*node_modules\//, '').replace(/^.*?src\//, 'src/'), v.bytesInOutput]).filter(([, b]) => b > 0).sort((a, b) => b[1] - a[1]);
+  } catch {}
   const dist = `${ROOT}dist/tidings.min.js`;
   if (existsSync(dist)) rows['tidings (dist/tidings.min.js, rollup+terser)'] = sizes(readFileSync(dist));
   const ours = rows['tidings (dist/tidings.min.js, rollup+terser)'] ?? rows['tidings (src, esbuild)'];
@@ -66,5 +75,5 @@ export async function run({ log = console.error } = {}) {
     target('tidings gzip -9, shipped dist/tidings.min.js (bytes)', ours?.gzipBytes ?? NaN, '<=', 6144),
     target('aim: tidings gzip -9 (bytes)', Math.min(esb?.gzipBytes ?? NaN, ours?.gzipBytes ?? NaN), '<=', 5120),
   ];
-  return { name, rows, targets };
+  return { name, rows, breakdown, targets };
 }
