@@ -7,7 +7,7 @@ const { fake, client, fire } = useFake();
 const half = () => 0.5;
 
 describe('websocket transport', () => {
-  it('sends hello with the subprotocol-free JSON shape and null cursors on first connect', async () => {
+  it('sends hello with null cursors on first connect and takes the welcome heads', async () => {
     const h = client();
     await h.tick();
     expect(fake.log.hellos).toEqual([{ type: 'hello', token: 'tok', channels: { a: null, b: null } }]);
