@@ -8,7 +8,7 @@ import { overOutboundLimit } from '../../server/ws/connection.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { clientClose, clientFrame, clientText, OP } from '../support/frames.js';
 import { closeCodeOf, openWs, rawUpgrade, subscribe, type Msg } from '../support/ws-client.js';
-import { TEST_EPOCH } from '../support/context.js';
+import { TEST_EPOCH, TEST_PUBLISHER_KEY } from '../support/context.js';
 import { MemoryBus } from '../../server/pubsub/memory-bus.js';
 
 const T0 = 1_000_000;
@@ -368,6 +368,44 @@ describe('resume, reset, replay-then-live', () => {
       expect(c.queue).toEqual([]);
     }
     stop = true;
+  });
+});
+
+describe('composition', () => {
+  it('delivers an event published over HTTP to a WebSocket subscriber on the same port', async () => {
+    const s = await start();
+    const { c } = await subscribe(s.wsUrl, await s.token(['user:7']), { 'user:7': null });
+    const res = await fetch(`${s.url}/v1/publish`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TEST_PUBLISHER_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ channel: 'user:7', data: { unread: 3 } }),
+    });
+    expect(res.status).toBe(200);
+    const { cursor } = (await res.json()) as { cursor: string };
+    expect(await c.next()).toEqual({ type: 'event', channel: 'user:7', cursor, data: { unread: 3 } });
+  });
+
+  it('control.dropAll closes every connection with the given code, or destroys them with 0', async () => {
+    const s = await start();
+    const token = await s.token(['a']);
+    const a = await subscribe(s.wsUrl, token, { a: null });
+    expect(s.ctx.control.dropAll(1011)).toBe(1);
+    expect((await a.c.closed).code).toBe(1011);
+    const b = await subscribe(s.wsUrl, token, { a: null });
+    await expect.poll(() => s.ctx.control.connections()).toBe(1);
+    expect(s.ctx.control.dropAll(0)).toBe(1);
+    expect((await b.c.closed).code).toBe(1006); // no close frame: abrupt
+    await expect.poll(() => s.ctx.control.connections()).toBe(0);
+  });
+
+  it('forgets a connection and its subscriptions when the client vanishes', async () => {
+    const s = await start();
+    const { c } = await subscribe(s.wsUrl, await s.token(['a', 'b']), { a: null, b: null });
+    expect(s.server.hub.count('a')).toBe(1);
+    c.ws.terminate();
+    await expect.poll(() => s.ctx.control.connections()).toBe(0);
+    expect(s.server.hub.channels).toBe(0);
+    expect((s.ctx.bus as MemoryBus).isWatched('a')).toBe(false);
   });
 });
 
