@@ -37,6 +37,7 @@ export function createGateway(rt: Runtime): net.Server {
 export function accept(rt: Runtime, socket: Socket): void {
   const c = new Connection(socket, rt);
   rt.handshakes++;
+  rt.heads.add(c);
   tag(socket, c);
   socket.on('data', onHeadData);
   socket.on('error', onHeadError);
@@ -66,7 +67,15 @@ function onHeadData(this: Socket, chunk: Buffer): void {
     buf = Buffer.concat([c.spill, chunk]);
     c.spill = null;
   }
-  const r = parseUpgrade(buf, rt.config.maxHeadBytes);
+  let r: ReturnType<typeof parseUpgrade>;
+  try {
+    r = parseUpgrade(buf, rt.config.maxHeadBytes);
+  } catch (err) {
+    // The parser answers bad input with a HandshakeError; a throw is our bug: lose the socket, not the process.
+    rt.ctx.log.error({ err }, 'upgrade parser failed');
+    c.socket.destroy();
+    return;
+  }
   switch (r.kind) {
     case 'incomplete':
       // Own copy, outside the shared allocation pool, so a slow client pins only its own bytes.

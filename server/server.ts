@@ -101,7 +101,7 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
   // tracking starts on 'listening': without it headersTimeout/requestTimeout are
   // not enforced on handed-off sockets and closeIdleConnections() finds nothing.
   httpServer.emit('listening');
-  const runtime: Runtime = { ctx, config, hub, wheel, now: wheel.now, httpServer, conns: new Set(), handshakes: 0 };
+  const runtime: Runtime = { ctx, config, hub, wheel, now: wheel.now, httpServer, conns: new Set(), handshakes: 0, heads: new Set() };
   const gateway: NetServer = createGateway(runtime);
   let handler: HttpHandler | null = null;
   let needRedis = useRedis;
@@ -164,9 +164,11 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
       // Keep-alive sockets that finished their response close now; busy ones after it.
       const idle = setInterval(() => httpServer.closeIdleConnections(), 50);
       const cap = setTimeout(() => {
+        // WebSockets, sockets still sending their request head (known only to the
+        // gateway), and whatever node:http still holds.
         for (const c of runtime.conns) c.socket.destroy();
+        for (const c of runtime.heads) c.socket.destroy();
         httpServer.closeAllConnections();
-        // Sockets still in the head phase are only known to the gateway.
         setImmediate(finish);
       }, capMs);
       // The server's count drops in the socket's _destroy, before libuv has closed the

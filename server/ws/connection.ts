@@ -65,6 +65,8 @@ export interface Runtime {
   readonly conns: Set<Connection>;
   /** Sockets accepted and not yet decided (HEAD) plus connections before `welcome` (HELLO, SUBSCRIBING). */
   handshakes: number;
+  /** Sockets whose request head is still being read: only the gateway knows them (close() destroys them). */
+  readonly heads: Set<Connection>;
 }
 
 export class Connection implements ReceiverState, WheelItem {
@@ -105,6 +107,7 @@ export function setState(c: Connection, next: ConnState): void {
   const prev = c.state;
   if (prev === next) return;
   if (isHandshake(prev) && !isHandshake(next)) c.rt.handshakes--;
+  if (prev === S_HEAD) c.rt.heads.delete(c);
   c.state = next;
 }
 
@@ -133,7 +136,19 @@ export function startConnection(c: Connection, rest: Buffer | null): void {
 function onFrames(this: Socket, chunk: Buffer): void {
   const c = connOf(this);
   if (c === undefined || c.state >= S_ENDED) return;
-  receive(c, chunk, c.rt.config.maxMessageBytes, sink);
+  try {
+    receive(c, chunk, c.rt.config.maxMessageBytes, sink);
+  } catch (err) {
+    // Bad input is answered by the receiver with a close code; anything thrown
+    // here is our bug. It costs this connection, never the process.
+    internalError(c, err);
+  }
+}
+
+/** 1011 (PROTOCOL.md "internal error") and a log line with the cause. */
+export function internalError(c: Connection, err: unknown): void {
+  c.rt.ctx.log.error({ err }, 'websocket connection failed');
+  closeConnection(c, 1011, 'internal error', true);
 }
 
 function onSocketError(this: Socket, err: Error): void {
@@ -295,7 +310,7 @@ const sink: Sink = {
     const s = c.state;
     if (s === S_HELLO) {
       setState(c, S_SUBSCRIBING);
-      void hello(c, parseJson(data, isText));
+      hello(c, parseJson(data, isText)).catch((err: unknown) => internalError(c, err));
       return;
     }
     if (s !== S_SUBSCRIBING && s !== S_OPEN && s !== S_AWAIT_PONG) return; // closing: ignore data (§7.1.2)

@@ -87,6 +87,20 @@ describe('drain', () => {
   });
 });
 
+describe('close', () => {
+  it('destroys every socket at once, including one still sending its request head', async () => {
+    const s = await startTestServer();
+    const { rawConnect } = await import('../support/ws-client.js');
+    const slow = await rawConnect(s.port);
+    slow.socket.write('GET /v1/ws HTTP/1.1\r\n');
+    await expect.poll(() => s.server.runtime.heads.size).toBe(1);
+    const ws = await subscribe(s.wsUrl, await s.token(['a']), { a: null });
+    await s.close();
+    await slow.ended;
+    expect((await ws.c.closed).code).toBe(1006);
+  });
+});
+
 describe('tidings-server CLI', () => {
   const root = path.resolve(import.meta.dirname, '../..');
   const tsx = path.join(root, 'node_modules/.bin/tsx');
@@ -124,6 +138,16 @@ describe('tidings-server CLI', () => {
     child.kill('SIGINT');
     const [code] = await once(child, 'exit');
     expect(code).toBe(0);
+  });
+
+  it('prints the help and exits 0 with --help', async () => {
+    const child = run(['--help']);
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    const [code] = await once(child, 'exit');
+    expect(code).toBe(0);
+    expect(out).toContain('TIDINGS_MAX_CONNECTIONS');
+    expect(out).not.toContain('listening on');
   });
 
   it('exits 2 with a message on a config error', async () => {
