@@ -8,18 +8,30 @@ import typescript from '@rollup/plugin-typescript';
 import { dts } from 'rollup-plugin-dts';
 
 /**
- * reconnecting-websocket 4.4.0 ships a `debug` option whose logger drags in
- * tslib's __spread/__read and "RWS>" strings: dev-only code we never enable
- * (we pass no `debug`). Replace the logger with a no-op. Fails the build if
- * the pattern is gone (a new RWS version must be looked at, not skipped).
+ * Trims reconnecting-websocket 4.4.0 (bundled, unmaintained) to what the SDK
+ * uses. Its `debug` logger drags in tslib's __spread/__read and "RWS>"
+ * strings (dev-only; we never pass `debug`): replaced by a no-op. Public
+ * members the SDK never touches (dispatchEvent, and the bufferedAmount,
+ * extensions, protocol, url, retryCount and binaryType accessors) are
+ * removed; RWS itself reads only the private fields behind them. Each pattern
+ * must match, else the build fails: a new RWS version must be looked at, not
+ * silently shipped untrimmed. test/sdk/size.test.ts runs the built bundle
+ * against the fake server.
  */
-const stripRwsDebug = () => ({
-  name: 'strip-rws-debug',
+const trimRws = () => ({
+  name: 'trim-reconnecting-websocket',
   transform(code, id) {
     if (!id.includes('reconnecting-websocket')) return null;
-    const re = /ReconnectingWebSocket\.prototype\._debug = function \(\) \{[\s\S]*?\n    \};/;
-    if (!re.test(code)) this.error('reconnecting-websocket: _debug not found, check the strip-rws-debug plugin');
-    return { code: code.replace(re, 'ReconnectingWebSocket.prototype._debug = function () {};'), map: null };
+    const cut = (re, by = '') => {
+      if (!re.test(code)) this.error(`reconnecting-websocket: ${re} not found, check trim-reconnecting-websocket`);
+      code = code.replace(re, by);
+    };
+    const method = (name) => new RegExp(`ReconnectingWebSocket\\.prototype\\.${name} = function \\([^)]*\\) \\{[\\s\\S]*?\\n    \\};`);
+    cut(method('_debug'), 'ReconnectingWebSocket.prototype._debug = function () {};');
+    cut(method('dispatchEvent'));
+    for (const name of ['bufferedAmount', 'extensions', 'protocol', 'url', 'retryCount', 'binaryType'])
+      cut(new RegExp(`Object\\.defineProperty\\(ReconnectingWebSocket\\.prototype, "${name}", \\{[\\s\\S]*?\\n    \\}\\);`));
+    return { code, map: null };
   },
 });
 
@@ -36,7 +48,7 @@ const banner = '/*! tidings | MIT | includes reconnecting-websocket (MIT), mitt 
 export default [
   {
     input: 'src/index.ts',
-    plugins: [resolve({ browser: true }), stripRwsDebug(), ts()],
+    plugins: [resolve({ browser: true }), trimRws(), ts()],
     output: [
       { file: 'dist/tidings.mjs', format: 'es', banner },
       { file: 'dist/tidings.cjs', format: 'cjs', banner },
@@ -44,7 +56,7 @@ export default [
   },
   {
     input: 'src/index.ts',
-    plugins: [resolve({ browser: true }), stripRwsDebug(), ts()],
+    plugins: [resolve({ browser: true }), trimRws(), ts()],
     output: {
       file: 'dist/tidings.min.js',
       format: 'iife',

@@ -56,8 +56,10 @@ export function useFake() {
     vi.unstubAllGlobals();
   });
 
-  function client(opts: Partial<ClientOptions> = {}, clock = manualClock()): Harness {
-    const c = createClient({ url: fake.base, token: 'tok', channels: ['a', 'b'], clock, random: seeded(7), ...opts });
+  /** A recorded client; `createClient` may be swapped for a built bundle's. */
+  function client(opts: Partial<ClientOptions> & { createClient?: typeof createClient } = {}, clock = manualClock()): Harness {
+    const { createClient: make = createClient, ...rest } = opts;
+    const c = make({ url: fake.base, token: 'tok', channels: ['a', 'b'], clock, random: seeded(7), ...rest });
     live.push(c);
     const h: Harness = {
       c,

@@ -4,13 +4,19 @@
  * then checks the size budget of the <script> build and that every output is
  * self-contained.
  */
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { resolve } from 'node:path';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { runInNewContext } from 'node:vm';
 import { gzipSync } from 'node:zlib';
 import { rollup, type OutputOptions, type RollupOptions } from 'rollup';
 import { beforeAll, describe, expect, it } from 'vitest';
+import type { createClient as CreateClient } from '../../src/index.js';
+import { useFake } from './helpers.js';
+
+const { fake, client } = useFake();
 
 /** Gzipped (zlib level 9) size limit of dist/tidings.min.js, bytes. */
 export const MIN_GZIP_LIMIT = 6144;
@@ -71,6 +77,28 @@ describe('bundle', () => {
     const mod = { exports: {} as Record<string, unknown> };
     runInNewContext(code['tidings.cjs']!, { module: mod, exports: mod.exports, require: createRequire(import.meta.url), URL, setTimeout, clearTimeout });
     expect(typeof mod.exports.createClient).toBe('function');
+  });
+
+  it.each(['tidings.mjs', 'tidings.min.js'])('%s (trimmed reconnecting-websocket, mangled for min) connects, resumes and falls back', async (file) => {
+    let make: typeof CreateClient;
+    if (file === 'tidings.mjs') {
+      const dir = mkdtempSync(join(tmpdir(), 'tidings-bundle-'));
+      writeFileSync(join(dir, file), code[file]!);
+      make = (await import(pathToFileURL(join(dir, file)).href)).createClient;
+    } else make = new Function(code[file]! + '\nreturn Tidings;')().createClient;
+    const h = client({ createClient: make, random: () => 0.5 });
+    await h.tick();
+    expect(h.c.transport).toBe('websocket');
+    fake.publish('a', 1);
+    fake.closeAll(1011);
+    await h.tick(500);
+    fake.publish('a', 2);
+    await h.tick();
+    expect(h.events.map((e) => e.data)).toEqual([1, 2]);
+    fake.knobs.ws = 'refuse';
+    fake.closeAll(1011);
+    for (let i = 0; i < 4; i++) await h.tick(1000);
+    expect(h.c.transport).toBe('polling');
   });
 
   it('the bundled d.ts does not reference the dependencies types', () => {
