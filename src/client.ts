@@ -233,8 +233,10 @@ export function createClient(options: ClientOptions): Client {
   set(CONNECTING);
   if (!WS || mode === 'polling') startPolling();
   else {
-    ws = wsTransport(ctx, mode === 'auto' && !!session(wsKey));
-    if (mode === 'auto' && session(wsKey)) startPolling();
+    // This session already saw WebSocket fail: start on polling, probe in the background.
+    const failedBefore = mode === 'auto' && !!session(wsKey);
+    ws = wsTransport(ctx, failedBefore);
+    if (failedBefore) startPolling();
   }
 
   return {
