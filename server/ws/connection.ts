@@ -50,6 +50,8 @@ export type ConnState =
  */
 export const CLOSE_GRACE_MS = 2_000;
 
+const EMPTY = Buffer.alloc(0);
+
 /** Retry-After (seconds) on a 503 for over capacity or blocked upgrades. Draining uses the drain window. */
 export const RETRY_AFTER_S = 5;
 
@@ -80,10 +82,10 @@ export class Connection implements ReceiverState, WheelItem {
   /** One channel as a bare string (the common case), several as an array, none before hello. */
   channels: string | string[] | null = null;
   /**
-   * Only while SUBSCRIBING: live events that arrived during the replay, flat
-   * triples [channel, cursor | null, frame, ...]. Null otherwise.
+   * Only while SUBSCRIBING: live events that arrived during the replay, as
+   * [queued bytes, channel, cursor | null, frame, channel, ...]. Null otherwise.
    */
-  pending: (string | Buffer | null)[] | null = null;
+  pending: (number | string | Buffer | null)[] | null = null;
 
   constructor(readonly socket: Socket, readonly rt: Runtime) {}
 }
@@ -218,7 +220,18 @@ export function deliver(c: Connection, channel: string, cursor: string | null, f
   const s = c.state;
   if (s === S_OPEN || s === S_AWAIT_PONG) return send(c, frame);
   // Replay in progress: hold live events until the history is written (no gap), then dedupe (no duplicate).
-  if (s === S_SUBSCRIBING && c.pending !== null) c.pending.push(channel, cursor, frame);
+  const p = c.pending;
+  if (s === S_SUBSCRIBING && p !== null) {
+    const queued = (p[0] as number) + frame.length;
+    // They will all be written at once: the outbound limit applies to the backlog already.
+    if (queued > c.rt.config.maxOutboundBytes) {
+      c.rt.ctx.metrics.slowConsumerCloses.inc();
+      closeConnection(c, 1013, 'slow consumer', true);
+      return false;
+    }
+    p[0] = queued;
+    p.push(channel, cursor, frame);
+  }
   return false;
 }
 
@@ -378,7 +391,7 @@ async function hello(c: Connection, msg: unknown): Promise<void> {
 
   // Subscribe BEFORE reading heads and history: an event published from now on
   // is either in what we read or queued in `pending` (or both; deduped below).
-  c.pending = [];
+  c.pending = [0];
   c.channels = names.length === 1 ? names[0]! : names;
   for (const name of names) rt.hub.subscribe(name, c);
 
@@ -402,41 +415,63 @@ async function hello(c: Connection, msg: unknown): Promise<void> {
   }
   if (c.state !== S_SUBSCRIBING) return; // closed while we read
 
+  // Welcome, replay, then the queued live events. A replay may be far larger
+  // than the outbound limit: before a write that would pass it, we wait for the
+  // queue to flush, so a long replay flows at the client's pace and only a
+  // client that stops reading is closed 1013 (by the hello deadline, or by the
+  // backlog of live events in `pending`, which is bounded too).
   const socket = c.socket;
-  socket.cork();
+  let messages = 0;
+  let bytes = 0;
+  const out = async (frame: Buffer): Promise<boolean> => {
+    if (socket.writableLength > 0 && overOutboundLimit(socket.writableLength, frame.length, config.maxOutboundBytes)) {
+      // Would pass the limit: first let the kernel take what is queued (the
+      // callback of an empty write runs once everything before it is flushed).
+      await new Promise<void>((resolve) => socket.write(EMPTY, () => resolve()));
+      if (c.state !== S_SUBSCRIBING) return false;
+    }
+    if (!send(c, frame)) return false;
+    messages++;
+    bytes += frame.length;
+    return c.state === S_SUBSCRIBING;
+  };
   try {
-    if (!send(c, encodeText(welcomeMessage(config.pingMs, names, heads)))) return;
+    if (!(await out(encodeText(welcomeMessage(config.pingMs, names, heads))))) return;
     // last[i]: the newest cursor the client will hold for channel i once the replay is written.
     const last: string[] = new Array(names.length);
     for (let i = 0; i < names.length; i++) {
       const r = replays[i];
       if (r === null || r === undefined) { last[i] = heads[i]!; continue; }
       if (r.kind === 'reset') {
-        if (!send(c, encodeText(resetMessage(names[i]!, r.head)))) return;
+        if (!(await out(encodeText(resetMessage(names[i]!, r.head))))) return;
         last[i] = r.head;
         continue;
       }
       last[i] = h.cursors[i]!;
       for (const e of r.events) {
-        if (!send(c, encodeText(eventMessage(e)))) return;
+        if (!(await out(encodeText(eventMessage(e))))) return;
         last[i] = e.cursor;
       }
     }
-    // Live events that arrived meanwhile: only those after what the client now holds.
-    const p = c.pending!;
-    c.pending = null;
-    for (let k = 0; k < p.length; k += 3) {
+    // Live events that arrived meanwhile: only those after what the client now
+    // holds. Events queued while this loop waits for 'drain' are picked up too.
+    for (let k = 1; c.pending !== null && k < c.pending.length; k += 3) {
+      const p = c.pending;
       const channel = p[k] as string;
       const cursor = p[k + 1] as string | null;
+      const frame = p[k + 2] as Buffer;
+      p[0] = (p[0] as number) - frame.length; // no longer a backlog once handled
       const i = names.indexOf(channel);
       if (cursor !== null) {
         if (!bus.isAfter(cursor, last[i]!)) continue;
         last[i] = cursor;
       }
-      if (!send(c, p[k + 2] as Buffer)) return;
+      if (!(await out(frame))) return;
     }
+    c.pending = null;
   } finally {
-    socket.uncork();
+    rt.ctx.metrics.messagesOut.inc(messages);
+    rt.ctx.metrics.bytesOut.inc(bytes);
   }
   if (c.state !== S_SUBSCRIBING) return;
   setState(c, S_OPEN);

@@ -409,10 +409,53 @@ describe('composition', () => {
   });
 });
 
+/** A memory bus whose head() waits until the test opens the gate: the connection stays SUBSCRIBING meanwhile. */
+class GatedBus extends MemoryBus {
+  private open!: () => void;
+  private gate = new Promise<void>((r) => { this.open = r; });
+  release(): void { this.open(); }
+  override async head(channel: string) {
+    await this.gate;
+    return super.head(channel);
+  }
+}
+
 describe('slow consumer', () => {
   it('writes while the send buffer stays within maxOutboundBytes and refuses one byte past it', () => {
     expect(overOutboundLimit(900, 100, 1000)).toBe(false);
     expect(overOutboundLimit(901, 100, 1000)).toBe(true);
+  });
+
+  it('replays a history many times maxOutboundBytes to a client that reads, at its pace, without closing', async () => {
+    const s = await start({ maxOutboundBytes: 16 * 1024 });
+    // 10 MB: more than loopback's socket buffers absorb in one go.
+    const data = 'y'.repeat(16_000);
+    for (let i = 0; i < 640; i++) await s.publish('a', data);
+    const { c } = await subscribe(s.wsUrl, await s.token(['a']), { a: cur(0) });
+    for (let i = 1; i <= 640; i++) expect((await c.next()).cursor).toBe(cur(i));
+    await s.publish('a', 'live');
+    expect(await c.next()).toMatchObject({ cursor: cur(641), data: 'live' });
+  });
+
+  it.each([
+    ['within', 2, 'welcome'],
+    ['past', 3, 'closed 1013'],
+  ])('bounds live events queued during the replay by maxOutboundBytes (%s it)', async (_name, count, outcome) => {
+    const bus = new GatedBus({ epoch: TEST_EPOCH });
+    clock = T0;
+    const s = await startTestServer({ maxOutboundBytes: 10_000 }, { now: () => clock, tickMs: 10, bus });
+    servers.push(s);
+    const c = await openWs(s.wsUrl);
+    c.send({ type: 'hello', token: await s.token(['a']), channels: { a: null } });
+    await expect.poll(() => s.server.hub.count('a')).toBe(1); // subscribed, head not read yet
+    // Each event frame is about 4 KB: two fit in 10,000 bytes, three do not.
+    for (let i = 0; i < count; i++) await s.publish('a', 'z'.repeat(4000));
+    bus.release();
+    if (outcome === 'welcome') {
+      expect((await c.next()).type).toBe('welcome');
+    } else {
+      expect((await c.closed).code).toBe(1013);
+    }
   });
 
   it('closes 1013 a client that does not read, after the events it had room for', async () => {
