@@ -8,9 +8,9 @@ import type { HandshakeRejectReason } from './metrics.js';
 import { HandshakeError, type HandshakeErrorCode } from './ws/errors.js';
 import { acceptResponse, parseUpgrade, rejectResponse } from './ws/upgrade.js';
 import {
-  CLOSE_GRACE_MS, Connection, RETRY_AFTER_S, S_CLOSED, S_ENDED, S_HEAD, connOf, setState, startConnection, tag,
-  type Runtime,
+  CLOSE_GRACE_MS, Connection, RETRY_AFTER_S, S_CLOSED, S_ENDED, S_HEAD, connOf, setState, tag, type Runtime,
 } from './ws/connection.js';
+import { startConnection } from './ws/session.js';
 
 const REASON_OF: Record<HandshakeErrorCode, HandshakeRejectReason> = {
   MALFORMED_REQUEST: 'malformed',

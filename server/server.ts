@@ -14,7 +14,8 @@ import { Hub } from './pubsub/hub.js';
 import { TimerWheel } from './timer-wheel.js';
 import { createHttpHandler, type HttpHandler } from './http/router.js';
 import { createGateway } from './gateway.js';
-import { CLOSE_GRACE_MS, Connection, closeAll, deliver, onDue, type Runtime } from './ws/connection.js';
+import { CLOSE_GRACE_MS, Connection, closeAll, deliver, type Runtime } from './ws/connection.js';
+import { onDue } from './ws/session.js';
 
 /** After drain has closed everything, sockets still open this long are destroyed. */
 export const DRAIN_HARD_CAP_MS = CLOSE_GRACE_MS + 3_000;
