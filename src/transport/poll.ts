@@ -65,7 +65,9 @@ export function pollTransport(c: Ctx): PollTransport {
     const t = clock.setTimeout(() => ac.abort(), (headers.Prefer ? s.longPoll * 1000 : 0) + s.grace);
     const started = clock.now();
     try {
-      const r = await c.fetch(s.httpUrl + '/v1/poll?channels=' + s.channels.join(','), { headers, signal: ac.signal });
+      // no-store: otherwise the browser may add its own If-None-Match to a plain
+      // poll and hand back an old cached 200, replaying stale events after a reload.
+      const r = await c.fetch(s.httpUrl + '/v1/poll?channels=' + s.channels.join(','), { headers, signal: ac.signal, cache: 'no-store' });
       const interval = headerDelay(r.headers.get('X-Poll-Interval'), 0) ?? DEFAULT_POLL_INTERVAL;
       // A held long-poll that returned may poll again at once (PROTOCOL.md).
       let after = /wait/.test(r.headers.get('Preference-Applied') ?? '') ? 0 : interval;

@@ -20,6 +20,16 @@ describe('polling transport', () => {
     expect(h.states).toEqual(['polling']);
   });
 
+  it('asks fetch for cache: no-store, so the HTTP cache cannot replay an old 200 with its own validator', async () => {
+    const modes: (RequestCache | undefined)[] = [];
+    const spy: typeof fetch = (input, init) => (modes.push(init?.cache), fetch(input, init));
+    const h = client({ ...polling, fetch: spy });
+    await h.tick();
+    await h.tick(1000);
+    expect(modes.length).toBeGreaterThanOrEqual(2);
+    expect(new Set(modes)).toEqual(new Set(['no-store']));
+  });
+
   it('delivers what a held long-poll returns and polls again at once', async () => {
     const h = client(polling);
     await h.tick();
