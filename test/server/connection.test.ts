@@ -463,7 +463,7 @@ describe('slow consumer', () => {
     const { c } = await subscribe(s.wsUrl, await s.token(['a']), { a: null });
     c.ws.pause(); // stop reading: the kernel buffers fill, then ours
     const big = 'x'.repeat(60 * 1024);
-    for (let i = 0; i < 200 && s.server.hub.count('a') > 0; i++) {
+    for (let i = 0; i < 500 && s.server.hub.count('a') > 0; i++) {
       await s.publish('a', big);
       await new Promise((r) => setImmediate(r));
     }
