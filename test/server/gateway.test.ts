@@ -2,6 +2,7 @@
 // at and past each value, and node:http keeping its keep-alive and pipelining
 // after the hand-off.
 import { afterEach, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import type { Config } from '../../server/config.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { clientFrame, clientText, OP, parseServerFrames } from '../support/frames.js';
@@ -211,3 +212,23 @@ describe('HTTP on the same port', () => {
     ws.ws.close();
   });
 });
+
+describe('bad input never takes the server down', () => {
+  it('survives random bytes as a request head and as frames after a 101, and keeps serving', async () => {
+    const s = await start({ maxHeadBytes: 512, maxMessageBytes: 256 });
+    const prefixes = ['', 'GET /v1/ws', 'GET /v1/ws HTTP/1.1\r\n', UPGRADE_HEAD()];
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...prefixes), fc.uint8Array({ maxLength: 700 }), async (prefix, junk) => {
+        const raw = await rawConnect(s.port);
+        raw.socket.write(Buffer.concat([Buffer.from(prefix, 'latin1'), junk]));
+        raw.socket.end();
+        await raw.ended;
+      }),
+      { numRuns: 60, seed: 42 },
+    );
+    const res = await fetch(`${s.url}/healthz`);
+    expect(res.status).toBe(200);
+    await expect.poll(() => s.server.runtime.handshakes).toBe(0);
+  });
+});
+
