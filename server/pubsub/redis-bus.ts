@@ -13,19 +13,14 @@
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
-import type { Bus, Replay, StoredEvent } from './bus.js';
+import { BusUnavailableError, type Bus, type Replay, type StoredEvent } from './bus.js';
 import {
   EPOCH_KEY, LIBRARY, LIVE_PREFIX, compareCursors, liveKey, parseCursor, streamKey,
 } from './redis-scripts.js';
 
-/** Thrown by publish/head/readAfter while Redis is unreachable: the HTTP side answers 503 + Retry-After. */
-export class BusUnavailableError extends Error {
-  readonly code = 'BUS_UNAVAILABLE' as const;
-  constructor(message: string, readonly retryAfterS: number) {
-    super(message);
-    this.name = 'BusUnavailableError';
-  }
-}
+// publish/head/readAfter throw BusUnavailableError (code BUS_UNAVAILABLE, with
+// retryAfterS) while Redis is unreachable: the HTTP side answers 503 + Retry-After.
+export { BusUnavailableError };
 
 /** Tunables of the Redis connections, each with its default and why. */
 export interface RedisBusOptions {
