@@ -3,6 +3,7 @@
 // "listening on" line, and a drain on SIGTERM/SIGINT (a second signal exits at once).
 import { ConfigError, helpText, loadConfig, type Config } from './config.js';
 import { createTidingsServer } from './server.js';
+import { isWorker, reportListening, runPrimary } from './cluster.js';
 
 /** Exit status for a configuration error (the usage convention of sysexits-less CLIs). */
 export const EXIT_CONFIG = 2;
@@ -35,6 +36,10 @@ async function main(): Promise<void> {
     return;
   }
   printSecrets(config, generated);
+  if (config.workers > 1 && !isWorker()) {
+    runPrimary(config, (line) => process.stdout.write(line + '\n'));
+    return;
+  }
 
   const server = createTidingsServer(config);
   let stopping = false;
@@ -54,10 +59,13 @@ async function main(): Promise<void> {
     );
   };
   process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+  // A worker drains on the primary's SIGTERM only: a terminal's Ctrl-C reaches the
+  // whole process group, and a second signal would skip the drain.
+  process.on('SIGINT', isWorker() ? () => {} : onSignal);
 
   try {
     const { host, port } = await server.listen();
+    if (isWorker()) return reportListening(host, port);
     const shown = host.includes(':') ? `[${host}]` : host;
     process.stdout.write(`listening on http://${shown}:${port}\n`);
   } catch (err) {

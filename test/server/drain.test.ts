@@ -8,6 +8,8 @@ import { CLOSE_GRACE_MS } from '../../server/ws/connection.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { rawUpgrade, subscribe } from '../support/ws-client.js';
 import { OP } from '../support/frames.js';
+import { startRedis } from '../support/redis.js';
+import { signSubscriberToken } from '../../server/auth/tokens.js';
 
 let servers: TestServer[] = [];
 afterEach(async () => {
@@ -148,6 +150,36 @@ describe('tidings-server CLI', () => {
     expect(code).toBe(0);
     expect(out).toContain('TIDINGS_MAX_CONNECTIONS');
     expect(out).not.toContain('listening on');
+  });
+
+  it('runs --workers 2 on one port with shared secrets, delivers across workers, and drains all on SIGTERM', async () => {
+    const redis = await startRedis();
+    try {
+      const child = run(['--workers', '2'], { TIDINGS_REDIS_URL: redis.url });
+      let out = '';
+      child.stdout.on('data', (d) => { out += d; });
+      await expect.poll(() => out.includes('listening on'), { timeout: 15_000 }).toBe(true);
+      await new Promise((r) => setTimeout(r, 200)); // a second line would show up now
+      expect(out.match(/listening on/g)).toHaveLength(1);
+      const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1]);
+      const secret = /TIDINGS_SUBSCRIBER_SECRET=(\S+)/.exec(out)![1]!;
+      const key = /TIDINGS_PUBLISHER_KEY=(\S+)/.exec(out)![1]!;
+      const token = await signSubscriberToken(secret, { sub: 'u', ch: ['w'], ttlSeconds: 60 });
+      // Several subscribers: round-robin puts them on both workers.
+      const subs = await Promise.all([0, 1, 2, 3].map(() => subscribe(`ws://127.0.0.1:${port}/v1/ws`, token, { w: null })));
+      const res = await fetch(`http://127.0.0.1:${port}/v1/publish`, {
+        method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ channel: 'w', data: 1 }),
+      });
+      expect(res.status).toBe(200);
+      for (const { c } of subs) expect(await c.next(8000)).toMatchObject({ type: 'event', channel: 'w', data: 1 });
+      child.kill('SIGTERM');
+      for (const { c } of subs) expect((await c.closed).code).toBe(1012);
+      const [code] = await once(child, 'exit');
+      expect(code).toBe(0);
+    } finally {
+      await redis.stop();
+    }
   });
 
   it('exits 2 with a message on a config error', async () => {
