@@ -55,3 +55,35 @@ test('goes offline with the browser and catches up when it is back online', asyn
   await inbox.expectDelivered([...before, ...meanwhile]);
   expect((await inbox.counters()).resets).toBe(0);
 });
+
+test('remembers for the tab that WebSocket failed: a reload starts on polling, and a probe brings it back', async ({ openInbox, tidings, page }) => {
+  // Refused in the browser this time (a proxy that kills WebSockets), not by the server:
+  // every socket to /v1/ws is closed 1011 before any `welcome`.
+  let refuse = true;
+  let refused = 0;
+  await page.routeWebSocket(/\/v1\/ws$/, (ws) => {
+    if (refuse) {
+      refused++;
+      return ws.close({ code: 1011, reason: 'refused by the test' });
+    }
+    ws.connectToServer();
+  });
+  // probe 60 s: no probe interferes until the test lowers the wall (below).
+  const inbox = await openInbox({ probe: 60_000 });
+  await inbox.waitFor('polling', 'polling', 15_000);
+  expect(refused).toBeGreaterThanOrEqual(2);
+  const first = await tidings.mail(inbox.channel, 'polled before reload');
+  await inbox.expectDelivered(first);
+
+  const refusedBeforeReload = refused;
+  const reloaded = await openInbox({ probe: 1500 }); // same tab, same sessionStorage
+  await reloaded.waitFor('polling', 'polling');
+  const onlyPolling = (await reloaded.states()).filter((s) => s.transport !== null).every((s) => s.transport === 'polling');
+  expect(onlyPolling, 'started on polling without trying WebSocket first').toBe(true);
+  expect(refused, 'no WebSocket attempt before polling').toBe(refusedBeforeReload);
+
+  refuse = false;
+  await reloaded.waitFor('open', 'websocket', 15_000);
+  const back = await tidings.mail(reloaded.channel, 'after the probe');
+  await reloaded.expectDelivered(back);
+});
