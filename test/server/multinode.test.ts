@@ -1,10 +1,12 @@
 // Several Tidings nodes sharing one real redis-server: what a user behind a
 // load balancer sees, end to end over WebSocket and HTTP.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { liveKey } from '../../server/pubsub/redis-scripts.js';
 import { TEST_PUBLISHER_KEY } from '../support/context.js';
-import { startRedis, type TestRedis } from '../support/redis.js';
+import { freePort, startRedis, type TestRedis } from '../support/redis.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { subscribe, type Msg, type WsClient } from '../support/ws-client.js';
 
@@ -138,6 +140,39 @@ describe('several nodes on one Redis', () => {
     } finally {
       admin.disconnect();
     }
+  });
+});
+
+describe('a storage backend publishing without HTTP (docs/examples/publish-redis.mjs)', () => {
+  const script = 'docs/examples/publish-redis.mjs';
+  const run = (args: string[], url = redis.url) =>
+    promisify(execFile)(process.execPath, [script, ...args], { env: { ...process.env, TIDINGS_REDIS_URL: url } })
+      .then(({ stdout }) => ({ code: 0, stdout, stderr: '' }), (e: { code: number; stdout: string; stderr: string }) => e);
+
+  it('reaches the subscribers of every node, in order with HTTP publishes, and resumes like them', async () => {
+    const [a, b] = [await node(), await node()];
+    const ch = channel();
+    const { c } = await sub(a, { [ch]: null });
+    const { c: other } = await sub(b, { [ch]: null });
+    const viaHttp = await publishOk(b, ch, 1);
+    const out = await run([ch, '{"from":"backend"}']);
+    expect(out.code).toBe(0);
+    const viaRedis = out.stdout.trim();
+    expect(viaRedis).toMatch(/^[0-9A-Za-z_.-]{1,64}$/);
+    for (const client of [c, other]) {
+      expect((await take(client, 2)).map((m) => [m.cursor, m.data])).toEqual([[viaHttp, 1], [viaRedis, { from: 'backend' }]]);
+    }
+    const { c: resumed } = await sub(b, { [ch]: viaHttp });
+    expect(await resumed.next()).toMatchObject({ type: 'event', cursor: viaRedis, data: { from: 'backend' } });
+  });
+
+  it('refuses bad input and an unreachable Redis with a message and exit 1, and prints usage with exit 2', async () => {
+    await node();
+    expect(await run([channel(), '{not json'])).toMatchObject({ code: 1, stderr: expect.stringMatching(/publish refused: BADJSON/) });
+    expect(await run(['bad channel', '1'])).toMatchObject({ code: 1, stderr: expect.stringMatching(/BADCHANNEL/) });
+    const dead = `redis://127.0.0.1:${await freePort()}`;
+    expect(await run([channel(), '1'], dead)).toMatchObject({ code: 1, stderr: expect.stringMatching(/cannot reach Redis at redis:\/\/127\.0\.0\.1/) });
+    expect(await run([])).toMatchObject({ code: 2, stderr: expect.stringMatching(/usage/) });
   });
 });
 
