@@ -15,6 +15,7 @@ test('notices a silent (frozen) connection within ping + grace and reconnects', 
   await expect.poll(async () => (await inbox.states()).some((s) => s.at > frozenAt && s.state !== 'open'), { timeout: 8_000 }).toBe(true);
   const noticed = (await inbox.states()).find((s) => s.at > frozenAt && s.state !== 'open')!;
   const detectMs = noticed.at - frozenAt;
+  test.info().annotations.push({ type: 'silence noticed after (ms)', description: String(Math.round(detectMs)) });
   // Dead after `ping` + grace of silence; the last message may have arrived up to
   // one ping before the freeze, and timers run late on a busy machine: allow slack.
   expect(detectMs).toBeLessThanOrEqual(E2E_TIMINGS.pingMs + grace + 1500);
