@@ -1,0 +1,84 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { RESTART_POLICY, planRestart } from '../../server/cluster.js';
+import { freePort, startRedis } from '../support/redis.js';
+
+describe('worker restart policy (pure)', () => {
+  const p = { maxRestarts: 3, windowMs: 10_000, baseDelayMs: 100, capDelayMs: 500 };
+
+  it('restarts a first crash after the base delay, doubling per recent exit up to the cap', () => {
+    expect(planRestart([1000], 1000, p)).toEqual({ action: 'restart', delayMs: 100 });
+    expect(planRestart([1000, 2000], 2000, p)).toEqual({ action: 'restart', delayMs: 200 });
+    expect(planRestart([1000, 2000, 3000], 3000, p)).toEqual({ action: 'restart', delayMs: 400 });
+    expect(planRestart([1, 2, 3], 3, { ...p, maxRestarts: 10, capDelayMs: 300 })).toEqual({ action: 'restart', delayMs: 300 });
+  });
+
+  it('gives up past maxRestarts exits within the window, not at it', () => {
+    expect(planRestart([1, 2, 3], 3, p).action).toBe('restart'); // at the limit
+    expect(planRestart([1, 2, 3, 4], 4, p)).toEqual({ action: 'give-up', exits: 4 }); // past it
+  });
+
+  it('forgets exits older than the window', () => {
+    expect(planRestart([0, 1, 2, 10_002], 10_002, p)).toEqual({ action: 'restart', delayMs: 100 });
+    expect(planRestart([0, 1, 2, 9_999], 9_999, p).action).toBe('give-up');
+  });
+
+  it('has defaults that tolerate a few crashes a minute', () => {
+    expect(RESTART_POLICY).toEqual({ maxRestarts: 5, windowMs: 60_000, baseDelayMs: 100, capDelayMs: 5_000 });
+  });
+});
+
+describe('tidings-server --workers', () => {
+  const root = path.resolve(import.meta.dirname, '../..');
+  const run = (args: string[], env: Record<string, string>) =>
+    spawn(path.join(root, 'node_modules/.bin/tsx'), [path.join(root, 'server/main.ts'), ...args], {
+      cwd: root,
+      env: { PATH: `${path.join(root, 'node_modules/.bin')}:${process.env.PATH}`, TIDINGS_PORT: '0', TIDINGS_LOG_LEVEL: 'silent', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  /** Worker processes: tsx (the spawned child) runs the primary, whose node:cluster children are the workers. */
+  const workers = (tsxPid: number): number[] => {
+    const out = execFileSync('ps', ['-eo', 'pid=,ppid='], { encoding: 'utf8' });
+    const rows = out.trim().split('\n').map((l) => l.trim().split(/\s+/).map(Number) as [number, number]);
+    const children = (p: number) => rows.filter(([, pp]) => pp === p).map(([pid]) => pid);
+    return children(tsxPid).flatMap(children);
+  };
+
+  it('replaces a worker that was killed and keeps serving on the same port', async () => {
+    const redis = await startRedis();
+    const child = run(['--workers', '2'], { TIDINGS_REDIS_URL: redis.url });
+    try {
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d) => { out += d; });
+      child.stderr.on('data', (d) => { err += d; });
+      await expect.poll(() => out.includes('listening on'), { timeout: 15_000 }).toBe(true);
+      const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1]);
+      await expect.poll(() => workers(child.pid!).length, { timeout: 5_000 }).toBe(2);
+      const [victim] = workers(child.pid!);
+      process.kill(victim!, 'SIGKILL');
+      await expect.poll(() => err, { timeout: 5_000 }).toMatch(/worker \d+ exited \(SIGKILL\); starting another in 100 ms/);
+      await expect.poll(() => { const w = workers(child.pid!); return w.length === 2 && !w.includes(victim!); }, { timeout: 15_000 }).toBe(true);
+      for (let i = 0; i < 4; i++) expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+      expect(out.match(/listening on/g)).toHaveLength(1);
+      child.kill('SIGTERM');
+      const [code] = await once(child, 'exit');
+      expect(code).toBe(0);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      await redis.stop();
+    }
+  }, 40_000);
+
+  it('gives up with exit 1 when workers keep dying (Redis unreachable)', async () => {
+    const child = run(['--workers', '2'], { TIDINGS_REDIS_URL: `redis://127.0.0.1:${await freePort()}` });
+    let err = '';
+    child.stderr.on('data', (d) => { err += d; });
+    const [code] = await once(child, 'exit');
+    expect(code).toBe(1);
+    expect(err).toMatch(/cannot connect to Redis at redis:\/\/127\.0\.0\.1/);
+    expect(err).toMatch(/6 workers exited within 60000 ms .*; giving up/);
+  }, 40_000);
+});
