@@ -67,7 +67,7 @@ function isOutage(err: unknown): boolean {
   if (err instanceof BusUnavailableError) return true;
   const name = (err as { name?: string } | null)?.name;
   const msg = String((err as { message?: string } | null)?.message ?? err);
-  if (name === 'ReplyError') return /^(LOADING|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|READONLY)\b/.test(msg);
+  if (name === 'ReplyError') return /^(LOADING|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|READONLY|OOM)\b/.test(msg);
   return true;
 }
 

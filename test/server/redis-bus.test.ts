@@ -271,6 +271,45 @@ describe('RedisBus against a real redis-server', () => {
     admin.disconnect();
   });
 
+  it('fails a publish Redis does not answer within commandTimeoutMs with BUS_UNAVAILABLE, and waits up to it', async () => {
+    const bus = await RedisBus.connect(redis.url, config(), log, { commandTimeoutMs: 300 });
+    buses.push(bus);
+    const admin = new Redis(redis.url);
+    try {
+      const ch = channel();
+      // Within the limit: a 100 ms stall is waited out.
+      await admin.call('CLIENT', 'PAUSE', '100', 'WRITE');
+      expect(await bus.publish([{ channel: ch, json: json(1) }])).toHaveLength(1);
+      // Past it: a 1.5 s stall fails the publish after 300 ms instead of hanging the publisher.
+      await admin.call('CLIENT', 'PAUSE', '1500', 'WRITE');
+      const started = Date.now();
+      const err = await bus.publish([{ channel: ch, json: json(2) }]).catch((e: unknown) => e);
+      expect(Date.now() - started).toBeLessThan(1_400);
+      expect(err).toMatchObject({ code: 'BUS_UNAVAILABLE' });
+    } finally {
+      await admin.call('CLIENT', 'UNPAUSE');
+      admin.disconnect();
+    }
+  });
+
+  it('resubscribes every watched channel in chunks of subscribeChunk after a reconnect', async () => {
+    const pub = await open();
+    const node = await RedisBus.connect(redis.url, config(), log, { subscribeChunk: 2, backoffCapMs: 200 });
+    buses.push(node);
+    const got = collect(node);
+    const chs = [channel(), channel(), channel(), channel(), channel()];
+    for (const ch of chs) { node.watch(ch); await node.head(ch); }
+    const admin = new Redis(redis.url);
+    await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+    admin.disconnect();
+    const cursors: string[] = [];
+    for (const ch of chs) cursors.push(...(await pub.publish([{ channel: ch, json: json(1) }])));
+    await until(() => got.events.length === 5, 'one event per channel');
+    expect(got.events.map((e) => e.cursor).sort()).toEqual([...cursors].sort());
+    const subs = await (async () => { const a = new Redis(redis.url); try { return await a.call('PUBSUB', 'NUMSUB', ...chs.map(liveKey)); } finally { a.disconnect(); } })() as (string | number)[];
+    expect(subs.filter((_, i) => i % 2 === 1)).toEqual(chs.map(() => 1));
+  });
+
   it('refuses to connect to a dead Redis with a clear error', async () => {
     const dead = await startRedis();
     await dead.stop();
