@@ -8,7 +8,7 @@ import { liveKey } from '../../server/pubsub/redis-scripts.js';
 import { TEST_PUBLISHER_KEY } from '../support/context.js';
 import { freePort, startRedis, type TestRedis } from '../support/redis.js';
 import { startTestServer, type TestServer } from '../support/server.js';
-import { subscribe, type Msg, type WsClient } from '../support/ws-client.js';
+import { openWs, subscribe, type Msg, type WsClient } from '../support/ws-client.js';
 
 let redis: TestRedis;
 const nodes: TestServer[] = [];
@@ -143,6 +143,28 @@ describe('several nodes on one Redis', () => {
   });
 });
 
+describe('a node losing its Redis subscription', () => {
+  it('delivers to its clients, in order and without reset, what was published while it resubscribed', async () => {
+    const [a, b] = [await node(), await node()];
+    const ch = channel();
+    const { c } = await sub(a, { [ch]: null });
+    const first = await publishOk(b, ch, 0);
+    expect((await c.next()).cursor).toBe(first);
+    const admin = new Redis(redis.url);
+    try {
+      await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub'); // every node's subscriber connection
+    } finally {
+      admin.disconnect();
+    }
+    const during: string[] = [];
+    for (let i = 1; i <= 10; i++) during.push(await publishOk(b, ch, i));
+    const got = await take(c, 10);
+    expect(got.map((m) => [m.type, m.cursor])).toEqual(during.map((cur) => ['event', cur]));
+    const live = await publishOk(b, ch, 'live');
+    expect(await c.next()).toMatchObject({ type: 'event', cursor: live });
+  });
+});
+
 describe('a storage backend publishing without HTTP (docs/examples/publish-redis.mjs)', () => {
   const script = 'docs/examples/publish-redis.mjs';
   const run = (args: string[], url = redis.url) =>
@@ -191,6 +213,11 @@ describe('Redis killed and restarted mid-stream', () => {
     expect(res.status).toBe(503);
     expect(Number(res.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     expect(((await res.json()) as { error: string }).error).toBe('bus_unavailable');
+    // A new subscriber cannot be served without the bus: a retryable close, not a crash.
+    const newcomer = await openWs(a.wsUrl);
+    clients.push(newcomer);
+    newcomer.send({ type: 'hello', token: await a.token([ch]), channels: { [ch]: null } });
+    expect((await newcomer.closed).code).toBe(1011);
 
     await redis.start();
     await until(async () => (await fetch(`${a.url}/healthz`)).status === 200 && (await fetch(`${b.url}/healthz`)).status === 200, 'healthy again');
