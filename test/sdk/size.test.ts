@@ -79,14 +79,18 @@ describe('bundle', () => {
     expect(typeof mod.exports.createClient).toBe('function');
   });
 
-  it.each(['tidings.mjs', 'tidings.min.js'])('%s (trimmed reconnecting-websocket, mangled for min) connects, resumes and falls back', async (file) => {
-    let make: typeof CreateClient;
+  /** createClient of a built bundle. */
+  async function load(file: string): Promise<typeof CreateClient> {
     if (file === 'tidings.mjs') {
       const dir = mkdtempSync(join(tmpdir(), 'tidings-bundle-'));
       writeFileSync(join(dir, file), code[file]!);
-      make = (await import(pathToFileURL(join(dir, file)).href)).createClient;
-    } else make = new Function(code[file]! + '\nreturn Tidings;')().createClient;
-    const h = client({ createClient: make, random: () => 0.5 });
+      return (await import(pathToFileURL(join(dir, file)).href)).createClient;
+    }
+    return new Function(code[file]! + '\nreturn Tidings;')().createClient;
+  }
+
+  it.each(['tidings.mjs', 'tidings.min.js'])('%s (trimmed reconnecting-websocket, mangled for min) connects, resumes and falls back', async (file) => {
+    const h = client({ createClient: await load(file), random: () => 0.5 });
     await h.tick();
     expect(h.c.transport).toBe('websocket');
     fake.publish('a', 1);
@@ -99,6 +103,43 @@ describe('bundle', () => {
     fake.closeAll(1011);
     for (let i = 0; i < 4; i++) await h.tick(1000);
     expect(h.c.transport).toBe('polling');
+  });
+
+  it.each(['tidings.mjs', 'tidings.min.js'])('%s: the trimmed reconnecting-websocket drops live sockets, retries after 4401 and 1012, and stays down after close()', async (file) => {
+    const h = client({ createClient: await load(file), random: () => 0.5 });
+    const up = async (connections: number) => {
+      expect(h.c.state).toBe('open');
+      expect(fake.log.connections).toBe(connections);
+      expect(fake.subscribers()).toBe(1);
+    };
+    await h.tick();
+    await up(1);
+    h.c.reconnect(); // rws.reconnect() on an open socket: closes it and connects again at once
+    await h.tick();
+    await up(2);
+    fake.knobs.ws = 'mute';
+    fake.closeAll(1011);
+    await h.tick(2000); // backoff, then a socket that never gets welcome: connectTimeout drops it
+    expect(fake.log.connections).toBe(3);
+    fake.knobs.ws = 'ok';
+    await h.tick(15_000);
+    await up(4);
+    fake.knobs.closeOnHello.push([4401, 'token']);
+    fake.closeAll(1011);
+    await h.tick(2000); // backoff, 4401, then a fresh token and a reconnect at once
+    await up(6);
+    fake.closeAll(1012, '1000');
+    await h.tick(1000);
+    await up(7);
+    fake.publish('a', 'x');
+    await h.tick();
+    expect(h.events.map((e) => e.data)).toEqual(['x']);
+    h.c.close();
+    await h.tick(60_000);
+    expect(h.c.state).toBe('stopped');
+    expect(fake.subscribers()).toBe(0);
+    expect(fake.log.connections).toBe(7);
+    expect(h.errors).toEqual([]);
   });
 
   it('the bundled d.ts does not reference the dependencies types', () => {
