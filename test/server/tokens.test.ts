@@ -1,6 +1,9 @@
 import { SignJWT, UnsecuredJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { MAX_TOKEN_LENGTH, signSubscriberToken, TokenError, verifySubscriberToken } from '../../server/auth/tokens.js';
+import {
+  cachedSubscriberClaims, MAX_TOKEN_LENGTH, signSubscriberToken, TOKEN_CACHE_MAX_LENGTH, TOKEN_CACHE_SIZE, TokenCache,
+  tokenCacheOf, TokenError, verifySubscriberToken,
+} from '../../server/auth/tokens.js';
 
 const SECRET = 'tokens-test-secret-0123456789abcdef';
 const key = new TextEncoder().encode(SECRET);
@@ -79,5 +82,97 @@ describe('subscriber tokens', () => {
     // At the limit the length check passes and the JWT parser decides (garbage: invalid, but not for length).
     const err = await verifySubscriberToken(SECRET, 'x'.repeat(MAX_TOKEN_LENGTH)).catch((e: TokenError) => e);
     expect((err as TokenError).message).not.toMatch(/longer/);
+  });
+});
+
+describe('verified-token cache', () => {
+  const T0 = 1_000_000_000_000; // ms; tokens below are signed at T0 and verified with an explicit clock
+  const claims = (sub: string) => ({ sub, ch: ['a'], exp: T0 / 1000 + 10 });
+
+  function syncCode(f: () => unknown): string {
+    try {
+      f();
+    } catch (err) {
+      expect(err).toBeInstanceOf(TokenError);
+      return (err as TokenError).code;
+    }
+    throw new Error('expected a TokenError');
+  }
+
+  it('answers a token it verified before synchronously, with the same frozen claims', async () => {
+    const t = await signSubscriberToken(SECRET, { sub: 'cached', ch: ['a', 'b'], ttlSeconds: 60 });
+    expect(cachedSubscriberClaims(SECRET, t)).toBeUndefined();
+    const first = await verifySubscriberToken(SECRET, t);
+    const hit = cachedSubscriberClaims(SECRET, t);
+    expect(hit).toBe(first);
+    expect(await verifySubscriberToken(SECRET, t)).toBe(first);
+    expect(Object.isFrozen(first) && Object.isFrozen(first.ch)).toBe(true);
+  });
+
+  it('rejects an expired token even when cached, and forgets it', async () => {
+    const t = await signSubscriberToken(SECRET, { sub: 'exp', ch: [], ttlSeconds: 10 }, T0);
+    await verifySubscriberToken(SECRET, t, new Date(T0 + 9_999));
+    expect(cachedSubscriberClaims(SECRET, t, new Date(T0 + 9_999))?.sub).toBe('exp');
+    // At exp, as jose: exp <= now is expired.
+    expect(syncCode(() => cachedSubscriberClaims(SECRET, t, new Date(T0 + 10_000)))).toBe('expired');
+    expect(cachedSubscriberClaims(SECRET, t, new Date(T0 + 9_999))).toBeUndefined();
+    await verifySubscriberToken(SECRET, t, new Date(T0 + 9_999));
+    expect(await code(verifySubscriberToken(SECRET, t, new Date(T0 + 10_000)))).toBe('expired');
+  });
+
+  it('never hits for the same header and payload with another signature', async () => {
+    const t = await signSubscriberToken(SECRET, { sub: 'sig', ch: ['a'], ttlSeconds: 60 });
+    await verifySubscriberToken(SECRET, t);
+    const [h, p, s] = t.split('.') as [string, string, string];
+    // Same payload signed with another secret, and the real signature with one character changed.
+    const other = await signSubscriberToken('another-secret-another-secret-xx', { sub: 'sig', ch: ['a'], ttlSeconds: 60 });
+    const flipped = `${h}.${p}.${s.slice(0, 5)}${s[5] === 'A' ? 'B' : 'A'}${s.slice(6)}`;
+    for (const forged of [`${h}.${p}.${other.split('.')[2]}`, flipped]) {
+      expect(cachedSubscriberClaims(SECRET, forged)).toBeUndefined();
+      expect(await code(verifySubscriberToken(SECRET, forged))).toBe('invalid');
+    }
+  });
+
+  it('keeps one cache per secret: a token verified under one secret does not hit under another', async () => {
+    const t = await signSubscriberToken(SECRET, { sub: 'u', ch: ['a'], ttlSeconds: 60 });
+    await verifySubscriberToken(SECRET, t);
+    const other = 'tokens-test-other-secret-0123456789';
+    expect(cachedSubscriberClaims(other, t)).toBeUndefined();
+    expect(await code(verifySubscriberToken(other, t))).toBe('invalid');
+  });
+
+  it('does not cache a token that fails verification', async () => {
+    const before = tokenCacheOf(SECRET).size;
+    await code(verifySubscriberToken(SECRET, await raw({ sub: 'u', ch: ['bad name'], exp: nowS() + 60 })));
+    expect(tokenCacheOf(SECRET).size).toBe(before);
+  });
+
+  it('holds exactly maxEntries tokens and evicts the oldest past the limit', () => {
+    expect(new TokenCache().maxEntries).toBe(TOKEN_CACHE_SIZE);
+    const c = new TokenCache({ maxEntries: 3 });
+    for (const k of ['t1', 't2', 't3']) c.set(k, claims(k), undefined);
+    expect(c.size).toBe(3);
+    for (const k of ['t1', 't2', 't3']) expect(c.get(k, T0)?.sub).toBe(k);
+    c.set('t4', claims('t4'), undefined);
+    expect(c.size).toBe(3);
+    expect(c.get('t1', T0)).toBeUndefined();
+    for (const k of ['t2', 't3', 't4']) expect(c.get(k, T0)?.sub).toBe(k);
+  });
+
+  it('caches tokens of exactly maxTokenLength characters and not one longer', () => {
+    expect(new TokenCache().maxTokenLength).toBe(TOKEN_CACHE_MAX_LENGTH);
+    const c = new TokenCache({ maxTokenLength: 8 });
+    c.set('x'.repeat(8), claims('at'), undefined);
+    c.set('x'.repeat(9), claims('past'), undefined);
+    expect(c.get('x'.repeat(8), T0)?.sub).toBe('at');
+    expect(c.get('x'.repeat(9), T0)).toBeUndefined();
+    expect(c.size).toBe(1);
+  });
+
+  it('misses, rather than answers, when the clock is before a cached nbf (jose decides)', () => {
+    const c = new TokenCache();
+    c.set('t', claims('t'), T0 / 1000 + 5);
+    expect(c.get('t', T0 + 5_000)?.sub).toBe('t');
+    expect(c.get('t', T0 + 4_999)).toBeUndefined();
   });
 });
