@@ -158,13 +158,15 @@ export function wsTransport(c: Ctx, probing: boolean): WsTransport {
     return out;
   };
 
+  // The build's trim-reconnecting-websocket (rollup.config.mjs) relies on these
+  // options being all we pass; we never call rws.send() (hello and pong go on
+  // the real socket), so there is no queue to configure.
   const rws = new RWS(provider, SUBPROTOCOL, {
     WebSocket: Socket,
     minReconnectionDelay: 0,
     maxReconnectionDelay: 0,
     // Our watchdog times attempts (on the injectable clock); keep RWS's out of the way.
     connectionTimeout: 1e9,
-    maxEnqueuedMessages: 0,
   });
 
   return {
