@@ -9,8 +9,12 @@ export type Cursors = Map<string, string>;
 
 /** Build the quoted entity tag for ETag, channels sorted by name. */
 export function buildValidator(cursors: Cursors | Iterable<[string, string]>): string {
-  const pairs = [...cursors].sort((a, b) => byName(a[0], b[0]));
-  return '"' + pairs.map(([ch, c]) => `${ch}=${c}`).join(';') + '"';
+  const pairs = [...cursors];
+  // Concatenated in place: every poll answer builds one, so no per-pair strings and no sort of one pair.
+  if (pairs.length > 1) pairs.sort((a, b) => byName(a[0], b[0]));
+  let tag = '"';
+  for (let i = 0; i < pairs.length; i++) tag += (i === 0 ? '' : ';') + pairs[i]![0] + '=' + pairs[i]![1];
+  return tag + '"';
 }
 
 export interface EntityTag {
