@@ -16,19 +16,27 @@ export function normalizeOrigin(o: string): string {
 
 export type CorsDecision =
   /** No Origin header: not a cross-origin browser request (curl, a backend). */
-  | { kind: 'none'; headers: Record<string, string> }
-  | { kind: 'allowed'; headers: Record<string, string> }
-  | { kind: 'forbidden'; headers: Record<string, string> };
+  | { kind: 'none'; headers: Readonly<Record<string, string>> }
+  | { kind: 'allowed'; headers: Readonly<Record<string, string>> }
+  | { kind: 'forbidden'; headers: Readonly<Record<string, string>> };
+
+/** Vary alone: what a request without Origin, or a refused one, gets. Shared and frozen. */
+export const NO_ORIGIN_HEADERS: Readonly<Record<string, string>> = Object.freeze({ Vary: 'Origin' });
+// Requests without Origin (most pollers: curl, backends, same-origin pages) and refused
+// ones get a shared decision instead of two new objects each.
+const NONE: CorsDecision = Object.freeze({ kind: 'none', headers: NO_ORIGIN_HEADERS });
+const FORBIDDEN: CorsDecision = Object.freeze({ kind: 'forbidden', headers: NO_ORIGIN_HEADERS });
 
 /**
  * Headers for an actual (non-preflight) response. An empty allow-list reflects
  * any Origin. Vary: Origin always, since the answer depends on it (and caches
- * must not serve one origin's answer to another).
+ * must not serve one origin's answer to another). The headers object may be
+ * shared between requests: copy it before changing it.
  */
 export function corsFor(origin: string | undefined, allowed: readonly string[]): CorsDecision {
-  if (origin === undefined) return { kind: 'none', headers: { Vary: 'Origin' } };
+  if (origin === undefined) return NONE;
   const ok = allowed.length === 0 || allowed.some((a) => normalizeOrigin(a) === normalizeOrigin(origin));
-  if (!ok) return { kind: 'forbidden', headers: { Vary: 'Origin' } };
+  if (!ok) return FORBIDDEN;
   return {
     kind: 'allowed',
     headers: { 'Access-Control-Allow-Origin': origin, 'Access-Control-Expose-Headers': EXPOSE_HEADERS, Vary: 'Origin' },

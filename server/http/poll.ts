@@ -1,12 +1,14 @@
 // GET /v1/poll (PROTOCOL.md "Polling"): the 304-aware polling fallback with
 // optional long-poll (RFC 7240 Prefer: wait).
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { TokenError, verifySubscriberToken } from '../auth/tokens.js';
+import { cachedSubscriberClaims, TokenError, verifySubscriberToken, type SubscriberClaims } from '../auth/tokens.js';
 import type { ServerContext } from '../context.js';
-import type { Bus, StoredEvent } from '../pubsub/bus.js';
-import { parseChannelList } from '../pubsub/channels.js';
+import type { Bus, Replay, StoredEvent } from '../pubsub/bus.js';
+import { CHANNEL_RE, parseChannelList } from '../pubsub/channels.js';
+import { CURSOR_RE } from '../pubsub/cursor.js';
 import { buildValidator, matchesHeads, parseIfNoneMatch, parseValidator, type Cursors } from '../pubsub/validator.js';
-import { busUnavailable, HttpError, sendError, sendJson, type HttpErrorCode } from './errors.js';
+import { NO_ORIGIN_HEADERS } from './cors.js';
+import { busUnavailable, HttpError, sendError, type HttpErrorCode } from './errors.js';
 import type { HeldPolls, Waiter } from './held-polls.js';
 import { parsePreferWait } from './prefer.js';
 import { pollIntervalS } from './poll-interval.js';
@@ -50,13 +52,23 @@ export async function evaluatePoll(
     if (validators.some((v) => matchesHeads(v, heads))) return { kind: 'not-modified', etag: buildValidator(heads) };
   }
   const given = validators[0]!;
-  const after: Cursors = new Map();
-  const messages: string[] = [];
-  let complete = true;
-  const replays = await Promise.all(channels.map(async (ch) => {
+  const replays = await Promise.all(channels.map(async (ch): Promise<ChannelRead> => {
     const c = given.get(ch);
     return c === undefined ? { ch, c, head: await bus.head(ch) } : { ch, c, replay: await bus.readAfter(ch, c) };
   }));
+  return outcomeOf(replays, budget);
+}
+
+/** What was read for one channel: its replay after the client's cursor `c`, or its head when the validator does not name it. */
+type ChannelRead =
+  | { ch: string; c: undefined; head: string; replay?: undefined }
+  | { ch: string; c: string; replay: Replay; head?: undefined };
+
+/** The answer from what was read, channels in name order (evaluatePoll's second half, synchronous). */
+function outcomeOf(replays: readonly ChannelRead[], budget: number): PollOutcome {
+  const after: Cursors = new Map();
+  const messages: string[] = [];
+  let complete = true;
   let bytes = 0;
   let more = false;
   /** False once the budget is spent; the first message always fits. */
@@ -73,14 +85,14 @@ export async function evaluatePoll(
   for (const r of replays) {
     if (r.c === undefined) {
       complete = false;
-      after.set(r.ch, r.head!);
-    } else if (r.replay!.kind === 'reset') {
-      const m = resetMessage(r.ch, r.replay!.head);
+      after.set(r.ch, r.head);
+    } else if (r.replay.kind === 'reset') {
+      const m = resetMessage(r.ch, r.replay.head);
       if (fits(m)) messages.push(m);
-      after.set(r.ch, more ? r.c : r.replay!.head);
+      after.set(r.ch, more ? r.c : r.replay.head);
     } else {
       let last = r.c;
-      for (const e of r.replay!.events) {
+      for (const e of r.replay.events) {
         const m = eventMessage(e);
         if (!fits(m)) break;
         messages.push(m);
@@ -118,73 +130,203 @@ export function currentPollInterval(ctx: Pick<ServerContext, 'config' | 'metrics
   return pollIntervalS(ctx.config.pollIntervalS, { held: held.size, maxHeld: ctx.config.maxHeldPolls, lagMs: ctx.metrics.eventLoopLagMs() });
 }
 
+const CACHE_CONTROL = 'no-cache, private';
+// The interval is a small integer (base × 1, 2 or 4): its string, made once.
+const SECONDS: string[] = Array.from({ length: 256 }, (_, i) => String(i));
+const secondsText = (n: number): string => SECONDS[n] ?? String(n);
+
 /** PROTOCOL.md: every /v1/poll response carries these, errors included. */
 export function pollCommonHeaders(ctx: Pick<ServerContext, 'config' | 'metrics'>, held: Pick<HeldPolls, 'size'>): Record<string, string> {
-  return { 'Cache-Control': 'no-cache, private', 'X-Poll-Interval': String(currentPollInterval(ctx, held)) };
+  return { 'Cache-Control': CACHE_CONTROL, 'X-Poll-Interval': secondsText(currentPollInterval(ctx, held)) };
 }
 
-/** Handle GET /v1/poll. Never throws: every failure becomes a JSON error answer. */
-export async function handlePoll(req: IncomingMessage, res: ServerResponse, url: URL, deps: PollDeps): Promise<void> {
-  const { ctx, held } = deps;
-  const { metrics } = ctx;
-  res.once('finish', () => metrics.pollResponses.inc({ status: String(res.statusCode) }));
-  const interval = () => currentPollInterval(ctx, held);
-  const common = () => pollCommonHeaders(ctx, held);
-  const fail = (err: HttpError) => sendError(res, new HttpError(err.code, err.message, { ...common(), ...err.headers }));
-  /** A bus outage is 503 + Retry-After; anything else is logged and 500. */
-  const failed = (err: unknown) => {
-    const outage = busUnavailable(err);
-    if (outage) return fail(outage);
-    ctx.log.error({ err }, 'poll failed');
-    fail(new HttpError('internal', 'internal error'));
-  };
+// One labels object per status, not one per response (prom-client hashes it on every inc).
+const STATUS_LABELS = new Map<number, { status: string }>();
+function countResponse(ctx: ServerContext, status: number): void {
+  let labels = STATUS_LABELS.get(status);
+  if (labels === undefined) STATUS_LABELS.set(status, (labels = { status: String(status) }));
+  ctx.metrics.pollResponses.inc(labels);
+}
+
+/**
+ * The bearer token of a request. A keep-alive poller sends the same Authorization
+ * on every request: comparing it with the connection's previous one is cheaper
+ * than the regex, and the token string kept from last time carries its computed
+ * hash, so the token cache's lookup does not hash ~200 characters again. Only the
+ * parse is remembered; the token is checked against the cache (expiry) each time.
+ */
+const lastAuth = new WeakMap<object, { header: string; token: string }>();
+function tokenOf(req: IncomingMessage): string | null {
+  const header = req.headers.authorization;
+  if (header === undefined) return null;
+  const last = lastAuth.get(req.socket);
+  if (last !== undefined && last.header === header) return last.token;
+  const token = bearerToken(header);
+  if (token !== null) lastAuth.set(req.socket, { header, token });
+  return token;
+}
+
+/**
+ * One GET /v1/poll. `channelsParam` is every ?channels value joined by ","; `cors`
+ * the CORS headers for this request's Origin (router.ts has checked the Origin).
+ * Never throws: every failure becomes a JSON error answer.
+ *
+ * Pollers mostly get 304s, and a 304 costs node:http itself about 15 µs of CPU,
+ * so this path avoids what it can: a token seen before is checked synchronously
+ * (tokens.ts cache), one channel with its own validator skips the parsers and
+ * async functions (the fast path below), and the headers go to writeHead as one
+ * list. Errors, long-polls and everything else take the general path.
+ */
+export function handlePoll(req: IncomingMessage, res: ServerResponse, channelsParam: string, cors: Readonly<Record<string, string>>, deps: PollDeps): void {
+  const { ctx } = deps;
+  const { config } = ctx;
   try {
-    await poll(req, res, url, deps, { interval, common, fail, failed });
+    if (ctx.draining) {
+      // Spread the retries over the drain window so they do not all land at once.
+      const windowS = Math.max(1, Math.ceil(config.drainWindowMs / 1000));
+      const retry = 1 + Math.floor((deps.random ?? Math.random)() * windowS);
+      return fail(res, cors, deps, new HttpError('draining', 'server is draining; retry on another node or later', { 'Retry-After': String(retry) }));
+    }
+    const token = tokenOf(req);
+    let claims: SubscriberClaims | undefined;
+    try {
+      claims = cachedSubscriberClaims(config.subscriberSecret, token);
+    } catch (err) {
+      return tokenFailed(res, cors, deps, err);
+    }
+    if (claims !== undefined) return authorized(req, res, channelsParam, cors, deps, claims);
+    verifySubscriberToken(config.subscriberSecret, token)
+      .then((c) => authorized(req, res, channelsParam, cors, deps, c), (err) => tokenFailed(res, cors, deps, err))
+      .catch((err) => failed(res, cors, deps, err));
   } catch (err) {
-    failed(err);
+    failed(res, cors, deps, err);
   }
 }
 
-interface PollKit {
-  interval: () => number;
-  common: () => Record<string, string>;
-  fail: (err: HttpError) => void;
-  failed: (err: unknown) => void;
+function tokenFailed(res: ServerResponse, cors: Readonly<Record<string, string>>, deps: PollDeps, err: unknown): void {
+  if (!(err instanceof TokenError)) return failed(res, cors, deps, err);
+  const challenge = err.code === 'missing' ? 'Bearer realm="tidings"' : 'Bearer realm="tidings", error="invalid_token"';
+  fail(res, cors, deps, new HttpError(TOKEN_CODES[err.code], err.message, { 'WWW-Authenticate': challenge }));
 }
 
-async function poll(req: IncomingMessage, res: ServerResponse, url: URL, deps: PollDeps, kit: PollKit): Promise<void> {
+/** The error answer, with the poll headers and this request's CORS headers. */
+function fail(res: ServerResponse, cors: Readonly<Record<string, string>>, deps: PollDeps, err: HttpError): void {
+  countResponse(deps.ctx, err.status);
+  sendError(res, new HttpError(err.code, err.message, { ...pollCommonHeaders(deps.ctx, deps.held), ...cors, ...err.headers }));
+}
+
+/** A bus outage is 503 + Retry-After; anything else is logged and 500. */
+function failed(res: ServerResponse, cors: Readonly<Record<string, string>>, deps: PollDeps, err: unknown): void {
+  const outage = busUnavailable(err);
+  if (outage) return fail(res, cors, deps, outage);
+  deps.ctx.log.error({ err }, 'poll failed');
+  fail(res, cors, deps, new HttpError('internal', 'internal error'));
+}
+
+function authorized(
+  req: IncomingMessage, res: ServerResponse, channelsParam: string, cors: Readonly<Record<string, string>>, deps: PollDeps, claims: SubscriberClaims,
+): void {
+  const { ctx } = deps;
+  let channels: string[];
+  // One channel, the commonest poll: what parseChannelList would answer, without its Set and sort.
+  if (!channelsParam.includes(',') && CHANNEL_RE.test(channelsParam) && ctx.config.maxChannels >= 1) channels = [channelsParam];
+  else {
+    const list = parseChannelList(channelsParam, ctx.config.maxChannels);
+    if (!list.ok) return fail(res, cors, deps, new HttpError('bad_channels', list.message));
+    channels = list.channels;
+  }
+  // A token grants a handful of channels: a scan beats building a Set per request.
+  let denied: string[] | null = null;
+  for (const ch of channels) if (!claims.ch.includes(ch)) (denied ??= []).push(ch);
+  if (denied !== null) return fail(res, cors, deps, new HttpError('channel_forbidden', `token does not grant: ${denied.join(', ')}`));
+
+  // Fast path, the SDK's plain poll of one channel: If-None-Match is that channel's
+  // validator as we sent it. Reading it needs no parser and the answer no async
+  // function: this is evaluatePoll for one channel and one validator, step for step.
+  const inm = req.headers['if-none-match'];
+  const cursor = channels.length === 1 && inm !== undefined && req.headers.prefer === undefined ? soleCursor(inm, channels[0]!) : null;
+  if (cursor === null) {
+    poll(req, res, channels, cors, deps).catch((err) => failed(res, cors, deps, err));
+    return;
+  }
+  const ch = channels[0]!;
+  ctx.bus.readAfter(ch, cursor).then(
+    (replay) => {
+      try {
+        // Nothing after the cursor: outcomeOf's 304, whose ETag `"<ch>=<cursor>"` is
+        // If-None-Match itself when strong (soleCursor checked its exact form).
+        const out: PollOutcome = replay.kind === 'events' && replay.events.length === 0
+          ? { kind: 'not-modified', etag: inm!.charCodeAt(0) === QUOTE ? inm! : inm!.slice(2) }
+          : outcomeOf([{ ch, c: cursor, replay }], deps.budget ?? POLL_BUDGET_BYTES);
+        writeAnswer(res, cors, deps, out, null);
+      } catch (err) {
+        failed(res, cors, deps, err);
+      }
+    },
+    (err) => failed(res, cors, deps, err),
+  );
+}
+
+const QUOTE = 0x22, EQUALS = 0x3d;
+
+/**
+ * The cursor when `inm` is the one entity tag `"<ch>=<cursor>"` (or W/ that:
+ * If-None-Match compares weakly, RFC 9110 §13.1.2) with a well-formed cursor; null
+ * for anything else, which the general parser then reads (and may refuse with 400).
+ * Exactly what parseIfNoneMatch + parseValidator make of such a header.
+ */
+export function soleCursor(inm: string, ch: string): string | null {
+  const open = inm.startsWith('W/') ? 2 : 0;
+  const end = inm.length - 1;
+  if (inm.charCodeAt(open) !== QUOTE || inm.charCodeAt(end) !== QUOTE || end <= open) return null;
+  if (!inm.startsWith(ch, open + 1) || inm.charCodeAt(open + 1 + ch.length) !== EQUALS) return null;
+  const cursor = inm.slice(open + 2 + ch.length, end);
+  return CURSOR_RE.test(cursor) ? cursor : null;
+}
+
+/**
+ * Write a poll answer: PROTOCOL.md's headers, this request's CORS headers, the
+ * ETag, and Preference-Applied for a long-poll. One flat header list for
+ * writeHead, so node:http stores nothing header by header.
+ */
+function writeAnswer(res: ServerResponse, cors: Readonly<Record<string, string>>, deps: PollDeps, out: PollOutcome, wait: number | null): void {
+  const { ctx } = deps;
+  // Cut short by the budget: come straight back for the rest.
+  const interval = out.kind === 'changed' && out.more ? '0' : secondsText(currentPollInterval(ctx, deps.held));
+  const headers = ['Cache-Control', CACHE_CONTROL, 'X-Poll-Interval', interval];
+  if (cors === NO_ORIGIN_HEADERS) headers.push('Vary', 'Origin');
+  else for (const k of Object.keys(cors)) headers.push(k, cors[k]!);
+  headers.push('ETag', out.etag);
+  if (wait !== null) headers.push('Preference-Applied', `wait=${wait}`);
+  if (out.kind === 'not-modified') {
+    // RFC 9110 §15.4.5: a 304 carries the ETag and Cache-Control the 200 would have.
+    countResponse(ctx, 304);
+    res.writeHead(304, headers);
+    res.end();
+    return;
+  }
+  const body = `{"messages":[${out.messages.join(',')}]}`;
+  const length = Buffer.byteLength(body);
+  if (out.messages.length > 0) {
+    ctx.metrics.messagesOut.inc(out.messages.length);
+    ctx.metrics.bytesOut.inc(length);
+  }
+  headers.push('Content-Type', 'application/json', 'Content-Length', String(length));
+  countResponse(ctx, 200);
+  res.writeHead(200, headers);
+  res.end(body);
+}
+
+/** Everything but the fast 304: validators parsed, history read, long-polls held. */
+async function poll(req: IncomingMessage, res: ServerResponse, channels: string[], cors: Readonly<Record<string, string>>, deps: PollDeps): Promise<void> {
   const { ctx, held } = deps;
-  const { config, metrics } = ctx;
-  const { interval, common, fail } = kit;
-
-  if (ctx.draining) {
-    // Spread the retries over the drain window so they do not all land at once.
-    const windowS = Math.max(1, Math.ceil(config.drainWindowMs / 1000));
-    const retry = 1 + Math.floor((deps.random ?? Math.random)() * windowS);
-    return fail(new HttpError('draining', 'server is draining; retry on another node or later', { 'Retry-After': String(retry) }));
-  }
-
-  const token = bearerToken(req.headers.authorization);
-  let granted: Set<string>;
-  try {
-    granted = new Set((await verifySubscriberToken(config.subscriberSecret, token)).ch);
-  } catch (err) {
-    if (!(err instanceof TokenError)) throw err;
-    const challenge = err.code === 'missing' ? 'Bearer realm="tidings"' : 'Bearer realm="tidings", error="invalid_token"';
-    return fail(new HttpError(TOKEN_CODES[err.code], err.message, { 'WWW-Authenticate': challenge }));
-  }
-
-  const list = parseChannelList(url.searchParams.getAll('channels').join(','), config.maxChannels);
-  if (!list.ok) return fail(new HttpError('bad_channels', list.message));
-  const channels = list.channels;
-  const denied = channels.filter((ch) => !granted.has(ch));
-  if (denied.length > 0) return fail(new HttpError('channel_forbidden', `token does not grant: ${denied.join(', ')}`));
+  const { config } = ctx;
 
   let validators: Cursors[] | null = null;
   const inm = req.headers['if-none-match'];
   if (inm !== undefined) {
     const parsed = parseIfNoneMatch(inm);
-    if (parsed.kind === 'invalid') return fail(new HttpError('bad_validator', parsed.message));
+    if (parsed.kind === 'invalid') return fail(res, cors, deps, new HttpError('bad_validator', parsed.message));
     if (parsed.kind === 'any') {
       // "*" matches any current representation (RFC 9110 §13.1.2): pin it to the heads
       // now, so a long-poll wakes on the next event rather than never.
@@ -193,31 +335,14 @@ async function poll(req: IncomingMessage, res: ServerResponse, url: URL, deps: P
       validators = [];
       for (const tag of parsed.tags) {
         const v = parseValidator(tag.opaque);
-        if (!v.ok) return fail(new HttpError('bad_validator', v.message));
+        if (!v.ok) return fail(res, cors, deps, new HttpError('bad_validator', v.message));
         validators.push(v.cursors);
       }
     }
   }
 
   const wait = parsePreferWait(req.headers.prefer, config.maxPollWaitS);
-  const answer = (out: PollOutcome) => {
-    const headers: Record<string, string> = { ...common(), ETag: out.etag };
-    // Cut short by the budget: come straight back for the rest.
-    if (out.kind === 'changed' && out.more) headers['X-Poll-Interval'] = '0';
-    if (wait !== null) headers['Preference-Applied'] = `wait=${wait}`;
-    if (out.kind === 'not-modified') {
-      // RFC 9110 §15.4.5: a 304 carries the ETag and Cache-Control the 200 would have.
-      res.writeHead(304, headers);
-      res.end();
-      return;
-    }
-    const body = `{"messages":[${out.messages.join(',')}]}`;
-    if (out.messages.length > 0) {
-      metrics.messagesOut.inc(out.messages.length);
-      metrics.bytesOut.inc(Buffer.byteLength(body));
-    }
-    sendJson(res, 200, body, headers);
-  };
+  const answer = (out: PollOutcome) => writeAnswer(res, cors, deps, out, wait);
 
   if (wait === null) return answer(await evaluatePoll(ctx.bus, channels, validators, deps.budget));
 
@@ -236,7 +361,7 @@ async function poll(req: IncomingMessage, res: ServerResponse, url: URL, deps: P
   const onError = (err: unknown) => {
     finish();
     if (res.writableEnded || res.destroyed) return; // answered, or the client is gone
-    kit.failed(err);
+    failed(res, cors, deps, err);
   };
   const step = async (): Promise<void> => {
     w.dirty = false;
@@ -246,7 +371,8 @@ async function poll(req: IncomingMessage, res: ServerResponse, url: URL, deps: P
     if (w.dirty) return step();
     if (first && held.size > config.maxHeldPolls) {
       finish();
-      return fail(new HttpError('over_capacity', `more than ${config.maxHeldPolls} long-polls held`, { 'Retry-After': String(interval()) }));
+      const retry = secondsText(currentPollInterval(ctx, held));
+      return fail(res, cors, deps, new HttpError('over_capacity', `more than ${config.maxHeldPolls} long-polls held`, { 'Retry-After': retry }));
     }
     first = false;
     if (held.now() >= deadline || ctx.draining || held.closing) return (finish(), answer(out));

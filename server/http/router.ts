@@ -31,15 +31,62 @@ export interface HttpHandler {
   close(): void;
 }
 
-/** Methods each route answers; anything else gets 405 with Allow. */
-const ROUTES: Record<string, readonly string[]> = {
-  '/v1/poll': ['GET', 'OPTIONS'],
-  '/v1/publish': ['POST', 'OPTIONS'],
-  '/healthz': ['GET', 'HEAD'],
-  '/metrics': ['GET'],
-};
+/** Methods each route answers; anything else gets 405 with Allow. A Map, as pathOf
+ *  looks raw request targets up in it: they must never find Object.prototype's keys. */
+const ROUTES = new Map<string, readonly string[]>([
+  ['/v1/poll', ['GET', 'OPTIONS']],
+  ['/v1/publish', ['POST', 'OPTIONS']],
+  ['/healthz', ['GET', 'HEAD']],
+  ['/metrics', ['GET']],
+]);
 /** Routes browsers call cross-origin: CORS headers and the Origin allow-list apply. */
 const CORS_ROUTES = new Set(['/v1/poll', '/v1/publish']);
+
+// A query of only these characters has nothing to decode ('%', '+'), no fragment
+// ('#') and nothing the URL parser would re-encode or strip: URLSearchParams would
+// read it exactly as split('&') and split at the first '=' do.
+const PLAIN_QUERY = /^[A-Za-z0-9:_.,=&~-]*$/;
+
+const POLL_QUERY = '/v1/poll?';
+
+/** What `new URL(target).searchParams.getAll('channels').join(',')` gives, without the URL when it can. */
+export function channelsParam(target: string): string {
+  if (target === '/v1/poll') return '';
+  const query = target.startsWith(POLL_QUERY) ? target.slice(POLL_QUERY.length) : null;
+  if (query === null || !PLAIN_QUERY.test(query)) {
+    // A path the URL parser normalized, or a query with escapes: let it read the query.
+    try {
+      return new URL(target, 'http://localhost').searchParams.getAll('channels').join(',');
+    } catch {
+      throw new HttpError('bad_request', 'unreadable request target');
+    }
+  }
+  // The SDK's own request: "channels=a,b" and nothing else.
+  if (query.startsWith('channels=') && !query.includes('&')) return query.slice(9);
+  const values: string[] = [];
+  for (const pair of query.split('&')) {
+    const eq = pair.indexOf('=');
+    if ((eq < 0 ? pair : pair.slice(0, eq)) === 'channels') values.push(eq < 0 ? '' : pair.slice(eq + 1));
+  }
+  return values.join(',');
+}
+
+/**
+ * The path of a request target as `new URL(target).pathname` reads it. A target
+ * whose part before "?" is one of our routes as it stands is taken as is (the URL
+ * parser would not change it: no dot segments, escapes or fragment); any other
+ * goes through the URL parser, which normalizes it.
+ */
+function pathOf(target: string): string {
+  const q = target.indexOf('?');
+  const raw = q < 0 ? target : target.slice(0, q);
+  if (ROUTES.has(raw) || raw === '/v1/ws') return raw;
+  try {
+    return new URL(target, 'http://localhost').pathname;
+  } catch {
+    throw new HttpError('bad_request', 'unreadable request target');
+  }
+}
 
 export function createHttpHandler(ctx: ServerContext, opts: HttpHandlerOptions = {}): HttpHandler {
   const held = new HeldPolls(ctx.bus, {
@@ -49,12 +96,17 @@ export function createHttpHandler(ctx: ServerContext, opts: HttpHandlerOptions =
     onSize: (n) => ctx.metrics.heldPolls.set(n),
   });
   const stopListening = ctx.onLiveEvent((e) => held.onEvent(e));
+  const pollDeps = { ctx, held, random: opts.random, budget: opts.pollBudgetBytes };
 
   const fail = (res: ServerResponse, err: unknown) => {
     if (err instanceof HttpError) return sendError(res, err);
     ctx.log.error({ err }, 'http handler failed');
     sendError(res, new HttpError('internal', 'internal error'));
   };
+
+  // PROTOCOL.md: every poll response carries these, the router's own errors (403 origin, 405) too.
+  // Only errors and preflights need them here; handlePoll writes its own in one go.
+  const pollHeaders = (more: Readonly<Record<string, string>>) => ({ ...pollCommonHeaders(ctx, held), ...more });
 
   const handler = ((req: IncomingMessage, res: ServerResponse) => {
     try {
@@ -66,46 +118,44 @@ export function createHttpHandler(ctx: ServerContext, opts: HttpHandlerOptions =
 
   function route(req: IncomingMessage, res: ServerResponse): void {
     if (ctx.config.demo && handleDemo(req, res, ctx)) return;
-    let url: URL;
-    try {
-      url = new URL(req.url ?? '/', 'http://localhost');
-    } catch {
-      throw new HttpError('bad_request', 'unreadable request target');
-    }
-    const path = url.pathname;
+    const target = req.url ?? '/';
+    const path = pathOf(target);
     const method = req.method ?? 'GET';
 
     if (path === '/v1/ws') {
       // A plain GET on the WebSocket path (RFC 9110 §15.5.22: 426 names the protocol to switch to).
       throw new HttpError('upgrade_required', 'GET /v1/ws needs a WebSocket upgrade', { Upgrade: 'websocket', Connection: 'Upgrade' });
     }
-    const methods = ROUTES[path];
+    const methods = ROUTES.get(path);
     if (!methods) throw new HttpError('not_found', `no route for ${path}`);
-    // PROTOCOL.md: every poll response carries these, the router's own errors (403 origin, 405) too.
-    if (path === '/v1/poll') for (const [k, v] of Object.entries(pollCommonHeaders(ctx, held))) res.setHeader(k, v);
+    const poll = path === '/v1/poll';
 
+    let cors: Readonly<Record<string, string>> | null = null;
     if (CORS_ROUTES.has(path)) {
       const origin = req.headers.origin;
-      const cors = corsFor(origin, ctx.config.allowedOrigins);
-      if (cors.kind === 'forbidden') {
-        throw new HttpError('origin_forbidden', 'Origin not allowed', cors.headers);
+      const decision = corsFor(origin, ctx.config.allowedOrigins);
+      if (decision.kind === 'forbidden') {
+        throw new HttpError('origin_forbidden', 'Origin not allowed', poll ? pollHeaders(decision.headers) : decision.headers);
       }
       if (method === 'OPTIONS') {
         const isPreflight = origin !== undefined && req.headers['access-control-request-method'] !== undefined;
-        res.writeHead(204, isPreflight ? preflightHeaders(origin!) : { Allow: methods.join(', '), Vary: 'Origin' });
+        const headers = isPreflight ? preflightHeaders(origin!) : { Allow: methods.join(', '), Vary: 'Origin' };
+        res.writeHead(204, poll ? pollHeaders(headers) : headers);
         res.end();
         return;
       }
-      for (const [k, v] of Object.entries(cors.headers)) res.setHeader(k, v);
+      cors = decision.headers;
+      // handlePoll adds them to each of its answers; other routes get them now.
+      if (!poll) for (const k of Object.keys(cors)) res.setHeader(k, cors[k]!);
     }
     if (!methods.includes(method)) {
-      throw new HttpError('method_not_allowed', `${method} not allowed on ${path}`, { Allow: methods.join(', ') });
+      const allow = { Allow: methods.join(', ') };
+      throw new HttpError('method_not_allowed', `${method} not allowed on ${path}`, poll ? pollHeaders({ ...cors, ...allow }) : allow);
     }
 
     switch (path) {
       case '/v1/poll':
-        void handlePoll(req, res, url, { ctx, held, random: opts.random, budget: opts.pollBudgetBytes }).catch((err) => fail(res, err));
-        return;
+        return handlePoll(req, res, channelsParam(target), cors!, pollDeps);
       case '/v1/publish':
         void handlePublish(req, res, ctx).catch((err) => fail(res, err));
         return;

@@ -3,7 +3,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { corsFor, normalizeOrigin, preflightHeaders } from '../../server/http/cors.js';
-import { bearerToken, evaluatePoll, eventMessage } from '../../server/http/poll.js';
+import { bearerToken, evaluatePoll, eventMessage, soleCursor } from '../../server/http/poll.js';
+import { channelsParam } from '../../server/http/router.js';
+import { parseIfNoneMatch, parseValidator } from '../../server/pubsub/validator.js';
 import { LAG_X2_MS, LAG_X4_MS, pollIntervalS } from '../../server/http/poll-interval.js';
 import { parsePreferWait } from '../../server/http/prefer.js';
 import { parsePublishBody, publisherKeyMatches } from '../../server/http/publish.js';
@@ -84,6 +86,60 @@ describe('bearerToken', () => {
     [undefined, null],
   ])('reads %j as %j', (h, want) => {
     expect(bearerToken(h)).toBe(want);
+  });
+});
+
+describe('channelsParam', () => {
+  const viaUrl = (t: string) => new URL(t, 'http://localhost').searchParams.getAll('channels').join(',');
+
+  it.each([
+    '/v1/poll', '/v1/poll?', '/v1/poll?channels=a', '/v1/poll?channels=a,b&channels=c', '/v1/poll?x=1&channels=a',
+    '/v1/poll?channels', '/v1/poll?channels=a=b', '/v1/poll?&&channels=a&', '/v1/poll?channels=a%2Cb', '/v1/poll?channels=a+b',
+    '/v1/poll?channels=a#b', '/v1/./poll?channels=a', '/v1/poll?channels=user:42,news', '/v1/poll?Channels=a',
+  ])('reads %j as the URL parser does', (t) => {
+    expect(channelsParam(t)).toBe(viaUrl(t));
+  });
+
+  it('agrees with the URL parser on any query (property)', () => {
+    const piece = fc.constantFrom('channels', '=', '&', ',', 'a', 'b:1', '%2C', '%', '+', '#', '?', '.', '-', '~', ' ', 'é');
+    fc.assert(fc.property(fc.array(piece, { maxLength: 12 }), (parts) => {
+      const t = '/v1/poll?' + parts.join('');
+      expect(channelsParam(t)).toBe(viaUrl(t));
+    }));
+  });
+});
+
+describe('soleCursor (the one-channel fast path)', () => {
+  it.each([
+    ['"a=x-1"', 'x-1'],
+    ['W/"a=x-1"', 'x-1'],
+    ['"a=x-1", "a=x-2"', null],
+    ['"b=x-1"', null],
+    ['"ab=x-1"', null],
+    ['"a=x-1;b=x-2"', null],
+    ['"a=x+1"', null],
+    ['"a="', null],
+    ['"a"', null],
+    ['w/"a=x-1"', null],
+    ['"', null],
+    ['*', null],
+  ])('reads %j as %j', (inm, want) => {
+    expect(soleCursor(inm, 'a')).toBe(want);
+  });
+
+  it('only ever answers what parseIfNoneMatch and parseValidator make of the header (property)', () => {
+    const piece = fc.constantFrom('"', 'W/', 'w/', 'a', 'user:42', '=', 'x-1', '-', ';', ',', ' ', '+', 'b=');
+    fc.assert(fc.property(fc.array(piece, { maxLength: 10 }), fc.constantFrom('a', 'user:42'), (parts, ch) => {
+      const inm = parts.join('');
+      const c = soleCursor(inm, ch);
+      if (c === null) return;
+      const parsed = parseIfNoneMatch(inm);
+      expect(parsed.kind).toBe('tags');
+      if (parsed.kind !== 'tags') return;
+      expect(parsed.tags).toHaveLength(1);
+      const v = parseValidator(parsed.tags[0]!.opaque);
+      expect(v.ok && [...v.cursors]).toEqual([[ch, c]]);
+    }));
   });
 });
 

@@ -1,6 +1,6 @@
 // The HTTP side over real loopback sockets: createHttpHandler on a plain
 // http.createServer, the in-memory bus, and a manual clock for long-poll deadlines.
-import { createServer, request, type Server } from 'node:http';
+import { Agent, createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { connect } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -121,6 +121,51 @@ describe('GET /v1/poll', () => {
     const h = await start();
     await h.ctx.bus.publish([{ channel: 'a', json: '1' }]);
     expect((await h.poll('a', { 'if-none-match': `"a=${E}-0", "a=${E}-1"` })).status).toBe(304);
+  });
+
+  it('answers a weak validator equal to the heads with the strong ETag', async () => {
+    const h = await start();
+    const r = await h.poll('a', { 'if-none-match': `W/"a=${E}-0"` });
+    expect([r.status, r.headers.etag]).toEqual([304, `"a=${E}-0"`]);
+  });
+
+  it('answers 200 with the events when the one-channel validator is behind the head', async () => {
+    const h = await start();
+    await h.ctx.bus.publish([{ channel: 'a', json: '1' }, { channel: 'a', json: '2' }]);
+    const r = await h.poll('a', { 'if-none-match': `"a=${E}-1"` });
+    expect(r.status).toBe(200);
+    expect(r.json().messages).toEqual([{ type: 'event', channel: 'a', cursor: `${E}-2`, data: 2 }]);
+    expect(r.headers.etag).toBe(`"a=${E}-2"`);
+  });
+
+  it('carries the CORS headers of an allowed Origin on a 304', async () => {
+    const h = await start({ config: { allowedOrigins: ['https://app.example'] } });
+    const r = await h.poll('a', { origin: 'https://app.example', 'if-none-match': `"a=${E}-0"` });
+    expect(r.status).toBe(304);
+    expect(r.headers['access-control-allow-origin']).toBe('https://app.example');
+    expect(r.headers['access-control-expose-headers']).toBe('ETag, X-Poll-Interval, Retry-After, Preference-Applied');
+    expect(r.headers.vary).toBe('Origin');
+    expect(r.headers['cache-control']).toBe('no-cache, private');
+    expect(r.headers['x-poll-interval']).toBe('5');
+  });
+
+  it('reads the token afresh when a keep-alive connection sends another one', async () => {
+    const h = await start();
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const get = (authorization: string | undefined) => new Promise<[number, number]>((resolve, reject) => {
+      const headers = authorization === undefined ? {} : { authorization };
+      request({ host: '127.0.0.1', port: h.port, path: '/v1/poll?channels=a', agent, headers }, (res) => {
+        const port = res.socket.localPort!;
+        res.resume();
+        res.on('end', () => resolve([res.statusCode!, port]));
+      }).on('error', reject).end();
+    });
+    const ta = `Bearer ${await h.ctx.token(['a'])}`;
+    const tb = `Bearer ${await h.ctx.token(['b'])}`;
+    const got = [await get(ta), await get(tb), await get(ta), await get('Bearer garbage'), await get(undefined), await get(ta)];
+    agent.destroy();
+    expect(got.map((g) => g[0])).toEqual([200, 403, 200, 401, 401, 200]);
+    expect(new Set(got.map((g) => g[1])).size).toBe(1); // all on one connection
   });
 
   it('treats If-None-Match: * as the current heads (304)', async () => {
@@ -669,6 +714,13 @@ describe('health, metrics and routing', () => {
     const na = await h.send('DELETE', '/v1/publish');
     expect(na.status).toBe(405);
     expect(na.headers.allow).toBe('POST, OPTIONS');
+  });
+
+  it('routes a path the URL parser normalizes, and reads its query', async () => {
+    const h = await start();
+    const t = await h.ctx.token(['a']);
+    const r = await h.send('GET', '/v1/./poll?channels=a', { headers: { authorization: `Bearer ${t}` } });
+    expect([r.status, r.headers.etag]).toEqual([200, `"a=${E}-0"`]);
   });
 
   it('answers a plain GET /v1/ws with 426 and Upgrade: websocket', async () => {
