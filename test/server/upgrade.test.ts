@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
+import { createHash } from 'node:crypto';
 import { HandshakeError, HANDSHAKE_ERRORS, type HandshakeErrorCode } from '../../server/ws/errors.js';
 import {
   acceptKey, acceptResponse, DEFAULT_RETRY_AFTER_S, parseUpgrade, rejectResponse, type UpgradeParse,
@@ -172,6 +173,21 @@ describe('acceptResponse', () => {
     expect(acceptResponse(KEY, true).toString('latin1')).toBe(
       'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
       'Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: tidings.v1\r\n\r\n');
+  });
+  it('computes the same accept value as hashing key + GUID, for any key (property)', () => {
+    const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
+    const viaString = (k: string) => createHash('sha1').update(k + GUID).digest('base64');
+    fc.assert(fc.property(fc.uint8Array({ minLength: 16, maxLength: 16 }), (bytes) => {
+      const k = Buffer.from(bytes).toString('base64');
+      expect(acceptKey(k)).toBe(viaString(k));
+    }));
+    // Keys the parser never hands over still hash as strings: other lengths, non-ASCII.
+    for (const k of ['', 'short', 'é'.repeat(24), 'x'.repeat(23) + '€', 'x'.repeat(25)]) expect(acceptKey(k)).toBe(viaString(k));
+  });
+  it('does not let one key leak into the next', () => {
+    const first = acceptKey(KEY);
+    acceptKey('AAAAAAAAAAAAAAAAAAAAAA==');
+    expect(acceptKey(KEY)).toBe(first);
   });
   it('does not share the template between responses', () => {
     const a = acceptResponse(KEY, false);
