@@ -1,0 +1,150 @@
+// Benchmark 7 (issue: several nodes on Redis): fan-out through Redis. Two
+// Tidings nodes, each in its own process, share one redis-server; N
+// subscribers per node on one channel; K publishes of a 100-byte event
+// through POST /v1/publish, alternating between the nodes (so half of the
+// events cross from one node to the other through Redis). Measures
+// deliveries/s over both nodes and publish-to-last-delivery latency.
+// Reference in the same run: ONE in-memory node with N subscribers (what a
+// node costs without Redis in the path).
+import http from 'node:http';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { startLoaders } from './lib/loaders.mjs';
+import { interleaved } from './lib/bench.mjs';
+import { median, nowMs } from './lib/stats.mjs';
+import { BENCH_SECRET, BENCH_PUBLISHER_KEY } from './lib/token.mjs';
+import { eventData, publish } from './fanout.mjs';
+
+export const name = 'fanout-redis';
+export const defaultServers = ['redis2', 'memory1'];
+export const LABELS = { redis2: 'Tidings, 2 nodes through Redis', memory1: 'Tidings, 1 node in memory' };
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+
+export function params(quick) {
+  return quick ? { perNode: 500, events: 5, loaders: 2, runs: 1 } : { perNode: 15_000, events: 20, loaders: 4, runs: 3 };
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+  });
+}
+
+/** A throwaway redis-server: no persistence, its own temp dir, killed at the end. */
+async function startRedis() {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'tidings-bench-redis-'));
+  const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { stdio: 'ignore' });
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const ok = await new Promise((r) => {
+      const s = new (http.Agent)().createConnection({ host: '127.0.0.1', port }, () => { s.destroy(); r(true); });
+      s.on('error', () => r(false));
+    });
+    if (ok) break;
+    if (Date.now() > deadline) { p.kill('SIGKILL'); throw new Error('redis-server did not start'); }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { url: `redis://127.0.0.1:${port}`, async stop() { p.kill('SIGKILL'); await new Promise((r) => p.once('exit', r)); rmSync(dir, { recursive: true, force: true }); } };
+}
+
+/** A tidings-server process (dist/server/main.js) on a free port; resolves once it prints `listening on`. */
+function startNode(env) {
+  const p = spawn(process.execPath, [`${ROOT}dist/server/main.js`], {
+    env: { ...process.env, TIDINGS_PORT: '0', TIDINGS_SUBSCRIBER_SECRET: BENCH_SECRET, TIDINGS_PUBLISHER_KEY: BENCH_PUBLISHER_KEY, TIDINGS_LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const t = setTimeout(() => { p.kill('SIGKILL'); reject(new Error('tidings node did not start within 20 s')); }, 20_000);
+    p.stdout.on('data', (d) => {
+      out += d;
+      const m = /listening on http:\/\/[^:]+:(\d+)/.exec(out);
+      if (m) {
+        clearTimeout(t);
+        p.stdout.resume();
+        resolve({ port: Number(m[1]), async stop() { if (p.exitCode !== null) return; p.kill('SIGKILL'); await new Promise((r) => p.once('exit', r)); } });
+      }
+    });
+    p.once('exit', (c) => { clearTimeout(t); reject(new Error(`tidings node exited with ${c}: ${out}`)); });
+  });
+}
+
+export async function run({ quick = false, servers = defaultServers, log = console.error, overrides = {} } = {}) {
+  const p = { ...params(quick), ...overrides };
+  const res = await interleaved(servers, p.runs, async (kind) => {
+    const redis = kind === 'redis2' ? await startRedis() : null;
+    const nodes = [];
+    const loaders = await startLoaders(p.loaders);
+    const agents = [];
+    try {
+      const count = kind === 'redis2' ? 2 : 1;
+      for (let i = 0; i < count; i++) nodes.push(await startNode(redis ? { TIDINGS_REDIS_URL: redis.url } : {}));
+      for (const [i, n] of nodes.entries()) {
+        const c = await loaders.connect(p.perNode, { port: n.port, channelMode: 'one', channel: 'bench', startIndex: i * p.perNode });
+        if (c.failed) log(`  ${kind}: node ${i}: ${c.failed} subscribers failed: ${JSON.stringify(c.why)}`);
+      }
+      for (const n of nodes) agents.push(new http.Agent({ keepAlive: true, maxSockets: 1 }));
+      for (const [i, n] of nodes.entries()) await publish(n.port, 'warmup', eventData(0), agents[i]);
+      await new Promise((r) => setTimeout(r, 300));
+      const outcome = await loaders.expect(p.events, 60_000);
+      const sent = [];
+      for (let k = 1; k <= p.events; k++) {
+        const i = (k - 1) % nodes.length; // alternate: every other event crosses nodes through Redis
+        sent.push(nowMs());
+        await publish(nodes[i].port, 'bench', eventData(k), agents[i]);
+      }
+      const got = await outcome.done;
+      const delivered = got.live * p.events - got.missing.reduce((a, b) => a + b, 0);
+      const last = got.times[p.events - 1];
+      const totalMs = last === null ? NaN : last - sent[0];
+      return {
+        subscribers: got.live,
+        delivered,
+        missing: got.live * p.events - delivered,
+        totalMs,
+        deliveriesPerSec: delivered / (totalMs / 1000),
+        publishToLastP50Ms: median(got.times.map((t, i) => (t === null ? NaN : t - sent[i]))),
+        publishToLastMaxMs: Math.max(...got.times.map((t, i) => (t === null ? NaN : t - sent[i]))),
+      };
+    } finally {
+      for (const a of agents) a.destroy();
+      await loaders.stop();
+      for (const n of nodes) await n.stop();
+      await redis?.stop();
+    }
+  }, log);
+  return { name, params: p, ...res, targets: [] };
+}
+
+/** Markdown section for RESULTS.md. */
+export function render(r) {
+  const rows = Object.entries(r.median).map(([k, m]) =>
+    `| ${LABELS[k] ?? k} | ${m.subscribers ?? '—'} | ${Math.round(m.deliveriesPerSec).toLocaleString('en-US')} | ${m.totalMs?.toFixed(0)} | ${m.publishToLastP50Ms?.toFixed(1)} | ${m.publishToLastMaxMs?.toFixed(1)} | ${m.missing ?? '—'} |`);
+  return [
+    '## 7. Fan-out through Redis (several nodes)',
+    '',
+    `${r.params.perNode.toLocaleString('en-US')} subscribers per node on one channel, ${r.params.events} publishes of a 100-byte event through \`POST /v1/publish\`, alternating between the nodes (every other event reaches the other node only through Redis), each sent when the previous one was answered. Each node is a \`tidings-server\` process; one throwaway \`redis-server\` (no persistence). Publish-to-last = from sending the publish to the moment the last subscriber on either node has it. Median of ${r.params.runs} run(s); ${r.params.loaders} loader processes.`,
+    '',
+    '| setup | subscribers | deliveries/s | total (ms) | publish → last subscriber p50 (ms) | max (ms) | missing |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+    ...rows,
+    '',
+  ].join('\n');
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const quick = process.argv.includes('--quick');
+  const r = await run({ quick });
+  const { writeFileSync, mkdirSync } = await import('node:fs');
+  mkdirSync(`${ROOT}bench/out`, { recursive: true });
+  writeFileSync(`${ROOT}bench/out/fanout-redis${quick ? '.quick' : ''}.json`, JSON.stringify(r, null, 2));
+  console.log(render(r));
+}
