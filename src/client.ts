@@ -43,20 +43,21 @@ function session(key: string, value?: string | null): string | null | undefined 
 }
 
 const bad = (what: string) => new TidingsError('BAD_OPTIONS', what);
+const URL_HINT = 'url must be an absolute http(s):// or ws(s):// URL';
 
 function settings(o: ClientOptions): Settings {
   let u: URL;
   try {
     u = new URL(o.url);
   } catch {
-    throw bad('url');
+    throw bad(URL_HINT);
   }
-  if (!/^(http|ws)s?:$/.test(u.protocol)) throw bad('url');
+  if (!/^(http|ws)s?:$/.test(u.protocol)) throw bad(URL_HINT);
   const base = u.href.replace(/\/+$/, '').replace(/^ws/, 'http');
   const { channels } = o;
   if (!Array.isArray(channels) || !channels.length || new Set(channels).size < channels.length || !channels.every((c) => CHANNEL.test(c)))
-    throw bad('channels');
-  if (typeof o.token !== 'string' && typeof o.token !== 'function') throw bad('token');
+    throw bad('channels must be a non-empty list of distinct names matching [A-Za-z0-9:_.-]{1,128}');
+  if (typeof o.token !== 'string' && typeof o.token !== 'function') throw bad('token must be a string or a function returning one');
   const b = o.backoff ?? {};
   return {
     httpUrl: base,

@@ -15,13 +15,13 @@ function thrown(o: Partial<ClientOptions>): unknown {
 
 describe('createClient options', () => {
   it.each([
-    ['a url that does not parse', { url: 'not a url' }, 'BAD_OPTIONS: url'],
-    ['a url with another scheme', { url: 'ftp://x' }, 'BAD_OPTIONS: url'],
-    ['no channels', { channels: [] }, 'BAD_OPTIONS: channels'],
-    ['a channel name with a space', { channels: ['user 42'] }, 'BAD_OPTIONS: channels'],
-    ['a channel name of 129 characters', { channels: ['c'.repeat(129)] }, 'BAD_OPTIONS: channels'],
-    ['a duplicate channel', { channels: ['a', 'a'] }, 'BAD_OPTIONS: channels'],
-    ['a token that is neither string nor function', { token: 42 as unknown as string }, 'BAD_OPTIONS: token'],
+    ['a url that does not parse', { url: 'not a url' }, 'BAD_OPTIONS: url must be an absolute http(s):// or ws(s):// URL'],
+    ['a url with another scheme', { url: 'ftp://x' }, 'BAD_OPTIONS: url must be an absolute http(s):// or ws(s):// URL'],
+    ['no channels', { channels: [] }, 'BAD_OPTIONS: channels must be a non-empty list of distinct names matching [A-Za-z0-9:_.-]{1,128}'],
+    ['a channel name with a space', { channels: ['user 42'] }, 'BAD_OPTIONS: channels must be a non-empty list of distinct names matching [A-Za-z0-9:_.-]{1,128}'],
+    ['a channel name of 129 characters', { channels: ['c'.repeat(129)] }, 'BAD_OPTIONS: channels must be a non-empty list of distinct names matching [A-Za-z0-9:_.-]{1,128}'],
+    ['a duplicate channel', { channels: ['a', 'a'] }, 'BAD_OPTIONS: channels must be a non-empty list of distinct names matching [A-Za-z0-9:_.-]{1,128}'],
+    ['a token that is neither string nor function', { token: 42 as unknown as string }, 'BAD_OPTIONS: token must be a string or a function returning one'],
   ])('throws TidingsError BAD_OPTIONS for %s', (_, o, message) => {
     const e = thrown(o);
     expect(e).toBeInstanceOf(TidingsError);
