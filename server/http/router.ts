@@ -49,6 +49,11 @@ const PLAIN_QUERY = /^[A-Za-z0-9:_.,=&~-]*$/;
 
 const POLL_QUERY = '/v1/poll?';
 
+// ASCII only, so string length = byte length.
+const UPGRADE_NOT_FOUND_BODY = JSON.stringify({ error: 'not_found', message: 'WebSocket upgrades are served on /v1/ws only' });
+// The gateway takes upgrades on fresh connections only; one after HTTP requests on a keep-alive socket lands here.
+const UPGRADE_ON_KEEPALIVE_BODY = JSON.stringify({ error: 'over_capacity', message: 'open the WebSocket on a new connection' });
+
 /** What `new URL(target).searchParams.getAll('channels').join(',')` gives, without the URL when it can. */
 export function channelsParam(target: string): string {
   if (target === '/v1/poll') return '';
@@ -123,7 +128,11 @@ export function createHttpHandler(ctx: ServerContext, opts: HttpHandlerOptions =
     const method = req.method ?? 'GET';
 
     if (path === '/v1/ws') {
-      // A plain GET on the WebSocket path (RFC 9110 §15.5.22: 426 names the protocol to switch to).
+      // The handshake is a GET (RFC 6455 §4.1): any other method is 405. A GET
+      // that reached node:http (the gateway parses `GET /v1/ws` itself, so only
+      // an unusual spelling of the path does) gets 426, which names the protocol
+      // to switch to (RFC 9110 §15.5.22).
+      if (method !== 'GET') throw new HttpError('method_not_allowed', `${method} not allowed on /v1/ws: open a WebSocket with GET`, { Allow: 'GET' });
       throw new HttpError('upgrade_required', 'GET /v1/ws needs a WebSocket upgrade', { Upgrade: 'websocket', Connection: 'Upgrade' });
     }
     const methods = ROUTES.get(path);
@@ -171,8 +180,11 @@ export function createHttpHandler(ctx: ServerContext, opts: HttpHandlerOptions =
     // The socket may already be gone; an 'error' with no listener would crash the process.
     socket.on('error', () => socket.destroy());
     const path = (req.url ?? '/').split('?')[0];
-    const status = path === '/v1/ws' ? '503 Service Unavailable\r\nRetry-After: 1' : '404 Not Found';
-    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    // Same JSON error shape as every other error (PROTOCOL.md).
+    const [status, body] = path === '/v1/ws'
+      ? ['503 Service Unavailable\r\nRetry-After: 1', UPGRADE_ON_KEEPALIVE_BODY]
+      : ['404 Not Found', UPGRADE_NOT_FOUND_BODY];
+    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
   };
   Object.defineProperty(handler, 'held', { value: held });
   handler.close = () => {

@@ -730,6 +730,14 @@ describe('health, metrics and routing', () => {
     expect(r.headers.upgrade).toBe('websocket');
   });
 
+  it('answers POST and HEAD on /v1/ws with 405 and Allow: GET', async () => {
+    const h = await start();
+    for (const method of ['POST', 'HEAD']) {
+      const r = await h.send(method, '/v1/ws');
+      expect([method, r.status, r.headers.allow]).toEqual([method, 405, 'GET']);
+    }
+  });
+
   it('answers an upgrade on another path with 404 and closes the socket', async () => {
     const h = await start();
     const raw = await new Promise<string>((resolve, reject) => {
@@ -744,5 +752,6 @@ describe('health, metrics and routing', () => {
     });
     expect(raw).toMatch(/^HTTP\/1\.1 404 Not Found\r\n/);
     expect(raw).not.toContain('101');
+    expect(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)).error).toBe('not_found');
   });
 });
