@@ -113,7 +113,7 @@ const sections = {
 
 const TITLES = { idle: '1. Idle subscribers', fanout: '2. Fan-out', upgrade: '3. Upgrade', poll: '4. Polling', storm: '5. Reconnect storm', size: '6. SDK size' };
 
-export function render({ quick = false } = {}) {
+export async function render({ quick = false } = {}) {
   const res = load(quick);
   const any = Object.values(res)[0];
   const m = any?.machine;
@@ -137,6 +137,14 @@ export function render({ quick = false } = {}) {
     lines.push(`## ${TITLES[n]}`, '');
     if (res[n].error) { lines.push(`Failed: ${res[n].error}`, ''); continue; }
     lines.push(sections[n](res[n]), '', `Run took ${res[n].seconds?.toFixed(0)} s.`, '');
+  }
+  // Benchmarks that render their own section (bench/fanout-redis.mjs).
+  for (const extra of ['fanout-redis']) {
+    const file = `${OUT}${extra}${quick ? '.quick' : ''}.json`;
+    if (!existsSync(file)) continue;
+    const mod = await import(`./${extra}.mjs`);
+    const r = JSON.parse(readFileSync(file, 'utf8'));
+    lines.push(r.error ? `## ${extra}\n\nFailed: ${r.error}\n` : mod.render(r), `Run took ${r.seconds?.toFixed(0) ?? '?'} s.`, '');
   }
   lines.push('## Reference figures from the brief (Node 20, same kind of machine; not measured here)', '',
     table(['server', 'heap / idle conn', 'RSS / idle conn', 'deliveries/s', 'CPU per upgrade+close'], [
@@ -165,4 +173,4 @@ export function render({ quick = false } = {}) {
   console.error(`bench: wrote ${file}`);
 }
 
-if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) render({ quick: process.argv.includes('--quick') });
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) await render({ quick: process.argv.includes('--quick') });

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `npm run bench`: every benchmark, each against its references in the same
 // run, results as JSON in bench/out/, rendered into bench/RESULTS.md.
-//   --only idle,fanout,upgrade,poll,storm,size   a subset
+//   --only idle,fanout,upgrade,poll,storm,size,fanout-redis   a subset
 //   --quick                                       a small smoke run (seconds, small counts)
 //   --servers tidings,ws,net                      restrict servers (where it applies)
 //   --no-render                                   keep RESULTS.md as it is
@@ -12,7 +12,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { machine } from './lib/bench.mjs';
 
-const ALL = ['size', 'upgrade', 'poll', 'idle', 'fanout', 'storm'];
+const ALL = ['size', 'upgrade', 'poll', 'idle', 'fanout', 'storm', 'fanout-redis'];
 const OUT = fileURLToPath(new URL('./out/', import.meta.url));
 
 function parseArgs(argv) {
@@ -48,6 +48,7 @@ async function main() {
   }
   const failures = [];
   for (const name of args.only) {
+    if (name === 'fanout-redis' && spawnSync('redis-server', ['--version']).status !== 0) { console.error('== fanout-redis skipped: no redis-server'); continue; }
     const mod = await import(`./${name}.mjs`);
     const t0 = Date.now();
     console.error(`== ${name}${args.quick ? ' (quick)' : ''}`);
@@ -70,7 +71,7 @@ async function main() {
   }
   if (args.render) {
     const { render } = await import('./render.mjs');
-    render({ quick: args.quick });
+    await render({ quick: args.quick });
   }
   if (failures.length) { console.error(`bench: failed: ${failures.join(', ')}`); process.exitCode = 1; }
 }
