@@ -37,13 +37,26 @@ describe('tidings-server --workers', () => {
       cwd: root,
       env: { PATH: `${path.join(root, 'node_modules/.bin')}:${process.env.PATH}`, TIDINGS_PORT: '0', TIDINGS_LOG_LEVEL: 'silent', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
+      // Its own process group, so a failed test can kill tsx, the primary and the workers at once.
+      detached: true,
     });
-  /** Worker processes: tsx (the spawned child) runs the primary, whose node:cluster children are the workers. */
+  /** SIGKILL the whole group: killing only tsx would orphan the primary and its workers. */
+  const killAll = (child: ReturnType<typeof run>) => {
+    try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* already gone */ }
+  };
+  /**
+   * Worker processes: tsx (the spawned child) runs the primary, whose node:cluster
+   * children are the workers. tsx's esbuild service, also a child of the primary
+   * now and then, is not one.
+   */
   const workers = (tsxPid: number): number[] => {
-    const out = execFileSync('ps', ['-eo', 'pid=,ppid='], { encoding: 'utf8' });
-    const rows = out.trim().split('\n').map((l) => l.trim().split(/\s+/).map(Number) as [number, number]);
-    const children = (p: number) => rows.filter(([, pp]) => pp === p).map(([pid]) => pid);
-    return children(tsxPid).flatMap(children);
+    const out = execFileSync('ps', ['-eo', 'pid=,ppid=,comm='], { encoding: 'utf8' });
+    const rows = out.trim().split('\n').map((l) => {
+      const [pid, ppid, comm] = l.trim().split(/\s+/);
+      return { pid: Number(pid), ppid: Number(ppid), comm: comm ?? '' };
+    });
+    const children = (p: number) => rows.filter((r) => r.ppid === p);
+    return children(tsxPid).flatMap((r) => children(r.pid)).filter((r) => r.comm !== 'esbuild').map((r) => r.pid);
   };
 
   it('replaces a worker that was killed and keeps serving on the same port', async () => {
@@ -67,7 +80,7 @@ describe('tidings-server --workers', () => {
       const [code] = await once(child, 'exit');
       expect(code).toBe(0);
     } finally {
-      if (child.exitCode === null) child.kill('SIGKILL');
+      killAll(child);
       await redis.stop();
     }
   }, 40_000);

@@ -1,5 +1,5 @@
 // Drain semantics in process (createTidingsServer), and the CLI as a child process.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
 import path from 'node:path';
@@ -106,12 +106,24 @@ describe('close', () => {
 describe('tidings-server CLI', () => {
   const root = path.resolve(import.meta.dirname, '../..');
   const tsx = path.join(root, 'node_modules/.bin/tsx');
-  const run = (args: string[], env: Record<string, string> = {}) =>
-    spawn(tsx, [path.join(root, 'server/main.ts'), ...args], {
+  const started: ChildProcess[] = [];
+  const run = (args: string[], env: Record<string, string> = {}) => {
+    const child = spawn(tsx, [path.join(root, 'server/main.ts'), ...args], {
       cwd: root,
       env: { PATH: `${path.join(root, 'node_modules/.bin')}:${process.env.PATH}`, TIDINGS_PORT: '0', TIDINGS_LOG_LEVEL: 'silent', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
+      // Its own process group: tsx runs the server in a child of its own, which
+      // a failed test must not leave behind.
+      detached: true,
     });
+    started.push(child);
+    return child;
+  };
+  afterEach(() => {
+    for (const c of started.splice(0)) {
+      try { process.kill(-c.pid!, 'SIGKILL'); } catch { /* exited */ }
+    }
+  });
 
   it('prints generated secrets once, one "listening on" line, and exits 0 after SIGTERM', async () => {
     const child = run([]);
