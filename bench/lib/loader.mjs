@@ -49,11 +49,12 @@ function openOne({ port, localAddress, hello, timeoutMs }) {
     sock.on('connect', () => sock.write(upgradeRequest('127.0.0.1', port)));
     const onFrame = (op, buf, s, e) => {
       if (op === 0x1) {
-        if (c.stage === 1) {
+        // A server may ping before welcome (a heartbeat sweep over every socket): answer, keep waiting.
+        if (isPingText(buf, s, e)) sock.write(PONG_FRAME);
+        else if (c.stage === 1) {
           if (buf.toString('latin1', s, Math.min(e, s + 17)) === '{"type":"welcome"') { c.stage = 2; finish(true); }
-          else finish(false, `expected welcome, got ${buf.toString('utf8', s, Math.min(e, s + 80))}`);
-        } else if (isPingText(buf, s, e)) sock.write(PONG_FRAME);
-        else onEvent(c);
+          else { finish(false, `expected welcome, got ${buf.toString('utf8', s, Math.min(e, s + 80))}`); c.stage = -1; sock.destroy(); }
+        } else if (c.stage === 2) onEvent(c);
       } else if (op === 0x9) {
         // RFC 6455 §5.5.3: answer a ping frame with a pong carrying the same payload.
         const p = Buffer.from(buf.subarray(s, e));
