@@ -15,7 +15,8 @@ async function start() {
     case 'ws': { const { createWsServer } = await import('../ref/ws-server.mjs'); return listen(createWsServer(opts)); }
     case 'net': { const { createNetServer } = await import('../ref/net-server.mjs'); return listen(createNetServer(opts)); }
     case 'http304': { const { createHttp304Server } = await import('../ref/http304.mjs'); return listen(createHttp304Server()); }
-    case 'tidings': { const { startTidings } = await import('./tidings-server.mjs'); return startTidings(opts); }
+    // BENCH_TIDINGS_ENV: JSON of extra TIDINGS_* settings, for experiments (e.g. a smaller fan-out slice).
+    case 'tidings': { const { startTidings } = await import('./tidings-server.mjs'); return startTidings({ ...opts, env: JSON.parse(process.env.BENCH_TIDINGS_ENV || '{}') }); }
     default: throw new Error(`unknown server kind ${kind}`);
   }
 }
