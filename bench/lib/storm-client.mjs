@@ -15,7 +15,7 @@ function track(i, channel) {
   return { i, channel, open: false, opens: [], pre: 0, post: [], resets: 0, dupes: 0, closes: {} };
 }
 
-/** A post-restart event: seq k of the run's K. Pre-restart events only count. */
+/** A post-restart event: seq k of its channel's K. Pre-restart events only count. */
 function onEventData(c, data) {
   if (data?.phase === 'post') c.post.push(data.seq);
   else if (data?.phase === 'pre') c.pre++;
@@ -86,7 +86,8 @@ process.on('message', async (m) => {
         for (let k = 1; k < p.length; k++) if (p[k] <= p[k - 1]) ordered = false;
         // Contiguous up to the last event published (K): all of 1..K, or with a reset
         // a tail run m..K (the events before m are covered by the reset).
-        const contiguousTail = p.length > 0 && p[p.length - 1] === m.events && p.every((s, k) => s === p[0] + k);
+        const last = m.events[c.channel]; // events published to this client's channel after the restart
+        const contiguousTail = p.length > 0 && p[p.length - 1] === last && p.every((s, k) => s === p[0] + k);
         const ok = ordered && c.pre >= 1 && (c.resets > 0 ? contiguousTail : contiguousTail && p[0] === 1);
         return { back, ok, resets: c.resets, got: p.length, pre: c.pre, closes: c.closes };
       });
