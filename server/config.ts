@@ -37,6 +37,8 @@ export interface Config {
   maxBatch: number;
   /** TIDINGS_FANOUT_SLICE: socket writes per fan-out slice before yielding to the event loop. */
   fanoutSlice: number;
+  /** TIDINGS_FANOUT_SLICE_MS: time per fan-out slice before yielding (whichever of the two limits comes first). */
+  fanoutSliceMs: number;
   /** TIDINGS_POLL_INTERVAL_S: X-Poll-Interval under normal load (raised under load). */
   pollIntervalS: number;
   /** TIDINGS_MAX_POLL_WAIT_S: cap on Prefer: wait (PROTOCOL.md: N <= 30). */
@@ -73,6 +75,7 @@ export const DEFAULTS: Config = {
   maxChannels: 64,
   maxBatch: 100,
   fanoutSlice: 2_000,
+  fanoutSliceMs: 4,
   pollIntervalS: 5,
   maxPollWaitS: 30,
   maxHeldPolls: 10_000,
@@ -103,6 +106,7 @@ export const SETTINGS: { [K in keyof Config]: [string, string, Kind, string] } =
   maxChannels: ['TIDINGS_MAX_CHANNELS', 'max-channels', 'int', 'channels per hello or poll'],
   maxBatch: ['TIDINGS_MAX_BATCH', 'max-batch', 'int', 'events per batch publish'],
   fanoutSlice: ['TIDINGS_FANOUT_SLICE', 'fanout-slice', 'int', 'writes per fan-out slice before yielding'],
+  fanoutSliceMs: ['TIDINGS_FANOUT_SLICE_MS', 'fanout-slice-ms', 'int', 'ms per fan-out slice before yielding'],
   pollIntervalS: ['TIDINGS_POLL_INTERVAL_S', 'poll-interval-s', 'int', 'X-Poll-Interval under normal load'],
   maxPollWaitS: ['TIDINGS_MAX_POLL_WAIT_S', 'max-poll-wait-s', 'int', 'cap on Prefer: wait'],
   maxHeldPolls: ['TIDINGS_MAX_HELD_POLLS', 'max-held-polls', 'int', 'long-polls held at once (503 past it)'],

@@ -95,6 +95,7 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
   // The hub reaches the bus through ctx, which listen() may still swap for the Redis bus.
   const hub = new Hub<Connection>({ watch: (ch) => ctx.bus.watch(ch), unwatch: (ch) => ctx.bus.unwatch(ch) }, deliver, {
     slice: config.fanoutSlice,
+    sliceMs: config.fanoutSliceMs,
     onWritten: (n, bytes) => { metrics.messagesOut.inc(n); metrics.bytesOut.inc(bytes); },
   });
   const httpServer = http.createServer();

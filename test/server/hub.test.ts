@@ -7,7 +7,7 @@ import type { StoredEvent } from '../../server/pubsub/bus.js';
 interface Sub { id: number }
 interface Write { sub: Sub; channel: string; cursor: string | null; frame: Buffer }
 
-function setup(slice = 2000) {
+function setup(slice = 2000, time: { sliceMs?: number; now?: () => number } = {}) {
   const bus = new MemoryBus({ epoch: 'e' });
   const writes: Write[] = [];
   const log: string[] = [];
@@ -15,7 +15,7 @@ function setup(slice = 2000) {
     writes.push({ sub, channel, cursor, frame });
     log.push(`write ${sub.id} ${cursor}`);
     return true;
-  }, { slice });
+  }, { slice, ...time });
   bus.onEvent = (e) => hub.onEvent(e);
   const subs = (n: number) => Array.from({ length: n }, (_, i) => ({ id: i }));
   return { bus, hub, writes, log, subs };
@@ -83,6 +83,24 @@ describe('fan-out', () => {
     // Slices of 2 with setImmediate between: work queued after the first yield runs before the last slice.
     expect(log).toEqual(['write 0 e-1', 'write 1 e-1', 'write 2 e-1', 'write 3 e-1', 'other work', 'write 4 e-1']);
     expect(hub.pending).toBe(0);
+  });
+
+  it('also yields when a slice has used its time budget (fanoutSliceMs), looking at the clock every 64 writes', async () => {
+    let t = 0;
+    const { bus, hub, writes, subs } = setup(2000, { sliceMs: 4, now: () => t++ });
+    for (const s of subs(1000)) hub.subscribe('big', s);
+    await bus.publish([{ channel: 'big', json: '1' }]);
+    // Clock read at the start (0) and every 64 writes (1, 2, 3, 4): at 4 ms, after 256 writes, it yields.
+    expect(writes).toHaveLength(256);
+    await new Promise((r) => setImmediate(r));
+    expect(writes.length).toBeGreaterThan(256);
+  });
+
+  it('does not yield for time while the clock stays inside the budget', async () => {
+    const { bus, hub, writes, subs } = setup(2000, { sliceMs: 4, now: () => 3 });
+    for (const s of subs(1000)) hub.subscribe('big', s);
+    await bus.publish([{ channel: 'big', json: '1' }]);
+    expect(writes).toHaveLength(1000);
   });
 
   it('keeps per-channel order when a second event arrives while the first is still slicing', async () => {
