@@ -17,7 +17,7 @@ import { startLoaders } from './lib/loaders.mjs';
 import { interleaved } from './lib/bench.mjs';
 import { median, nowMs } from './lib/stats.mjs';
 import { BENCH_SECRET, BENCH_PUBLISHER_KEY } from './lib/token.mjs';
-import { eventData, publish } from './fanout.mjs';
+import { deliverySummary, eventData, publish } from './fanout.mjs';
 
 export const name = 'fanout-redis';
 export const defaultServers = ['redis2', 'memory1'];
@@ -113,17 +113,11 @@ export async function run({ quick = false, servers = defaultServers, log = conso
         const r = await one.done;
         isolated.push(r.times[0] === null ? NaN : r.times[0] - t0);
       }
-      const delivered = got.live * p.events - got.missing.reduce((a, b) => a + b, 0);
-      const last = got.times[p.events - 1];
-      const totalMs = last === null ? NaN : last - sent[0];
+      const { toLastMs, ...d } = deliverySummary(got, sent);
       return {
-        subscribers: got.live,
-        delivered,
-        missing: got.live * p.events - delivered,
-        totalMs,
-        deliveriesPerSec: delivered / (totalMs / 1000),
-        publishToLastP50Ms: median(got.times.map((t, i) => (t === null ? NaN : t - sent[i]))),
-        publishToLastMaxMs: Math.max(...got.times.map((t, i) => (t === null ? NaN : t - sent[i]))),
+        ...d,
+        publishToLastP50Ms: median(toLastMs),
+        publishToLastMaxMs: Math.max(...toLastMs),
         isolatedToLastP50Ms: median(isolated),
       };
     } finally {

@@ -23,6 +23,26 @@ export function eventData(seq, bytes = 100) {
   return JSON.stringify({ seq, pad: 'x'.repeat(bytes - base) });
 }
 
+/**
+ * What the loaders' outcome says about a burst of events sent at `sent[k]`:
+ * deliveries over the time from the first publish to the last subscriber
+ * having the last event, and per event the time until its last subscriber had it.
+ */
+export function deliverySummary(got, sent) {
+  const events = sent.length;
+  const delivered = got.live * events - got.missing.reduce((a, b) => a + b, 0);
+  const last = got.times[events - 1];
+  const totalMs = last === null ? NaN : last - sent[0];
+  return {
+    subscribers: got.live,
+    delivered,
+    missing: got.live * events - delivered,
+    totalMs,
+    deliveriesPerSec: delivered / (totalMs / 1000),
+    toLastMs: got.times.map((t, i) => (t === null ? NaN : t - sent[i])),
+  };
+}
+
 export function publish(port, channel, dataJson, agent) {
   const body = `{"channel":${JSON.stringify(channel)},"data":${dataJson}}`;
   return new Promise((resolve, reject) => {
@@ -63,23 +83,21 @@ export async function run({ quick = false, servers = defaultServers, log = conso
       const got = await outcome.done;
       const lag = await srv.lagStop();
       const cpu1 = await srv.cpu();
-      const delivered = got.live * p.events - got.missing.reduce((a, b) => a + b, 0);
-      const last = got.times[p.events - 1];
-      const totalMs = last === null ? NaN : last - sent[0];
       const publishMs = answered.map((t, i) => t - sent[i]);
+      const d = deliverySummary(got, sent);
       return {
-        subscribers: got.live,
-        delivered,
-        missing: got.live * p.events - delivered,
-        totalMs,
-        deliveriesPerSec: delivered / (totalMs / 1000),
-        eventLatencyP50Ms: median(got.times.map((t, i) => (t === null ? NaN : t - sent[i]))),
+        subscribers: d.subscribers,
+        delivered: d.delivered,
+        missing: d.missing,
+        totalMs: d.totalMs,
+        deliveriesPerSec: d.deliveriesPerSec,
+        eventLatencyP50Ms: median(d.toLastMs),
         publishP50Ms: median(publishMs),
         publishP99Ms: percentile(publishMs, 99),
         lagP50Ms: lag.p50,
         lagP99Ms: lag.p99,
         lagMaxMs: lag.max,
-        cpuPerDeliveryUs: (cpuMicros(cpu1) - cpuMicros(cpu0)) / delivered,
+        cpuPerDeliveryUs: (cpuMicros(cpu1) - cpuMicros(cpu0)) / d.delivered,
       };
     } finally {
       agent.destroy();

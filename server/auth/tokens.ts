@@ -105,12 +105,15 @@ interface Verifier {
   cache: TokenCache;
 }
 
-// One key and one cache per distinct secret, not per request.
+// One key and one cache per distinct secret, not per request. A server has one
+// secret; tests and several in-process servers have a few. Past this many the
+// map starts over rather than grow (a KeyObject and a full cache each).
+export const MAX_SECRETS = 16;
 const verifiers = new Map<string, Verifier>();
 function verifierOf(secret: string): Verifier {
   let v = verifiers.get(secret);
   if (!v) {
-    if (verifiers.size > 16) verifiers.clear();
+    if (verifiers.size >= MAX_SECRETS) verifiers.clear();
     verifiers.set(secret, (v = { key: createSecretKey(Buffer.from(secret, 'utf8')), cache: new TokenCache() }));
   }
   return v;
