@@ -76,7 +76,10 @@ test('remembers for the tab that WebSocket failed: a reload starts on polling, a
   await inbox.expectDelivered(first);
 
   const refusedBeforeReload = refused;
-  const reloaded = await openInbox({ probe: 1500 }); // same tab, same sessionStorage
+  // Same tab, same sessionStorage. The first probe comes 2–4 s after polling starts
+  // (uniform in [d/2, d]): late enough that the count below cannot include it on a
+  // busy machine (with 1.5 s it sometimes did), early enough for the wait below.
+  const reloaded = await openInbox({ probe: 4000 });
   await reloaded.waitFor('polling', 'polling');
   const onlyPolling = (await reloaded.states()).filter((s) => s.transport !== null).every((s) => s.transport === 'polling');
   expect(onlyPolling, 'started on polling without trying WebSocket first').toBe(true);
