@@ -6,6 +6,7 @@ export const DEMO_ERRORS = {
   bad_ttl: 400,
   bad_subject: 400,
   bad_action: 400,
+  bad_channels: 400,
   bad_code: 400,
   not_found: 404,
   method_not_allowed: 405,
@@ -33,6 +34,8 @@ export const DEMO_LIMITS = {
   defaultTtlS: 3_600,
   /** Longest subject accepted by /demo/send (the data stays far below the 64 KiB publish limit). */
   maxSubject: 200,
+  /** Most channels one demo token grants. */
+  maxChannels: 8,
 } as const;
 
 export const SIMULATE_ACTIONS = ['drop', 'block-ws', 'unblock-ws', 'freeze', 'unfreeze'] as const;
@@ -48,6 +51,25 @@ export function parseUser(q: URLSearchParams): string {
 
 export function channelOf(user: string): string {
   return `demo:${user}`;
+}
+
+/**
+ * The channels a demo token grants: `channels=a,b` (the SDK's token function
+ * passes the channels it wants, the union of a tab group's when sharing), each
+ * the user's own channel `demo:<user>` or below it (`demo:<user>:<name>`, the
+ * name in PROTOCOL.md's channel alphabet), or the public `demo:news`. Default:
+ * the user's own channel.
+ */
+export function parseChannels(q: URLSearchParams, user: string): string[] {
+  const raw = q.get('channels');
+  const own = channelOf(user);
+  if (raw === null || raw === '') return [own];
+  const list = [...new Set(raw.split(','))];
+  const ok = (c: string) => c === own || c === 'demo:news' || (c.startsWith(own + ':') && /^[A-Za-z0-9:_.-]{1,128}$/.test(c));
+  if (list.length > DEMO_LIMITS.maxChannels || !list.every(ok)) {
+    throw new DemoError('bad_channels', `channels must be at most ${DEMO_LIMITS.maxChannels} of ${own}, ${own}:<name> or demo:news, comma-separated`);
+  }
+  return list;
 }
 
 export function parseTtl(q: URLSearchParams): number {

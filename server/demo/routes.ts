@@ -15,6 +15,7 @@ import {
   parseSubject,
   parseTtl,
   parseUser,
+  parseChannels,
 } from './params.js';
 
 interface DemoState {
@@ -98,19 +99,20 @@ async function serveAsset(asset: (typeof ASSETS)[string], head: boolean, res: Se
   res.end(head ? undefined : body);
 }
 
-/** GET /demo/token?user=<id>&ttl=<s> → {token, channel, user}. The secret stays on the server. */
+/** GET /demo/token?user=<id>&ttl=<s>&channels=<a,b> → {token, channel, user, channels}. The secret stays on the server. */
 async function token(q: URLSearchParams, ctx: ServerContext, res: ServerResponse): Promise<void> {
   const user = parseUser(q);
   const ttlSeconds = parseTtl(q);
   const channel = channelOf(user);
+  const channels = parseChannels(q, user);
   await stateOf(ctx).inboxes.open(channel);
   let jwt: string;
   try {
-    jwt = await signSubscriberToken(ctx.config.subscriberSecret, { sub: user, ch: [channel], ttlSeconds });
+    jwt = await signSubscriberToken(ctx.config.subscriberSecret, { sub: user, ch: channels, ttlSeconds });
   } catch (err) {
     throw new DemoError('token_failed', `could not sign a token: ${(err as Error).message}`);
   }
-  json(res, 200, { token: jwt, channel, user });
+  json(res, 200, { token: jwt, channel, user, channels });
 }
 
 /** GET /demo/inbox?user=<id> → {channel, mails:[{cursor, data}]} oldest first. */

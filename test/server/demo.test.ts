@@ -281,6 +281,22 @@ describe('GET /demo/token', () => {
     expect(payload.exp! - before).toBeLessThanOrEqual(4);
   });
 
+  it('grants the channels asked for (the SDK passes its union when tabs share), within the user’s own namespace', async () => {
+    const r = await fetch(h.base + '/demo/token?user=alice&channels=' + encodeURIComponent('demo:alice,demo:alice:team,demo:news'));
+    expect(r.status).toBe(200);
+    const body = (await r.json()) as { token: string; channels: string[] };
+    const { payload } = await jwtVerify(body.token, new TextEncoder().encode(SECRET));
+    expect(payload['ch']).toEqual(['demo:alice', 'demo:alice:team', 'demo:news']);
+    expect(body.channels).toEqual(payload['ch']);
+    for (const bad of ['demo:bob', 'demo:alicex', 'demo:alice:b@d', 'x', Array.from({ length: 9 }, (_, i) => `demo:alice:${i}`).join(',')]) {
+      const r = await fetch(h.base + '/demo/token?user=alice&channels=' + encodeURIComponent(bad));
+      expect(r.status, bad).toBe(400);
+      expect(await r.json(), bad).toMatchObject({ error: 'bad_channels' });
+    }
+    const eight = Array.from({ length: 8 }, (_, i) => `demo:alice:${i}`).join(',');
+    expect((await fetch(h.base + '/demo/token?user=alice&channels=' + encodeURIComponent(eight))).status).toBe(200);
+  });
+
   it('never puts the secret in the answer', async () => {
     const text = await (await fetch(h.base + '/demo/token?user=alice')).text();
     expect(text).not.toContain(SECRET);
