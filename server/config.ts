@@ -1,6 +1,7 @@
 // Every setting and limit, declared once: name, default, why (STYLE.md §12).
 // Environment variables (PROTOCOL.md "Server configuration") with flags that mirror them.
 import { randomBytes } from 'node:crypto';
+import { parseSeed } from './pubsub/seeds.js';
 
 export interface Config {
   /** TIDINGS_PORT / --port. 0 = any free port (printed at start). */
@@ -49,6 +50,12 @@ export interface Config {
   drainWindowMs: number;
   /** TIDINGS_REDIS_URL: Redis bus and history for several nodes; empty = in-memory bus. */
   redisUrl: string;
+  /** TIDINGS_REDIS_CLUSTER: Redis Cluster seed nodes (host:port, comma-separated); exclusive with redisUrl. */
+  redisCluster: string[];
+  /** TIDINGS_PUBLISH_TIMEOUT_MS: a publish not stored (cluster: and acknowledged by a replica) within this answers 503. */
+  publishTimeoutMs: number;
+  /** TIDINGS_HISTORY_TTL_S: on Redis, a channel's history expires this long after its last publish (0 = never). */
+  historyTtlS: number;
   /** TIDINGS_WORKERS / --workers: processes sharing the port (needs Redis when > 1). */
   workers: number;
   /** TIDINGS_DEMO / --demo: serve the demo page and its demo-only routes. Off by default. */
@@ -81,6 +88,9 @@ export const DEFAULTS: Config = {
   maxHeldPolls: 10_000,
   drainWindowMs: 10_000,
   redisUrl: '',
+  redisCluster: [],
+  publishTimeoutMs: 2_000,
+  historyTtlS: 7 * 24 * 3600,
   workers: 1,
   demo: false,
   logLevel: 'info',
@@ -112,6 +122,9 @@ export const SETTINGS: { [K in keyof Config]: [string, string, Kind, string] } =
   maxHeldPolls: ['TIDINGS_MAX_HELD_POLLS', 'max-held-polls', 'int', 'long-polls held at once (503 past it)'],
   drainWindowMs: ['TIDINGS_DRAIN_WINDOW_MS', 'drain-window-ms', 'int', 'reconnect window announced with 1012 on drain'],
   redisUrl: ['TIDINGS_REDIS_URL', 'redis-url', 'string', 'Redis URL for several nodes (empty: in-memory bus)'],
+  redisCluster: ['TIDINGS_REDIS_CLUSTER', 'redis-cluster', 'list', 'Redis Cluster seed nodes, host:port,host:port (instead of --redis-url)'],
+  publishTimeoutMs: ['TIDINGS_PUBLISH_TIMEOUT_MS', 'publish-timeout-ms', 'int', 'ms for a publish to be stored (and replicated on a cluster) before 503'],
+  historyTtlS: ['TIDINGS_HISTORY_TTL_S', 'history-ttl-s', 'int', 'Redis: seconds a channel\'s history outlives its last publish (0: forever)'],
   workers: ['TIDINGS_WORKERS', 'workers', 'int', 'worker processes sharing the port (needs Redis when > 1)'],
   demo: ['TIDINGS_DEMO', 'demo', 'bool', 'serve the demo page and demo-only routes'],
   logLevel: ['TIDINGS_LOG_LEVEL', 'log-level', 'string', 'pino log level'],
@@ -189,7 +202,14 @@ export function loadConfig(
   if (config.pingMs < 100) throw new ConfigError('ping-ms must be at least 100');
   if (config.maxPollWaitS > 30) throw new ConfigError('max-poll-wait-s must be at most 30 (PROTOCOL.md)');
   if (config.workers < 1) throw new ConfigError('workers must be at least 1');
-  if (config.workers > 1 && !config.redisUrl) throw new ConfigError('--workers > 1 needs TIDINGS_REDIS_URL: workers share events through Redis');
+  if (config.redisUrl && config.redisCluster.length > 0) {
+    throw new ConfigError('TIDINGS_REDIS_URL and TIDINGS_REDIS_CLUSTER are both set: use one (the URL for a single Redis, the seed list for a Redis Cluster)');
+  }
+  for (const seed of config.redisCluster) {
+    try { parseSeed(seed); } catch (err) { throw new ConfigError(`TIDINGS_REDIS_CLUSTER: ${(err as Error).message}`); }
+  }
+  if (config.publishTimeoutMs < 1) throw new ConfigError('publish-timeout-ms must be at least 1');
+  if (config.workers > 1 && !config.redisUrl && config.redisCluster.length === 0) throw new ConfigError('--workers > 1 needs TIDINGS_REDIS_URL or TIDINGS_REDIS_CLUSTER: workers share events through Redis');
   const generated: ('subscriberSecret' | 'publisherKey')[] = [];
   if (!config.subscriberSecret) { config.subscriberSecret = randomBytes(32).toString('base64url'); generated.push('subscriberSecret'); }
   if (!config.publisherKey) { config.publisherKey = randomBytes(24).toString('base64url'); generated.push('publisherKey'); }

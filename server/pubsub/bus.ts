@@ -35,6 +35,12 @@ export interface Bus {
   onGap: ((channel: string, head: string) => void) | null;
   /** 'ok' | 'degraded' for /healthz. */
   health(): 'ok' | 'degraded';
+  /**
+   * Resolves once the backend answered (Redis: PING, on a cluster every
+   * primary) within its command timeout; rejects with BusUnavailableError
+   * otherwise. For readiness probes: a frozen Redis fails it.
+   */
+  ping(): Promise<void>;
   close(): Promise<void>;
 }
 

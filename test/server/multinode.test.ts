@@ -120,7 +120,7 @@ describe('several nodes on one Redis', () => {
     const ch = channel();
     const admin = new Redis(redis.url);
     try {
-      const numsub = async () => Number(((await admin.call('PUBSUB', 'NUMSUB', liveKey(ch))) as [string, number])[1]);
+      const numsub = async () => Number(((await admin.call('PUBSUB', 'SHARDNUMSUB', liveKey(ch))) as [string, number])[1]);
       expect(await numsub()).toBe(0);
       const x = await sub(a, { [ch]: null });
       const y = await sub(a, { [ch]: null });
