@@ -3,6 +3,7 @@
 // together and owns the lifecycle (listen, drain, close).
 import http from 'node:http';
 import type { AddressInfo, Server as NetServer } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import type { ServerContext } from './context.js';
@@ -13,7 +14,7 @@ import { MemoryBus } from './pubsub/memory-bus.js';
 import { Hub } from './pubsub/hub.js';
 import { TimerWheel } from './timer-wheel.js';
 import { createHttpHandler, type HttpHandler } from './http/router.js';
-import { createGateway } from './gateway.js';
+import { acceptHttpUpgrade, createGateway, isWsUpgrade } from './gateway.js';
 import { CLOSE_GRACE_MS, Connection, closeAll, deliver, type Runtime } from './ws/connection.js';
 import { onDue } from './ws/session.js';
 
@@ -98,7 +99,9 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
     sliceMs: config.fanoutSliceMs,
     onWritten: (n, bytes) => { metrics.messagesOut.inc(n); metrics.bytesOut.inc(bytes); },
   });
-  const httpServer = http.createServer();
+  // Requests with an Upgrade header that is not our WebSocket are plain requests
+  // (h2c on /healthz); only GET /v1/ws reaches the 'upgrade' event.
+  const httpServer = http.createServer({ shouldUpgradeCallback: isWsUpgrade });
   // node:http never listens itself (the gateway owns the port), but its connection
   // tracking starts on 'listening': without it headersTimeout/requestTimeout are
   // not enforced on handed-off sockets and closeIdleConnections() finds nothing.
@@ -135,7 +138,11 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
     }
     handler = createHttpHandler(ctx, opts.httpOptions);
     httpServer.on('request', handler);
-    httpServer.on('upgrade', handler.upgrade);
+    const plainUpgrade = handler.upgrade;
+    httpServer.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      if (isWsUpgrade(req)) acceptHttpUpgrade(runtime, req, socket, head);
+      else plainUpgrade(req, socket, head);
+    });
     // node:http's own timeouts apply to handed-off sockets; its 'clientError'
     // default answers 400 and destroys, which is what we want.
     wheel.start();

@@ -1,5 +1,6 @@
 // Every plain HTTP request, and every upgrade that is not for /v1/ws, lands here.
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ServerResponse, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ServerContext } from '../context.js';
 import { corsFor, preflightHeaders } from './cors.js';
@@ -23,7 +24,12 @@ export interface HttpHandlerOptions {
 
 export interface HttpHandler {
   (req: IncomingMessage, res: ServerResponse): void;
-  /** For node:http's 'upgrade' event: answers 404 for any path but /v1/ws and closes; never leaves a socket hanging. */
+  /**
+   * For node:http's 'upgrade' event on a request that is not a WebSocket upgrade
+   * of ours. Only runtimes without http's shouldUpgradeCallback (Node < 22.21 / 24.9)
+   * get here: the request is served as the plain HTTP/1.1 request it also is, then
+   * the connection closes (node:http no longer parses that socket).
+   */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   /** The held long-polls (tests drive `sweep()` with a fake clock). */
   readonly held: HeldPolls;
@@ -49,10 +55,6 @@ const PLAIN_QUERY = /^[A-Za-z0-9:_.,=&~-]*$/;
 
 const POLL_QUERY = '/v1/poll?';
 
-// ASCII only, so string length = byte length.
-const UPGRADE_NOT_FOUND_BODY = JSON.stringify({ error: 'not_found', message: 'WebSocket upgrades are served on /v1/ws only' });
-// The gateway takes upgrades on fresh connections only; one after HTTP requests on a keep-alive socket lands here.
-const UPGRADE_ON_KEEPALIVE_BODY = JSON.stringify({ error: 'over_capacity', message: 'open the WebSocket on a new connection' });
 
 /** What `new URL(target).searchParams.getAll('channels').join(',')` gives, without the URL when it can. */
 export function channelsParam(target: string): string {
@@ -176,15 +178,19 @@ export function createHttpHandler(ctx: ServerContext, opts: HttpHandlerOptions =
     }
   }
 
-  handler.upgrade = (req: IncomingMessage, socket: Duplex, _head: Buffer) => {
+  handler.upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     // The socket may already be gone; an 'error' with no listener would crash the process.
     socket.on('error', () => socket.destroy());
-    const path = (req.url ?? '/').split('?')[0];
-    // Same JSON error shape as every other error (PROTOCOL.md).
-    const [status, body] = path === '/v1/ws'
-      ? ['503 Service Unavailable\r\nRetry-After: 1', UPGRADE_ON_KEEPALIVE_BODY]
-      : ['404 Not Found', UPGRADE_NOT_FOUND_BODY];
-    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    // A body that came with the head is already read: give it back to the request stream.
+    if (head.length > 0) req.unshift(head);
+    const res = new ServerResponse(req);
+    res.shouldKeepAlive = false;
+    res.assignSocket(socket as Socket);
+    res.on('finish', () => {
+      res.detachSocket(socket as Socket);
+      socket.end();
+    });
+    handler(req, res);
   };
   Object.defineProperty(handler, 'held', { value: held });
   handler.close = () => {

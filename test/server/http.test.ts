@@ -754,4 +754,21 @@ describe('health, metrics and routing', () => {
     expect(raw).not.toContain('101');
     expect(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)).error).toBe('not_found');
   });
+
+  it('serves a request whose Upgrade it does not take (h2c) as plain HTTP, then closes (runtimes without shouldUpgradeCallback)', async () => {
+    const h = await start();
+    const raw = await new Promise<string>((resolve, reject) => {
+      const s = connect(h.port, '127.0.0.1', () => {
+        s.write('POST /v1/publish HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n'
+          + `Authorization: Bearer ${h.ctx.config.publisherKey}\r\nContent-Type: application/json\r\nContent-Length: 24\r\n\r\n{"channel":"a","data":1}`);
+      });
+      let got = '';
+      s.on('data', (d) => { got += d.toString('latin1'); });
+      s.on('end', () => resolve(got));
+      s.on('error', reject);
+    });
+    expect(raw).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(raw).toMatch(/connection: close/i);
+    expect(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)).cursor).toBe(`${E}-1`);
+  });
 });
