@@ -34,7 +34,12 @@ export interface ServerOptions {
   tickMs?: number;
   /** Passed to the HTTP handler (long-poll sweep etc.). */
   httpOptions?: Parameters<typeof createHttpHandler>[1];
+  /** How the gateway binds: a cluster worker's own SO_REUSEPORT socket (cluster.ts listenOptions). @default config.port, not shared */
+  listen?: { port: number; reusePort: boolean; exclusive: boolean };
 }
+
+/** Pending connections the kernel may queue before accept (capped by net.core.somaxconn): room for reconnect storms. */
+export const LISTEN_BACKLOG = 4096;
 
 export interface TidingsServer {
   listen(): Promise<{ host: string; port: number }>;
@@ -97,6 +102,7 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
   const hub = new Hub<Connection>({ watch: (ch) => ctx.bus.watch(ch), unwatch: (ch) => ctx.bus.unwatch(ch) }, deliver, {
     slice: config.fanoutSlice,
     sliceMs: config.fanoutSliceMs,
+    batch: config.fanoutBatch,
     onWritten: (n, bytes) => { metrics.messagesOut.inc(n); metrics.bytesOut.inc(bytes); },
   });
   // Requests with an Upgrade header that is not our WebSocket are plain requests
@@ -148,7 +154,8 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
     wheel.start();
     await new Promise<void>((resolve, reject) => {
       gateway.once('error', reject);
-      gateway.listen(config.port, config.host, () => {
+      const how = opts.listen ?? { port: config.port, reusePort: false, exclusive: false };
+      gateway.listen({ port: how.port, host: config.host, backlog: LISTEN_BACKLOG, reusePort: how.reusePort, exclusive: how.exclusive }, () => {
         gateway.removeListener('error', reject);
         resolve();
       });
