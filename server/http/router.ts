@@ -6,7 +6,7 @@ import type { ServerContext } from '../context.js';
 import { corsFor, preflightHeaders } from './cors.js';
 import { handleDemo } from './demo.js';
 import { HttpError, sendError } from './errors.js';
-import { handleHealth, handleMetrics } from './health.js';
+import { handleMetrics, handleProbe } from './health.js';
 import { HeldPolls } from './held-polls.js';
 import { handlePoll, pollCommonHeaders } from './poll.js';
 import { handlePublish } from './publish.js';
@@ -43,6 +43,8 @@ const ROUTES = new Map<string, readonly string[]>([
   ['/v1/poll', ['GET', 'OPTIONS']],
   ['/v1/publish', ['POST', 'OPTIONS']],
   ['/healthz', ['GET', 'HEAD']],
+  ['/livez', ['GET', 'HEAD']],
+  ['/readyz', ['GET', 'HEAD']],
   ['/metrics', ['GET']],
 ]);
 /** Routes browsers call cross-origin: CORS headers and the Origin allow-list apply. */
@@ -95,6 +97,11 @@ function pathOf(target: string): string {
   }
 }
 
+/** Retry-After while draining: the drain window, in seconds (at least 1). */
+function drainRetryAfterS(ctx: ServerContext): number {
+  return Math.max(1, Math.ceil(ctx.config.drainWindowMs / 1000));
+}
+
 export function createHttpHandler(ctx: ServerContext, opts: HttpHandlerOptions = {}): HttpHandler {
   const held = new HeldPolls(ctx.bus, {
     now: opts.now,
@@ -128,6 +135,8 @@ export function createHttpHandler(ctx: ServerContext, opts: HttpHandlerOptions =
     const target = req.url ?? '/';
     const path = pathOf(target);
     const method = req.method ?? 'GET';
+    // Leaving: no keep-alive, so clients and proxies open their next connection elsewhere.
+    if (ctx.draining) res.shouldKeepAlive = false;
 
     if (path === '/v1/ws') {
       // The handshake is a GET (RFC 6455 §4.1): any other method is 405. A GET
@@ -168,10 +177,15 @@ export function createHttpHandler(ctx: ServerContext, opts: HttpHandlerOptions =
       case '/v1/poll':
         return handlePoll(req, res, channelsParam(target), cors!, pollDeps);
       case '/v1/publish':
+        // A node going away takes no new events: the publisher retries on another one.
+        if (ctx.draining) throw new HttpError('draining', 'server is draining; retry on another node or later', { 'Retry-After': String(drainRetryAfterS(ctx)) });
         void handlePublish(req, res, ctx).catch((err) => fail(res, err));
         return;
       case '/healthz':
-        return handleHealth(req, res, ctx);
+      case '/livez':
+      case '/readyz':
+        void Promise.resolve(handleProbe(path.slice(1) as 'healthz' | 'livez' | 'readyz', req, res, ctx)).catch((err) => fail(res, err));
+        return;
       case '/metrics':
         void handleMetrics(req, res, ctx).catch((err) => fail(res, err));
         return;
