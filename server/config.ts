@@ -49,6 +49,14 @@ export interface Config {
   maxHeldPolls: number;
   /** TIDINGS_DRAIN_WINDOW_MS: the 1012 reconnect window announced on SIGTERM/SIGINT. */
   drainWindowMs: number;
+  /**
+   * TIDINGS_DRAIN_LISTEN_MS: after SIGTERM, how long the listener stays open answering
+   * 503 (probes, polls, publishes, upgrades) before it closes, so load balancers
+   * see "draining" instead of "connection refused" and take the node out of rotation.
+   */
+  drainListenMs: number;
+  /** TIDINGS_READY_MAX_LAG_MS: event-loop delay (p99) past which /readyz answers 503. */
+  readyMaxLagMs: number;
   /** TIDINGS_REDIS_URL: Redis bus and history for several nodes; empty = in-memory bus. */
   redisUrl: string;
   /** TIDINGS_WORKERS / --workers: processes sharing the port (needs Redis when > 1). */
@@ -89,6 +97,8 @@ export const DEFAULTS: Config = {
   maxPollWaitS: 30,
   maxHeldPolls: 10_000,
   drainWindowMs: 10_000,
+  drainListenMs: 5_000,
+  readyMaxLagMs: 1_000,
   redisUrl: '',
   workers: 1,
   // SO_REUSEPORT is Linux's (and Node's reusePort option only works there and on a few BSDs).
@@ -125,6 +135,8 @@ export const SETTINGS: { [K in keyof Config]: [string, string, Kind, string] } =
   maxPollWaitS: ['TIDINGS_MAX_POLL_WAIT_S', 'max-poll-wait-s', 'int', 'cap on Prefer: wait'],
   maxHeldPolls: ['TIDINGS_MAX_HELD_POLLS', 'max-held-polls', 'int', 'long-polls held at once (503 past it)'],
   drainWindowMs: ['TIDINGS_DRAIN_WINDOW_MS', 'drain-window-ms', 'int', 'reconnect window announced with 1012 on drain'],
+  drainListenMs: ['TIDINGS_DRAIN_LISTEN_MS', 'drain-listen-ms', 'int', 'ms the listener keeps answering 503 after SIGTERM before it closes'],
+  readyMaxLagMs: ['TIDINGS_READY_MAX_LAG_MS', 'ready-max-lag-ms', 'int', 'event-loop delay (p99, ms) past which /readyz answers 503'],
   redisUrl: ['TIDINGS_REDIS_URL', 'redis-url', 'string', 'Redis URL for several nodes (empty: in-memory bus)'],
   workers: ['TIDINGS_WORKERS', 'workers', 'int', 'worker processes sharing the port (needs Redis when > 1)'],
   workerAccept: ['TIDINGS_WORKER_ACCEPT', 'worker-accept', 'string', 'how workers get connections: reuseport (own SO_REUSEPORT socket each) or primary (node:cluster hand-off)'],

@@ -53,7 +53,7 @@ async function main(): Promise<void> {
       process.exit(signal === 'SIGINT' ? 130 : 143);
     }
     stopping = true;
-    server.ctx.log.info({ signal, windowMs: config.drainWindowMs }, 'draining');
+    server.ctx.log.info({ signal }, 'signal received: draining');
     server.drain(config.drainWindowMs).then(
       () => process.exit(0),
       (err) => {

@@ -219,6 +219,23 @@ export class RedisBus implements Bus {
     return this.cmd.status === 'ready' && this.sub.status === 'ready' ? 'ok' : 'degraded';
   }
 
+  /** One PING at a time, whoever asks (probes from several load balancers share it). */
+  private pinging: Promise<boolean> | null = null;
+
+  ping(timeoutMs: number): Promise<boolean> {
+    if (this.pinging) return this.pinging;
+    const p = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      this.cmd.ping().then(
+        () => { clearTimeout(timer); resolve(true); },
+        () => { clearTimeout(timer); resolve(false); },
+      );
+    });
+    this.pinging = p;
+    void p.then(() => { this.pinging = null; });
+    return p;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -54,7 +54,7 @@ describe('tidings-server --workers', () => {
   const run = (args: string[], env: Record<string, string>) =>
     spawn(path.join(root, 'node_modules/.bin/tsx'), [path.join(root, 'server/main.ts'), ...args], {
       cwd: root,
-      env: { PATH: `${path.join(root, 'node_modules/.bin')}:${process.env.PATH}`, TIDINGS_PORT: '0', TIDINGS_LOG_LEVEL: 'silent', ...env },
+      env: { PATH: `${path.join(root, 'node_modules/.bin')}:${process.env.PATH}`, TIDINGS_PORT: '0', TIDINGS_LOG_LEVEL: 'silent', TIDINGS_DRAIN_LISTEN_MS: '0', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
       // Its own process group, so a failed test can kill tsx, the primary and the workers at once.
       detached: true,
