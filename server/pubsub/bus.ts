@@ -33,14 +33,14 @@ export interface Bus {
   onEvent: ((event: StoredEvent) => void) | null;
   /** Called when the bus lost events it cannot replay (e.g. Redis reconnect gap): the hub sends reset. */
   onGap: ((channel: string, head: string) => void) | null;
-  /** 'ok' | 'degraded' for /healthz. */
+  /** 'ok' | 'degraded': what the bus knows without asking its backend (connection state). */
   health(): 'ok' | 'degraded';
   /**
-   * Resolves once the backend answered (Redis: PING, on a cluster every
-   * primary) within its command timeout; rejects with BusUnavailableError
-   * otherwise. For readiness probes: a frozen Redis fails it.
+   * Ask the backend (Redis PING) and resolve true if it answered within
+   * `timeoutMs`, false otherwise; never rejects. For /readyz: a frozen backend
+   * keeps its TCP connection, so only a round trip shows it. Absent: nothing to ask.
    */
-  ping(): Promise<void>;
+  ping?(timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
 }
 

@@ -84,10 +84,6 @@ export class MemoryBus implements Bus {
     return 'ok';
   }
 
-  async ping(): Promise<void> {
-    if (this.closed) throw new Error('bus closed');
-  }
-
   async close(): Promise<void> {
     this.closed = true;
     this.onEvent = null;

@@ -139,6 +139,9 @@ export class RedisBus implements Bus {
   /** Outage bookkeeping for logs: warn once per outage, not per retry. */
   private down = false;
   private reconcileTimer: NodeJS.Timeout | null = null;
+  /** Channels watched since the last flush: their SSUBSCRIBEs leave together (see watch()). */
+  private toSync: string[] = [];
+  private readonly flushSoon = (): void => this.flushWatches();
   private reconcileAttempts = 0;
   private reconciling = false;
 
@@ -194,6 +197,9 @@ export class RedisBus implements Bus {
       where = `Redis at ${redact(target.url)}`;
       const cmd = new Redis(target.url, {
         ...common, lazyConnect: true, connectionName: 'tidings-cmd',
+        // Auto-pipelining: the head reads of a burst of new subscribers (and the
+        // publishes of a burst) leave in one write instead of one each.
+        enableAutoPipelining: true,
         // Fail fast while disconnected (publish -> 503) instead of queueing unboundedly.
         enableOfflineQueue: false, maxRetriesPerRequest: 0,
       });
@@ -227,6 +233,7 @@ export class RedisBus implements Bus {
       retryDelayOnClusterDown: 100,
       retryDelayOnTryAgain: 100,
       slotsRefreshTimeout: 1_000,
+      enableAutoPipelining: true,
       redisOptions: { ...auth, commandTimeout: opts.commandTimeoutMs, connectionName: 'tidings-cmd' },
     });
     bus = new RedisBus(cluster, { ...auth, ...common, connectionName: 'tidings-sub' }, null, config, log, opts);
@@ -287,8 +294,24 @@ export class RedisBus implements Bus {
     const owner = this.ownerOf(fresh.slot);
     if (owner === null) { this.reconcileSoon(); return; }
     const shard = this.place(channel, fresh, owner);
-    if (shard.ready) void this.sync(shard, [channel]);
-    else shard.start(); // its 'ready' syncs every channel placed on it
+    if (!shard.ready) { shard.start(); return; } // its 'ready' syncs every channel placed on it
+    // Channels watched in one turn of the event loop (a connect storm) share
+    // their SSUBSCRIBE commands (one per slot on a cluster, one in all on a single Redis).
+    if (this.toSync.push(channel) === 1) setImmediate(this.flushSoon);
+  }
+
+  private flushWatches(): void {
+    const byShard = new Map<Shard, string[]>();
+    for (const ch of new Set(this.toSync)) {
+      const w = this.watches.get(ch);
+      if (!w || w.phase !== 'syncing' || w.busy || w.shard === null) continue;
+      const shard = this.shards.get(w.shard);
+      if (!shard || !shard.ready) continue; // its 'ready' or reconcile syncs it
+      const l = byShard.get(shard);
+      if (l) l.push(ch); else byShard.set(shard, [ch]);
+    }
+    this.toSync = [];
+    for (const [shard, chs] of byShard) void this.sync(shard, chs);
   }
 
   unwatch(channel: string): void {
@@ -310,26 +333,27 @@ export class RedisBus implements Bus {
     return 'ok';
   }
 
+  /** One PING round at a time, whoever asks (probes from several load balancers share it). */
+  private pinging: Promise<boolean> | null = null;
+
   /**
-   * Resolves once Redis answered PING (a cluster: every primary) within the
-   * command timeout; rejects with BusUnavailableError otherwise (readiness probes).
+   * True once Redis answered PING (a cluster: every known primary) within
+   * `timeoutMs`; false otherwise, never rejects. For /readyz: a frozen Redis
+   * keeps its TCP connections, so only a round trip shows it.
    */
-  async ping(): Promise<void> {
-    await this.withDeadline(this.opts.commandTimeoutMs, 'ping', async () => {
-      try {
-        if (this.cmd instanceof Cluster) {
-          const masters = this.cmd.nodes('master');
-          if (masters.length === 0) throw new BusUnavailableError('no Redis Cluster primary known', this.retryAfterS());
-          await Promise.all(masters.map((m) => m.ping()));
-        } else {
-          if (this.cmd.status !== 'ready') throw new BusUnavailableError('Redis is unreachable', this.retryAfterS());
-          await this.cmd.ping();
-        }
-      } catch (err) {
-        if (err instanceof BusUnavailableError) throw err;
-        throw new BusUnavailableError(`Redis unavailable: ${(err as Error)?.message ?? err}`, this.retryAfterS());
-      }
+  ping(timeoutMs: number): Promise<boolean> {
+    if (this.pinging) return this.pinging;
+    const p = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      const nodes = this.cmd instanceof Cluster ? this.cmd.nodes('master') : [this.cmd];
+      Promise.all(nodes.map((n) => n.ping())).then(
+        () => { clearTimeout(timer); resolve(nodes.length > 0); },
+        () => { clearTimeout(timer); resolve(false); },
+      );
     });
+    this.pinging = p;
+    void p.then(() => { this.pinging = null; });
+    return p;
   }
 
   async close(): Promise<void> {
@@ -609,14 +633,16 @@ export class RedisBus implements Bus {
 
   /** (Re)subscribe channels on their node, then establish each one's starting point. */
   private async sync(shard: Shard, channels: string[]): Promise<void> {
-    // SSUBSCRIBE takes channels of one slot per command in a cluster.
+    // SSUBSCRIBE takes channels of one slot per command in a cluster; a single Redis takes any.
+    const perSlot = this.cmd instanceof Cluster;
     const bySlot = new Map<number, string[]>();
     for (const ch of channels) {
       const w = this.watches.get(ch);
       if (!w || w.shard !== shard.key) continue;
       w.busy = true;
-      const l = bySlot.get(w.slot);
-      if (l) l.push(ch); else bySlot.set(w.slot, [ch]);
+      const k = perSlot ? w.slot : 0;
+      const l = bySlot.get(k);
+      if (l) l.push(ch); else bySlot.set(k, [ch]);
     }
     const done = (chs: string[]) => { for (const ch of chs) { const w = this.watches.get(ch); if (w) w.busy = false; } };
     await Promise.all([...bySlot.values()].map(async (group) => {

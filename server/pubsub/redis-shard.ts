@@ -36,6 +36,7 @@ export class Shard {
       // A subscribe while disconnected fails at once; the next 'ready' redoes it.
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
+      enableAutoPipelining: false,
     });
     this.conn.on('ready', () => { if (!this.closed) events.ready(this); });
     this.conn.on('close', () => { if (!this.closed) events.down(this); });
