@@ -14,11 +14,15 @@ import { Hub } from './pubsub/hub.js';
 import { TimerWheel } from './timer-wheel.js';
 import { createHttpHandler, type HttpHandler } from './http/router.js';
 import { createGateway } from './gateway.js';
+import { RateLimitedLog, SourceCounts } from './admission.js';
 import { CLOSE_GRACE_MS, Connection, closeAll, deliver, type Runtime } from './ws/connection.js';
 import { onDue } from './ws/session.js';
 
 /** After drain has closed everything, sockets still open this long are destroyed. */
 export const DRAIN_HARD_CAP_MS = CLOSE_GRACE_MS + 3_000;
+
+/** How often node:http looks for request heads past their deadline: a slow head lives at most this much longer. */
+export const HTTP_HEAD_CHECK_MS = 1_000;
 
 export interface ServerOptions {
   /** A bus of your own (tests, embedding). @default MemoryBus, or RedisBus when config.redisUrl is set */
@@ -98,12 +102,21 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
     sliceMs: config.fanoutSliceMs,
     onWritten: (n, bytes) => { metrics.messagesOut.inc(n); metrics.bytesOut.inc(bytes); },
   });
-  const httpServer = http.createServer();
+  // A request head on the HTTP path gets the same deadline as a WebSocket head
+  // (node:http's default is 60 s, checked every 30 s: a slowloris held sockets
+  // for up to 90 s). node answers 408 and closes.
+  const httpServer = http.createServer({
+    headersTimeout: config.helloTimeoutMs,
+    connectionsCheckingInterval: HTTP_HEAD_CHECK_MS,
+  });
   // node:http never listens itself (the gateway owns the port), but its connection
   // tracking starts on 'listening': without it headersTimeout/requestTimeout are
   // not enforced on handed-off sockets and closeIdleConnections() finds nothing.
   httpServer.emit('listening');
-  const runtime: Runtime = { ctx, config, hub, wheel, now: wheel.now, httpServer, conns: new Set(), handshakes: 0, heads: new Set() };
+  const runtime: Runtime = {
+    ctx, config, hub, wheel, now: wheel.now, httpServer, conns: new Set(), handshakes: 0, heads: new Set(),
+    sockets: 0, sources: new SourceCounts(), refusedLog: new RateLimitedLog(10_000),
+  };
   const gateway: NetServer = createGateway(runtime);
   let handler: HttpHandler | null = null;
   let needRedis = useRedis;
@@ -141,7 +154,7 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
     wheel.start();
     await new Promise<void>((resolve, reject) => {
       gateway.once('error', reject);
-      gateway.listen(config.port, config.host, () => {
+      gateway.listen({ port: config.port, host: config.host, backlog: config.listenBacklog }, () => {
         gateway.removeListener('error', reject);
         resolve();
       });

@@ -51,6 +51,7 @@ const POLL_QUERY = '/v1/poll?';
 
 // ASCII only, so string length = byte length.
 const UPGRADE_NOT_FOUND_BODY = JSON.stringify({ error: 'not_found', message: 'WebSocket upgrades are served on /v1/ws only' });
+const UPGRADE_WRONG_METHOD_BODY = JSON.stringify({ error: 'method_not_allowed', message: 'open a WebSocket on /v1/ws with GET' });
 // The gateway takes upgrades on fresh connections only; one after HTTP requests on a keep-alive socket lands here.
 const UPGRADE_ON_KEEPALIVE_BODY = JSON.stringify({ error: 'over_capacity', message: 'open the WebSocket on a new connection' });
 
@@ -181,9 +182,12 @@ export function createHttpHandler(ctx: ServerContext, opts: HttpHandlerOptions =
     socket.on('error', () => socket.destroy());
     const path = (req.url ?? '/').split('?')[0];
     // Same JSON error shape as every other error (PROTOCOL.md).
-    const [status, body] = path === '/v1/ws'
-      ? ['503 Service Unavailable\r\nRetry-After: 1', UPGRADE_ON_KEEPALIVE_BODY]
-      : ['404 Not Found', UPGRADE_NOT_FOUND_BODY];
+    // The handshake is a GET (RFC 6455 §4.1): another method is a client error, 405, never 503 nor 101.
+    const [status, body] = path !== '/v1/ws'
+      ? ['404 Not Found', UPGRADE_NOT_FOUND_BODY]
+      : req.method !== 'GET'
+        ? ['405 Method Not Allowed\r\nAllow: GET', UPGRADE_WRONG_METHOD_BODY]
+        : ['503 Service Unavailable\r\nRetry-After: 1', UPGRADE_ON_KEEPALIVE_BODY];
     socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
   };
   Object.defineProperty(handler, 'held', { value: held });
