@@ -589,7 +589,7 @@ describe('POST /v1/publish', () => {
     const deep = '['.repeat(10_000) + ']'.repeat(10_000);
     const r = await h.publish(`{"channel":"a","data":${deep}}`);
     expect(r.status).toBe(400);
-    expect(r.json()).toMatchObject({ error: 'bad_event', message: 'data nests too deeply' });
+    expect(r.json()).toMatchObject({ error: 'bad_event', message: 'data nests deeper than 100 levels' });
   });
 
   it('accepts data of exactly maxMessageBytes and answers 413 one byte past it', async () => {
