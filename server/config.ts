@@ -62,6 +62,8 @@ export interface Config {
   replayWindowBytes: number;
   /** TIDINGS_MAX_REPLAY_BYTES: replay bytes read and not yet written, over all connections; past it hello gets 1013. */
   maxReplayBytes: number;
+  /** TIDINGS_FANOUT_BATCH: queued events of one channel written to a connection in one write (1: one write per event). */
+  fanoutBatch: number;
   /** TIDINGS_POLL_INTERVAL_S: X-Poll-Interval under normal load (raised under load). */
   pollIntervalS: number;
   /** TIDINGS_MAX_POLL_WAIT_S: cap on Prefer: wait (PROTOCOL.md: N <= 30). */
@@ -74,10 +76,24 @@ export interface Config {
   maxHeldPollsPerSource: number;
   /** TIDINGS_DRAIN_WINDOW_MS: the 1012 reconnect window announced on SIGTERM/SIGINT. */
   drainWindowMs: number;
+  /**
+   * TIDINGS_DRAIN_LISTEN_MS: after SIGTERM, how long the listener stays open answering
+   * 503 (probes, polls, publishes, upgrades) before it closes, so load balancers
+   * see "draining" instead of "connection refused" and take the node out of rotation.
+   */
+  drainListenMs: number;
+  /** TIDINGS_READY_MAX_LAG_MS: event-loop delay (p99) past which /readyz answers 503. */
+  readyMaxLagMs: number;
   /** TIDINGS_REDIS_URL: Redis bus and history for several nodes; empty = in-memory bus. */
   redisUrl: string;
   /** TIDINGS_WORKERS / --workers: processes sharing the port (needs Redis when > 1). */
   workers: number;
+  /** TIDINGS_WORKER_ACCEPT: `reuseport` (each worker accepts on its own SO_REUSEPORT socket) or `primary` (node:cluster hand-off). */
+  workerAccept: 'reuseport' | 'primary';
+  /** TIDINGS_WORKER_SEMI_SPACE_MB: V8 young-generation semi-space of each worker, MB (0: V8's default, 16 MB on 64-bit). */
+  workerSemiSpaceMb: number;
+  /** TIDINGS_HISTORY_TTL_S: a channel's Redis history expires after this long without a publish (0: never). */
+  historyTtlS: number;
   /** TIDINGS_DEMO / --demo: serve the demo page and its demo-only routes. Off by default. */
   demo: boolean;
   /** TIDINGS_LOG_LEVEL: pino level. */
@@ -135,14 +151,21 @@ export const DEFAULTS: Config = {
   maxDataDepth: 100,
   replayWindowBytes: 64 * 1024,
   maxReplayBytes: 64 * 1024 * 1024,
+  fanoutBatch: 32,
   pollIntervalS: 5,
   maxPollWaitS: 30,
   maxHeldPolls: 10_000,
   maxHeldPollsPerSub: 32,
   maxHeldPollsPerSource: 1_000,
   drainWindowMs: 10_000,
+  drainListenMs: 5_000,
+  readyMaxLagMs: 1_000,
   redisUrl: '',
   workers: 1,
+  // SO_REUSEPORT is Linux's (and Node's reusePort option only works there and on a few BSDs).
+  workerAccept: process.platform === 'linux' ? 'reuseport' : 'primary',
+  workerSemiSpaceMb: 1,
+  historyTtlS: 7 * 24 * 3600,
   demo: false,
   logLevel: 'info',
 };
@@ -179,14 +202,20 @@ export const SETTINGS: { [K in keyof Config]: [string, string, Kind, string] } =
   maxDataDepth: ['TIDINGS_MAX_DATA_DEPTH', 'max-data-depth', 'int', 'nesting depth of published data (400 past it)'],
   replayWindowBytes: ['TIDINGS_REPLAY_WINDOW_BYTES', 'replay-window-bytes', 'int', 'replay bytes written ahead of the client per connection'],
   maxReplayBytes: ['TIDINGS_MAX_REPLAY_BYTES', 'max-replay-bytes', 'int', 'replay bytes held over all connections (1013 past it)'],
+  fanoutBatch: ['TIDINGS_FANOUT_BATCH', 'fanout-batch', 'int', 'queued events of a channel sent to a connection in one write (1: off)'],
   pollIntervalS: ['TIDINGS_POLL_INTERVAL_S', 'poll-interval-s', 'int', 'X-Poll-Interval under normal load'],
   maxPollWaitS: ['TIDINGS_MAX_POLL_WAIT_S', 'max-poll-wait-s', 'int', 'cap on Prefer: wait'],
   maxHeldPolls: ['TIDINGS_MAX_HELD_POLLS', 'max-held-polls', 'int', 'long-polls held at once (503 past it)'],
   maxHeldPollsPerSub: ['TIDINGS_MAX_HELD_POLLS_PER_SUB', 'max-held-polls-per-sub', 'int', 'long-polls held per token subject (429 past it)'],
   maxHeldPollsPerSource: ['TIDINGS_MAX_HELD_POLLS_PER_SOURCE', 'max-held-polls-per-source', 'int', 'long-polls held per remote address (429 past it)'],
   drainWindowMs: ['TIDINGS_DRAIN_WINDOW_MS', 'drain-window-ms', 'int', 'reconnect window announced with 1012 on drain'],
+  drainListenMs: ['TIDINGS_DRAIN_LISTEN_MS', 'drain-listen-ms', 'int', 'ms the listener keeps answering 503 after SIGTERM before it closes'],
+  readyMaxLagMs: ['TIDINGS_READY_MAX_LAG_MS', 'ready-max-lag-ms', 'int', 'event-loop delay (p99, ms) past which /readyz answers 503'],
   redisUrl: ['TIDINGS_REDIS_URL', 'redis-url', 'string', 'Redis URL for several nodes (empty: in-memory bus)'],
   workers: ['TIDINGS_WORKERS', 'workers', 'int', 'worker processes sharing the port (needs Redis when > 1)'],
+  workerAccept: ['TIDINGS_WORKER_ACCEPT', 'worker-accept', 'string', 'how workers get connections: reuseport (own SO_REUSEPORT socket each) or primary (node:cluster hand-off)'],
+  workerSemiSpaceMb: ['TIDINGS_WORKER_SEMI_SPACE_MB', 'worker-semi-space-mb', 'int', 'V8 young-generation semi-space per worker in MB (0: V8 default)'],
+  historyTtlS: ['TIDINGS_HISTORY_TTL_S', 'history-ttl-s', 'int', 'Redis history of a channel expires after this many seconds without a publish (0: never)'],
   demo: ['TIDINGS_DEMO', 'demo', 'bool', 'serve the demo page and demo-only routes'],
   logLevel: ['TIDINGS_LOG_LEVEL', 'log-level', 'string', 'pino log level'],
 };
@@ -267,6 +296,11 @@ export function loadConfig(
   if (config.replayWindowBytes < 1) throw new ConfigError('replay-window-bytes must be at least 1');
   if (config.listenBacklog < 1) throw new ConfigError('listen-backlog must be at least 1');
   if (config.workers < 1) throw new ConfigError('workers must be at least 1');
+  if (config.workerAccept !== 'reuseport' && config.workerAccept !== 'primary') {
+    throw new ConfigError(`worker-accept must be reuseport or primary, got "${config.workerAccept}"`);
+  }
+  if (config.fanoutBatch < 1) throw new ConfigError('fanout-batch must be at least 1 (1: one write per event)');
+  if (config.workerSemiSpaceMb > 256) throw new ConfigError('worker-semi-space-mb must be at most 256');
   if (config.workers > 1 && !config.redisUrl) throw new ConfigError('--workers > 1 needs TIDINGS_REDIS_URL: workers share events through Redis');
   const generated: ('subscriberSecret' | 'publisherKey')[] = [];
   if (!config.subscriberSecret) { config.subscriberSecret = randomBytes(32).toString('base64url'); generated.push('subscriberSecret'); }

@@ -3,6 +3,7 @@
 // together and owns the lifecycle (listen, drain, close).
 import http from 'node:http';
 import type { AddressInfo, Server as NetServer } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import type { ServerContext } from './context.js';
@@ -13,7 +14,7 @@ import { MemoryBus } from './pubsub/memory-bus.js';
 import { Hub } from './pubsub/hub.js';
 import { TimerWheel } from './timer-wheel.js';
 import { createHttpHandler, type HttpHandler } from './http/router.js';
-import { createGateway } from './gateway.js';
+import { acceptHttpUpgrade, createGateway, isWsUpgrade } from './gateway.js';
 import { RateLimitedLog, SourceCounts } from './admission.js';
 import { CLOSE_GRACE_MS, Connection, closeAll, deliver, type Runtime } from './ws/connection.js';
 import { onDue } from './ws/session.js';
@@ -37,6 +38,8 @@ export interface ServerOptions {
   tickMs?: number;
   /** Passed to the HTTP handler (long-poll sweep etc.). */
   httpOptions?: Parameters<typeof createHttpHandler>[1];
+  /** How the gateway binds: a cluster worker's own SO_REUSEPORT socket (cluster.ts listenOptions). @default config.port, not shared */
+  listen?: { port: number; reusePort: boolean; exclusive: boolean };
 }
 
 export interface TidingsServer {
@@ -100,12 +103,16 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
   const hub = new Hub<Connection>({ watch: (ch) => ctx.bus.watch(ch), unwatch: (ch) => ctx.bus.unwatch(ch) }, deliver, {
     slice: config.fanoutSlice,
     sliceMs: config.fanoutSliceMs,
+    batch: config.fanoutBatch,
     onWritten: (n, bytes) => { metrics.messagesOut.inc(n); metrics.bytesOut.inc(bytes); },
   });
   // A request head on the HTTP path gets the same deadline as a WebSocket head
   // (node:http's default is 60 s, checked every 30 s: a slowloris held sockets
-  // for up to 90 s). node answers 408 and closes.
+  // for up to 90 s). node answers 408 and closes. Requests with an Upgrade
+  // header that is not our WebSocket are plain requests (h2c on /healthz); only
+  // GET /v1/ws reaches the 'upgrade' event.
   const httpServer = http.createServer({
+    shouldUpgradeCallback: isWsUpgrade,
     headersTimeout: config.helloTimeoutMs,
     connectionsCheckingInterval: HTTP_HEAD_CHECK_MS,
   });
@@ -134,6 +141,7 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
 
   let listening = false;
   let closed = false;
+  let closing = false;
 
   async function listen(): Promise<{ host: string; port: number }> {
     if (needRedis) {
@@ -148,13 +156,18 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
     }
     handler = createHttpHandler(ctx, opts.httpOptions);
     httpServer.on('request', handler);
-    httpServer.on('upgrade', handler.upgrade);
+    const plainUpgrade = handler.upgrade;
+    httpServer.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      if (isWsUpgrade(req)) acceptHttpUpgrade(runtime, req, socket, head);
+      else plainUpgrade(req, socket, head);
+    });
     // node:http's own timeouts apply to handed-off sockets; its 'clientError'
     // default answers 400 and destroys, which is what we want.
     wheel.start();
     await new Promise<void>((resolve, reject) => {
       gateway.once('error', reject);
-      gateway.listen({ port: config.port, host: config.host, backlog: config.listenBacklog }, () => {
+      const how = opts.listen ?? { port: config.port, reusePort: false, exclusive: false };
+      gateway.listen({ port: how.port, host: config.host, backlog: config.listenBacklog, reusePort: how.reusePort, exclusive: how.exclusive }, () => {
         gateway.removeListener('error', reject);
         resolve();
       });
@@ -195,20 +208,35 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
     });
   }
 
+  /**
+   * Phase 1 (config.drainListenMs): still listening, answering 503 + Retry-After
+   * to probes, polls, publishes and upgrades, so load balancers take the node out
+   * of rotation on an answer instead of a refused connection; every WebSocket is
+   * closed 1012 and held long-polls are answered at its start. Phase 2: the
+   * listener closes and open sockets get DRAIN_HARD_CAP_MS to finish. Then the
+   * bus closes. One log line per phase.
+   */
   async function drain(windowMs = config.drainWindowMs): Promise<void> {
-    if (closed) return;
+    if (closed || ctx.draining) return;
     ctx.draining = true;
-    const gone = socketsGone(DRAIN_HARD_CAP_MS);
+    const window = Math.max(0, Math.round(windowMs));
+    const listenMs = listening ? config.drainListenMs : 0;
+    log.info({ phase: 'refusing', websockets: runtime.conns.size, windowMs: window, listenMs }, 'drain: closing WebSockets 1012, answering 503 while still listening');
     // PROTOCOL.md: 1012 with the reconnect window as a decimal number of ms.
-    closeAll(runtime, 1012, String(Math.max(0, Math.round(windowMs))));
+    closeAll(runtime, 1012, String(window));
     // Held long-polls are answered now (draining makes the sweep release all of them).
     handler?.held.sweep();
-    await gone;
+    if (listenMs > 0) await new Promise((r) => setTimeout(r, listenMs));
+    if (closed) return; // close() came during the listen phase and did the rest
+    log.info({ phase: 'closing', websockets: runtime.conns.size, capMs: DRAIN_HARD_CAP_MS }, 'drain: listener closed, waiting for open sockets');
+    await socketsGone(DRAIN_HARD_CAP_MS);
     await shutdown();
+    log.info({ phase: 'done' }, 'drain: done');
   }
 
   async function close(): Promise<void> {
-    if (closed) return;
+    if (closed || closing) return;
+    closing = true;
     ctx.draining = true;
     const gone = socketsGone(0);
     closeAll(runtime, 0);

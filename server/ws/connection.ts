@@ -13,7 +13,7 @@ import type { Socket } from 'node:net';
 import type { Server as HttpServer } from 'node:http';
 import type { Config } from '../config.js';
 import type { ServerContext } from '../context.js';
-import type { Hub } from '../pubsub/hub.js';
+import type { Hub, Parts } from '../pubsub/hub.js';
 import type { TimerWheel, WheelItem } from '../timer-wheel.js';
 import type { ReceiverState } from './receiver.js';
 import { closeFrame } from './sender.js';
@@ -174,11 +174,25 @@ export function send(c: Connection, frame: Buffer): boolean {
   return true;
 }
 
-/** The hub's deliver function (shared by every connection). */
-export function deliver(c: Connection, channel: string, cursor: string | null, frame: Buffer): boolean {
+/**
+ * The hub's deliver function (shared by every connection). A merged batch
+ * (`parts` not null) is one write of `frame` to an open connection; a
+ * connection still replaying takes it event by event.
+ */
+export function deliver(c: Connection, channel: string, cursor: string | null, frame: Buffer, parts: Parts | null = null): boolean {
   const s = c.state;
   if (s === S_OPEN || s === S_AWAIT_PONG) return send(c, frame);
-  // Replay in progress: hold live events until the history is written (no gap), then dedupe (no duplicate).
+  if (parts !== null) {
+    let ok = false;
+    for (let i = 0; i < parts.length; i += 2) ok = hold(c, channel, parts[i] as string | null, parts[i + 1] as Buffer) || ok;
+    return ok;
+  }
+  return hold(c, channel, cursor, frame);
+}
+
+/** Replay in progress: hold live events until the history is written (no gap), then dedupe (no duplicate). */
+function hold(c: Connection, channel: string, cursor: string | null, frame: Buffer): boolean {
+  const s = c.state;
   const p = c.pending;
   if (s === S_SUBSCRIBING && p !== null) {
     const queued = (p[0] as number) + frame.length;
