@@ -58,7 +58,7 @@ async function startRedis() {
 /** A tidings-server process (dist/server/main.js) on a free port; resolves once it prints `listening on`. */
 function startNode(env) {
   const p = spawn(process.execPath, [`${ROOT}dist/server/main.js`], {
-    env: { ...process.env, TIDINGS_PORT: '0', TIDINGS_SUBSCRIBER_SECRET: BENCH_SECRET, TIDINGS_PUBLISHER_KEY: BENCH_PUBLISHER_KEY, TIDINGS_LOG_LEVEL: 'warn', ...env },
+    env: { ...process.env, TIDINGS_PORT: '0', TIDINGS_SUBSCRIBER_SECRET: BENCH_SECRET, TIDINGS_PUBLISHER_KEY: BENCH_PUBLISHER_KEY, TIDINGS_LOG_LEVEL: 'warn', TIDINGS_DRAIN_LISTEN_MS: '0', ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   return new Promise((resolve, reject) => {

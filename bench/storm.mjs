@@ -49,7 +49,7 @@ function startMain(port, windowMs) {
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, TIDINGS_PORT: String(port), TIDINGS_HOST: '127.0.0.1', TIDINGS_SUBSCRIBER_SECRET: BENCH_SECRET, TIDINGS_PUBLISHER_KEY: BENCH_PUBLISHER_KEY, TIDINGS_DRAIN_WINDOW_MS: String(windowMs), TIDINGS_LOG_LEVEL: 'warn' },
+    env: { ...process.env, TIDINGS_PORT: String(port), TIDINGS_HOST: '127.0.0.1', TIDINGS_SUBSCRIBER_SECRET: BENCH_SECRET, TIDINGS_PUBLISHER_KEY: BENCH_PUBLISHER_KEY, TIDINGS_DRAIN_WINDOW_MS: String(windowMs), TIDINGS_DRAIN_LISTEN_MS: '0', TIDINGS_LOG_LEVEL: 'warn' },
   });
   const exited = new Promise((r) => child.once('exit', (code) => r(code)));
   return new Promise((resolve, reject) => {

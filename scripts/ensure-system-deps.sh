@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The e2e suite needs Debian's Chromium (Playwright never downloads a browser here)
-# and the Redis tests need redis-server. Install whichever is missing; both come
+# The e2e suite needs Debian's Chromium (Playwright never downloads a browser here),
+# the Redis tests need redis-server and the deployment test (test/server/nginx.test.ts)
+# needs nginx. Install whichever is missing; all three come
 # from Debian's packages. Needs root (or sudo) only when something is missing.
 set -euo pipefail
 need=()
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || need+=(redis-server)
+# Debian installs nginx in /usr/sbin, not on a normal user's PATH.
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "installing Debian packages: ${need[*]}" >&2
 SUDO=""

@@ -1,9 +1,24 @@
-// --workers N: N processes sharing one port through node:cluster (the primary
-// accepts and hands sockets round-robin). Workers share events through the
+// --workers N: N processes sharing one port. Workers share events through the
 // Redis bus (config.ts refuses --workers > 1 without TIDINGS_REDIS_URL), and
 // the primary gives them the same secrets so a token works on any of them.
+//
+// Accepting (TIDINGS_WORKER_ACCEPT): with `reuseport` (the default on Linux)
+// every worker binds its own listening socket with SO_REUSEPORT and the kernel
+// spreads new connections over them; the primary never touches a connection.
+// With `primary` (node:cluster's default, the only choice where the OS lacks
+// SO_REUSEPORT), the primary accepts each connection and passes the handle to a
+// worker over IPC: measured at 100,000 connections that costs the primary
+// ~0.3 ms of CPU per connection and serializes every accept through one core
+// (bench/RESULTS.md "100,000 subscribers").
+//
+// This module is what the primary loads; it must stay light (no logger, no
+// metrics, no Redis client): every MB here is paid once more per machine.
 import cluster, { type Worker } from 'node:cluster';
+import net from 'node:net';
 import type { Config } from './config.js';
+
+/** Env var through which the primary gives workers the port it picked for --port 0 (each worker would otherwise pick its own). */
+export const CLUSTER_PORT_ENV = 'TIDINGS_CLUSTER_PORT';
 
 /** Messages a worker sends to the primary. */
 export type WorkerMessage = { type: 'tidings:listening'; host: string; port: number };
@@ -39,6 +54,39 @@ export function isWorker(): boolean {
   return cluster.isWorker;
 }
 
+/**
+ * How the gateway listens in this process: in a worker of a `reuseport`
+ * cluster, on its own SO_REUSEPORT socket (`exclusive` keeps node:cluster from
+ * routing the listen through the primary), on the port the primary fixed.
+ */
+export function listenOptions(config: Config, env: Record<string, string | undefined> = process.env): { port: number; reusePort: boolean; exclusive: boolean } {
+  if (!cluster.isWorker || config.workerAccept !== 'reuseport') return { port: config.port, reusePort: false, exclusive: false };
+  const fixed = env[CLUSTER_PORT_ENV];
+  return { port: fixed ? Number(fixed) : config.port, reusePort: true, exclusive: true };
+}
+
+/** V8 flags for workers: a small young generation (TIDINGS_WORKER_SEMI_SPACE_MB; 0 keeps V8's default). */
+export function workerExecArgv(config: Config, parent: readonly string[] = process.execArgv): string[] {
+  const own = parent.filter((a) => !a.startsWith('--max-semi-space-size'));
+  return config.workerSemiSpaceMb > 0 ? [...own, `--max-semi-space-size=${config.workerSemiSpaceMb}`] : own;
+}
+
+/**
+ * A free port for `--port 0` with SO_REUSEPORT workers. Found by binding and
+ * closing; another process could take it in between, and the workers would
+ * then fail to listen (EADDRINUSE, reported and retried by the restart policy).
+ */
+function pickPort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen({ port: 0, host, exclusive: true }, () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
 /** In a worker: tell the primary we listen (it prints the one "listening on" line). */
 export function reportListening(host: string, port: number): void {
   const msg: WorkerMessage = { type: 'tidings:listening', host, port };
@@ -50,9 +98,13 @@ export function reportListening(host: string, port: number): void {
  * them listen, replace a worker that dies unexpectedly, and on SIGTERM/SIGINT
  * drain them all (SIGTERM to each) and exit 0; a second signal kills them.
  */
-export function runPrimary(config: Config, print: (line: string) => void, policy: RestartPolicy = RESTART_POLICY): void {
+export async function runPrimary(config: Config, print: (line: string) => void, policy: RestartPolicy = RESTART_POLICY): Promise<void> {
   // Every worker must verify the same tokens and accept the same publisher key.
-  const env = { TIDINGS_SUBSCRIBER_SECRET: config.subscriberSecret, TIDINGS_PUBLISHER_KEY: config.publisherKey };
+  const env: Record<string, string> = { TIDINGS_SUBSCRIBER_SECRET: config.subscriberSecret, TIDINGS_PUBLISHER_KEY: config.publisherKey };
+  if (config.workerAccept === 'reuseport') {
+    env[CLUSTER_PORT_ENV] = String(config.port === 0 ? await pickPort(config.host) : config.port);
+  }
+  cluster.setupPrimary({ execArgv: workerExecArgv(config) });
   let stopping = false;
   let failed = false;
   let exits: number[] = [];

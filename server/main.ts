@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 // The CLI: config from env and flags, generated secrets printed once, one
 // "listening on" line, and a drain on SIGTERM/SIGINT (a second signal exits at once).
+//
+// The cluster primary imports only config.ts and cluster.ts: the server (pino,
+// prom-client, ioredis, jose) is loaded on demand by whichever process serves,
+// so the primary stays at a bare Node process's memory.
 import { ConfigError, helpText, loadConfig, type Config } from './config.js';
-import { createTidingsServer } from './server.js';
-import { isWorker, reportListening, runPrimary } from './cluster.js';
+import { isWorker, listenOptions, reportListening, runPrimary } from './cluster.js';
 
 /** Exit status for a configuration error (the usage convention of sysexits-less CLIs). */
 export const EXIT_CONFIG = 2;
@@ -37,11 +40,12 @@ async function main(): Promise<void> {
   }
   printSecrets(config, generated);
   if (config.workers > 1 && !isWorker()) {
-    runPrimary(config, (line) => process.stdout.write(line + '\n'));
+    await runPrimary(config, (line) => process.stdout.write(line + '\n'));
     return;
   }
 
-  const server = createTidingsServer(config);
+  const { createTidingsServer } = await import('./server.js');
+  const server = createTidingsServer(config, { listen: listenOptions(config) });
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) {
@@ -49,7 +53,7 @@ async function main(): Promise<void> {
       process.exit(signal === 'SIGINT' ? 130 : 143);
     }
     stopping = true;
-    server.ctx.log.info({ signal, windowMs: config.drainWindowMs }, 'draining');
+    server.ctx.log.info({ signal }, 'signal received: draining');
     server.drain(config.drainWindowMs).then(
       () => process.exit(0),
       (err) => {

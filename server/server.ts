@@ -3,6 +3,7 @@
 // together and owns the lifecycle (listen, drain, close).
 import http from 'node:http';
 import type { AddressInfo, Server as NetServer } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import type { ServerContext } from './context.js';
@@ -13,12 +14,16 @@ import { MemoryBus } from './pubsub/memory-bus.js';
 import { Hub } from './pubsub/hub.js';
 import { TimerWheel } from './timer-wheel.js';
 import { createHttpHandler, type HttpHandler } from './http/router.js';
-import { createGateway } from './gateway.js';
+import { acceptHttpUpgrade, createGateway, isWsUpgrade } from './gateway.js';
+import { RateLimitedLog, SourceCounts } from './admission.js';
 import { CLOSE_GRACE_MS, Connection, closeAll, deliver, type Runtime } from './ws/connection.js';
 import { onDue } from './ws/session.js';
 
 /** After drain has closed everything, sockets still open this long are destroyed. */
 export const DRAIN_HARD_CAP_MS = CLOSE_GRACE_MS + 3_000;
+
+/** How often node:http looks for request heads past their deadline: a slow head lives at most this much longer. */
+export const HTTP_HEAD_CHECK_MS = 1_000;
 
 export interface ServerOptions {
   /** A bus of your own (tests, embedding). @default MemoryBus, or RedisBus when config.redisUrl is set */
@@ -33,6 +38,8 @@ export interface ServerOptions {
   tickMs?: number;
   /** Passed to the HTTP handler (long-poll sweep etc.). */
   httpOptions?: Parameters<typeof createHttpHandler>[1];
+  /** How the gateway binds: a cluster worker's own SO_REUSEPORT socket (cluster.ts listenOptions). @default config.port, not shared */
+  listen?: { port: number; reusePort: boolean; exclusive: boolean };
 }
 
 export interface TidingsServer {
@@ -52,7 +59,7 @@ function pendingBus(): Bus {
   const no = () => Promise.reject(new BusUnavailableError('bus not connected yet'));
   return {
     publish: no, head: no, readAfter: no, isAfter: () => false, watch() {}, unwatch() {},
-    onEvent: null, onGap: null, health: () => 'degraded', close: async () => {},
+    onEvent: null, onGap: null, health: () => 'degraded', ping: async () => false, close: async () => {},
   };
 }
 
@@ -66,7 +73,7 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
   const log = opts.log ?? createLogger({ level: config.logLevel });
   const metrics = opts.metrics ?? createMetrics();
   const liveListeners = new Set<(e: StoredEvent) => void>();
-  const useRedis = !opts.bus && config.redisUrl !== '';
+  const useRedis = !opts.bus && (config.redisUrl !== '' || config.redisCluster.length > 0);
   let bus: Bus = opts.bus ?? (useRedis ? pendingBus() : new MemoryBus({ history: config.history }));
 
   const ctx: ServerContext = {
@@ -96,14 +103,27 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
   const hub = new Hub<Connection>({ watch: (ch) => ctx.bus.watch(ch), unwatch: (ch) => ctx.bus.unwatch(ch) }, deliver, {
     slice: config.fanoutSlice,
     sliceMs: config.fanoutSliceMs,
+    batch: config.fanoutBatch,
     onWritten: (n, bytes) => { metrics.messagesOut.inc(n); metrics.bytesOut.inc(bytes); },
   });
-  const httpServer = http.createServer();
+  // A request head on the HTTP path gets the same deadline as a WebSocket head
+  // (node:http's default is 60 s, checked every 30 s: a slowloris held sockets
+  // for up to 90 s). node answers 408 and closes. Requests with an Upgrade
+  // header that is not our WebSocket are plain requests (h2c on /healthz); only
+  // GET /v1/ws reaches the 'upgrade' event.
+  const httpServer = http.createServer({
+    shouldUpgradeCallback: isWsUpgrade,
+    headersTimeout: config.helloTimeoutMs,
+    connectionsCheckingInterval: HTTP_HEAD_CHECK_MS,
+  });
   // node:http never listens itself (the gateway owns the port), but its connection
   // tracking starts on 'listening': without it headersTimeout/requestTimeout are
   // not enforced on handed-off sockets and closeIdleConnections() finds nothing.
   httpServer.emit('listening');
-  const runtime: Runtime = { ctx, config, hub, wheel, now: wheel.now, httpServer, conns: new Set(), handshakes: 0, heads: new Set() };
+  const runtime: Runtime = {
+    ctx, config, hub, wheel, now: wheel.now, httpServer, conns: new Set(), handshakes: 0, heads: new Set(),
+    sockets: 0, sources: new SourceCounts(), refusedLog: new RateLimitedLog(10_000),
+  };
   const gateway: NetServer = createGateway(runtime);
   let handler: HttpHandler | null = null;
   let needRedis = useRedis;
@@ -121,27 +141,33 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
 
   let listening = false;
   let closed = false;
+  let closing = false;
 
   async function listen(): Promise<{ host: string; port: number }> {
     if (needRedis) {
       needRedis = false;
-      let mod: { RedisBus: { connect(url: string, config: Config, log: Logger): Promise<Bus> } };
+      let mod: { RedisBus: { fromConfig(config: Config, log: Logger): Promise<Bus> } };
       try {
         mod = (await import('./pubsub/redis-bus.js')) as unknown as typeof mod;
       } catch (err) {
-        throw new Error(`TIDINGS_REDIS_URL is set but the Redis bus is not available: ${(err as Error).message}`);
+        throw new Error(`TIDINGS_REDIS_URL or TIDINGS_REDIS_CLUSTER is set but the Redis bus is not available: ${(err as Error).message}`);
       }
-      wireBus(await mod.RedisBus.connect(config.redisUrl, config, log));
+      wireBus(await mod.RedisBus.fromConfig(config, log));
     }
     handler = createHttpHandler(ctx, opts.httpOptions);
     httpServer.on('request', handler);
-    httpServer.on('upgrade', handler.upgrade);
+    const plainUpgrade = handler.upgrade;
+    httpServer.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+      if (isWsUpgrade(req)) acceptHttpUpgrade(runtime, req, socket, head);
+      else plainUpgrade(req, socket, head);
+    });
     // node:http's own timeouts apply to handed-off sockets; its 'clientError'
     // default answers 400 and destroys, which is what we want.
     wheel.start();
     await new Promise<void>((resolve, reject) => {
       gateway.once('error', reject);
-      gateway.listen(config.port, config.host, () => {
+      const how = opts.listen ?? { port: config.port, reusePort: false, exclusive: false };
+      gateway.listen({ port: how.port, host: config.host, backlog: config.listenBacklog, reusePort: how.reusePort, exclusive: how.exclusive }, () => {
         gateway.removeListener('error', reject);
         resolve();
       });
@@ -182,20 +208,35 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
     });
   }
 
+  /**
+   * Phase 1 (config.drainListenMs): still listening, answering 503 + Retry-After
+   * to probes, polls, publishes and upgrades, so load balancers take the node out
+   * of rotation on an answer instead of a refused connection; every WebSocket is
+   * closed 1012 and held long-polls are answered at its start. Phase 2: the
+   * listener closes and open sockets get DRAIN_HARD_CAP_MS to finish. Then the
+   * bus closes. One log line per phase.
+   */
   async function drain(windowMs = config.drainWindowMs): Promise<void> {
-    if (closed) return;
+    if (closed || ctx.draining) return;
     ctx.draining = true;
-    const gone = socketsGone(DRAIN_HARD_CAP_MS);
+    const window = Math.max(0, Math.round(windowMs));
+    const listenMs = listening ? config.drainListenMs : 0;
+    log.info({ phase: 'refusing', websockets: runtime.conns.size, windowMs: window, listenMs }, 'drain: closing WebSockets 1012, answering 503 while still listening');
     // PROTOCOL.md: 1012 with the reconnect window as a decimal number of ms.
-    closeAll(runtime, 1012, String(Math.max(0, Math.round(windowMs))));
+    closeAll(runtime, 1012, String(window));
     // Held long-polls are answered now (draining makes the sweep release all of them).
     handler?.held.sweep();
-    await gone;
+    if (listenMs > 0) await new Promise((r) => setTimeout(r, listenMs));
+    if (closed) return; // close() came during the listen phase and did the rest
+    log.info({ phase: 'closing', websockets: runtime.conns.size, capMs: DRAIN_HARD_CAP_MS }, 'drain: listener closed, waiting for open sockets');
+    await socketsGone(DRAIN_HARD_CAP_MS);
     await shutdown();
+    log.info({ phase: 'done' }, 'drain: done');
   }
 
   async function close(): Promise<void> {
-    if (closed) return;
+    if (closed || closing) return;
+    closing = true;
     ctx.draining = true;
     const gone = socketsGone(0);
     closeAll(runtime, 0);

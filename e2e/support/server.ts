@@ -50,6 +50,8 @@ export class TidingsServer {
         TIDINGS_PING_MS: String(E2E_TIMINGS.pingMs),
         TIDINGS_PONG_GRACE_MS: String(E2E_TIMINGS.pongGraceMs),
         TIDINGS_DRAIN_WINDOW_MS: String(E2E_TIMINGS.drainWindowMs),
+        // A stopped test server needs no load balancer to notice it: close the listener at once.
+        TIDINGS_DRAIN_LISTEN_MS: '0',
         TIDINGS_POLL_INTERVAL_S: '1',
         TIDINGS_SUBSCRIBER_SECRET: SUBSCRIBER_SECRET,
         TIDINGS_PUBLISHER_KEY: PUBLISHER_KEY,

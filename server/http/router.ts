@@ -1,11 +1,12 @@
 // Every plain HTTP request, and every upgrade that is not for /v1/ws, lands here.
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ServerResponse, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ServerContext } from '../context.js';
 import { corsFor, preflightHeaders } from './cors.js';
 import { handleDemo } from './demo.js';
 import { HttpError, sendError } from './errors.js';
-import { handleHealth, handleMetrics } from './health.js';
+import { handleMetrics, handleProbe } from './health.js';
 import { HeldPolls } from './held-polls.js';
 import { handlePoll, pollCommonHeaders } from './poll.js';
 import { handlePublish } from './publish.js';
@@ -23,7 +24,12 @@ export interface HttpHandlerOptions {
 
 export interface HttpHandler {
   (req: IncomingMessage, res: ServerResponse): void;
-  /** For node:http's 'upgrade' event: answers 404 for any path but /v1/ws and closes; never leaves a socket hanging. */
+  /**
+   * For node:http's 'upgrade' event on a request that is not a WebSocket upgrade
+   * of ours. Only runtimes without http's shouldUpgradeCallback (Node < 22.21 / 24.9)
+   * get here: the request is served as the plain HTTP/1.1 request it also is, then
+   * the connection closes (node:http no longer parses that socket).
+   */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   /** The held long-polls (tests drive `sweep()` with a fake clock). */
   readonly held: HeldPolls;
@@ -37,6 +43,8 @@ const ROUTES = new Map<string, readonly string[]>([
   ['/v1/poll', ['GET', 'OPTIONS']],
   ['/v1/publish', ['POST', 'OPTIONS']],
   ['/healthz', ['GET', 'HEAD']],
+  ['/livez', ['GET', 'HEAD']],
+  ['/readyz', ['GET', 'HEAD']],
   ['/metrics', ['GET']],
 ]);
 /** Routes browsers call cross-origin: CORS headers and the Origin allow-list apply. */
@@ -49,10 +57,6 @@ const PLAIN_QUERY = /^[A-Za-z0-9:_.,=&~-]*$/;
 
 const POLL_QUERY = '/v1/poll?';
 
-// ASCII only, so string length = byte length.
-const UPGRADE_NOT_FOUND_BODY = JSON.stringify({ error: 'not_found', message: 'WebSocket upgrades are served on /v1/ws only' });
-// The gateway takes upgrades on fresh connections only; one after HTTP requests on a keep-alive socket lands here.
-const UPGRADE_ON_KEEPALIVE_BODY = JSON.stringify({ error: 'over_capacity', message: 'open the WebSocket on a new connection' });
 
 /** What `new URL(target).searchParams.getAll('channels').join(',')` gives, without the URL when it can. */
 export function channelsParam(target: string): string {
@@ -93,6 +97,11 @@ function pathOf(target: string): string {
   }
 }
 
+/** Retry-After while draining: the drain window, in seconds (at least 1). */
+function drainRetryAfterS(ctx: ServerContext): number {
+  return Math.max(1, Math.ceil(ctx.config.drainWindowMs / 1000));
+}
+
 export function createHttpHandler(ctx: ServerContext, opts: HttpHandlerOptions = {}): HttpHandler {
   const held = new HeldPolls(ctx.bus, {
     now: opts.now,
@@ -126,6 +135,8 @@ export function createHttpHandler(ctx: ServerContext, opts: HttpHandlerOptions =
     const target = req.url ?? '/';
     const path = pathOf(target);
     const method = req.method ?? 'GET';
+    // Leaving: no keep-alive, so clients and proxies open their next connection elsewhere.
+    if (ctx.draining) res.shouldKeepAlive = false;
 
     if (path === '/v1/ws') {
       // The handshake is a GET (RFC 6455 §4.1): any other method is 405. A GET
@@ -166,25 +177,34 @@ export function createHttpHandler(ctx: ServerContext, opts: HttpHandlerOptions =
       case '/v1/poll':
         return handlePoll(req, res, channelsParam(target), cors!, pollDeps);
       case '/v1/publish':
+        // A node going away takes no new events: the publisher retries on another one.
+        if (ctx.draining) throw new HttpError('draining', 'server is draining; retry on another node or later', { 'Retry-After': String(drainRetryAfterS(ctx)) });
         void handlePublish(req, res, ctx).catch((err) => fail(res, err));
         return;
       case '/healthz':
-        return handleHealth(req, res, ctx);
+      case '/livez':
+      case '/readyz':
+        void Promise.resolve(handleProbe(path.slice(1) as 'healthz' | 'livez' | 'readyz', req, res, ctx)).catch((err) => fail(res, err));
+        return;
       case '/metrics':
         void handleMetrics(req, res, ctx).catch((err) => fail(res, err));
         return;
     }
   }
 
-  handler.upgrade = (req: IncomingMessage, socket: Duplex, _head: Buffer) => {
+  handler.upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     // The socket may already be gone; an 'error' with no listener would crash the process.
     socket.on('error', () => socket.destroy());
-    const path = (req.url ?? '/').split('?')[0];
-    // Same JSON error shape as every other error (PROTOCOL.md).
-    const [status, body] = path === '/v1/ws'
-      ? ['503 Service Unavailable\r\nRetry-After: 1', UPGRADE_ON_KEEPALIVE_BODY]
-      : ['404 Not Found', UPGRADE_NOT_FOUND_BODY];
-    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    // A body that came with the head is already read: give it back to the request stream.
+    if (head.length > 0) req.unshift(head);
+    const res = new ServerResponse(req);
+    res.shouldKeepAlive = false;
+    res.assignSocket(socket as Socket);
+    res.on('finish', () => {
+      res.detachSocket(socket as Socket);
+      socket.end();
+    });
+    handler(req, res);
   };
   Object.defineProperty(handler, 'held', { value: held });
   handler.close = () => {

@@ -33,8 +33,14 @@ export interface Bus {
   onEvent: ((event: StoredEvent) => void) | null;
   /** Called when the bus lost events it cannot replay (e.g. Redis reconnect gap): the hub sends reset. */
   onGap: ((channel: string, head: string) => void) | null;
-  /** 'ok' | 'degraded' for /healthz. */
+  /** 'ok' | 'degraded': what the bus knows without asking its backend (connection state). */
   health(): 'ok' | 'degraded';
+  /**
+   * Ask the backend (Redis PING) and resolve true if it answered within
+   * `timeoutMs`, false otherwise; never rejects. For /readyz: a frozen backend
+   * keeps its TCP connection, so only a round trip shows it. Absent: nothing to ask.
+   */
+  ping?(timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
 }
 

@@ -13,10 +13,11 @@ import type { Socket } from 'node:net';
 import type { Server as HttpServer } from 'node:http';
 import type { Config } from '../config.js';
 import type { ServerContext } from '../context.js';
-import type { Hub } from '../pubsub/hub.js';
+import type { Hub, Parts } from '../pubsub/hub.js';
 import type { TimerWheel, WheelItem } from '../timer-wheel.js';
 import type { ReceiverState } from './receiver.js';
 import { closeFrame } from './sender.js';
+import type { RateLimitedLog, SourceCounts } from '../admission.js';
 
 /**
  * The connection's state, one small integer (a union of literals, not strings,
@@ -61,8 +62,14 @@ export interface Runtime {
   readonly conns: Set<Connection>;
   /** Sockets accepted and not yet decided (HEAD) plus connections before `welcome` (HELLO, SUBSCRIBING). */
   handshakes: number;
-  /** Sockets whose request head is still being read: only the gateway knows them (close() destroys them). */
+  /** Sockets whose request head is still being read, oldest first: only the gateway knows them (close() destroys them). */
   readonly heads: Set<Connection>;
+  /** Open sockets accepted by the gateway (WebSocket, HTTP, still deciding), against config.maxSockets. */
+  sockets: number;
+  /** Pending heads per remote address (config.headsPerSource). */
+  readonly sources: SourceCounts;
+  /** The "socket budget reached" warning, at most once per interval. */
+  readonly refusedLog: RateLimitedLog;
 }
 
 export class Connection implements ReceiverState, WheelItem {
@@ -103,7 +110,7 @@ export function setState(c: Connection, next: ConnState): void {
   const prev = c.state;
   if (prev === next) return;
   if (isHandshake(prev) && !isHandshake(next)) c.rt.handshakes--;
-  if (prev === S_HEAD) c.rt.heads.delete(c);
+  if (prev === S_HEAD && c.rt.heads.delete(c)) c.rt.sources.remove(c.socket.remoteAddress ?? '');
   c.state = next;
 }
 
@@ -167,11 +174,25 @@ export function send(c: Connection, frame: Buffer): boolean {
   return true;
 }
 
-/** The hub's deliver function (shared by every connection). */
-export function deliver(c: Connection, channel: string, cursor: string | null, frame: Buffer): boolean {
+/**
+ * The hub's deliver function (shared by every connection). A merged batch
+ * (`parts` not null) is one write of `frame` to an open connection; a
+ * connection still replaying takes it event by event.
+ */
+export function deliver(c: Connection, channel: string, cursor: string | null, frame: Buffer, parts: Parts | null = null): boolean {
   const s = c.state;
   if (s === S_OPEN || s === S_AWAIT_PONG) return send(c, frame);
-  // Replay in progress: hold live events until the history is written (no gap), then dedupe (no duplicate).
+  if (parts !== null) {
+    let ok = false;
+    for (let i = 0; i < parts.length; i += 2) ok = hold(c, channel, parts[i] as string | null, parts[i + 1] as Buffer) || ok;
+    return ok;
+  }
+  return hold(c, channel, cursor, frame);
+}
+
+/** Replay in progress: hold live events until the history is written (no gap), then dedupe (no duplicate). */
+function hold(c: Connection, channel: string, cursor: string | null, frame: Buffer): boolean {
+  const s = c.state;
   const p = c.pending;
   if (s === S_SUBSCRIBING && p !== null) {
     const queued = (p[0] as number) + frame.length;

@@ -2,7 +2,9 @@ import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { RESTART_POLICY, planRestart } from '../../server/cluster.js';
+import { readFileSync } from 'node:fs';
+import { CLUSTER_PORT_ENV, RESTART_POLICY, listenOptions, planRestart, workerExecArgv } from '../../server/cluster.js';
+import { DEFAULTS } from '../../server/config.js';
 import { freePort, startRedis } from '../support/redis.js';
 
 describe('worker restart policy (pure)', () => {
@@ -30,12 +32,29 @@ describe('worker restart policy (pure)', () => {
   });
 });
 
+describe('worker accept mode and V8 flags (pure)', () => {
+  it('outside a worker, listens as configured, unshared', () => {
+    expect(listenOptions({ ...DEFAULTS, port: 1234 }, {})).toEqual({ port: 1234, reusePort: false, exclusive: false });
+  });
+
+  it('gives workers a 1 MB semi-space by default, the configured size, or V8\'s own with 0', () => {
+    expect(workerExecArgv({ ...DEFAULTS }, ['--import', 'tsx'])).toEqual(['--import', 'tsx', '--max-semi-space-size=1']);
+    expect(workerExecArgv({ ...DEFAULTS, workerSemiSpaceMb: 8 }, ['--max-semi-space-size=16'])).toEqual(['--max-semi-space-size=8']);
+    expect(workerExecArgv({ ...DEFAULTS, workerSemiSpaceMb: 0 }, ['--max-semi-space-size=16'])).toEqual([]);
+  });
+
+  it('defaults to reuseport on Linux', () => {
+    if (process.platform === 'linux') expect(DEFAULTS.workerAccept).toBe('reuseport');
+    expect(CLUSTER_PORT_ENV).toBe('TIDINGS_CLUSTER_PORT');
+  });
+});
+
 describe('tidings-server --workers', () => {
   const root = path.resolve(import.meta.dirname, '../..');
   const run = (args: string[], env: Record<string, string>) =>
     spawn(path.join(root, 'node_modules/.bin/tsx'), [path.join(root, 'server/main.ts'), ...args], {
       cwd: root,
-      env: { PATH: `${path.join(root, 'node_modules/.bin')}:${process.env.PATH}`, TIDINGS_PORT: '0', TIDINGS_LOG_LEVEL: 'silent', ...env },
+      env: { PATH: `${path.join(root, 'node_modules/.bin')}:${process.env.PATH}`, TIDINGS_PORT: '0', TIDINGS_LOG_LEVEL: 'silent', TIDINGS_DRAIN_LISTEN_MS: '0', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
       // Its own process group, so a failed test can kill tsx, the primary and the workers at once.
       detached: true,
@@ -79,6 +98,54 @@ describe('tidings-server --workers', () => {
       child.kill('SIGTERM');
       const [code] = await once(child, 'exit');
       expect(code).toBe(0);
+    } finally {
+      killAll(child);
+      await redis.stop();
+    }
+  }, 40_000);
+
+  /** pid -> listening sockets on `port`, from ss(8). */
+  const listeners = (port: number): number[] => {
+    const out = execFileSync('ss', ['-Hltnp', `sport = :${port}`], { encoding: 'utf8' });
+    return [...out.matchAll(/pid=(\d+)/g)].map((m) => Number(m[1]));
+  };
+
+  it('with reuseport (default) each worker listens on its own socket; the primary holds none; workers get a 1 MB semi-space', async () => {
+    const redis = await startRedis();
+    const child = run(['--workers', '2', '--port', '0'], { TIDINGS_REDIS_URL: redis.url });
+    try {
+      let out = '';
+      child.stdout.on('data', (d) => { out += d; });
+      await expect.poll(() => out.includes('listening on'), { timeout: 15_000 }).toBe(true);
+      const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1]);
+      const ws = workers(child.pid!);
+      expect(ws).toHaveLength(2);
+      expect(listeners(port).sort()).toEqual([...ws].sort());
+      for (const pid of ws) expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')).toContain('--max-semi-space-size=1');
+      // Connections spread over both listeners; each one answers.
+      for (let i = 0; i < 6; i++) expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+      child.kill('SIGTERM');
+      const [code] = await once(child, 'exit');
+      expect(code).toBe(0);
+    } finally {
+      killAll(child);
+      await redis.stop();
+    }
+  }, 40_000);
+
+  it('with TIDINGS_WORKER_ACCEPT=primary the primary owns the one listening socket (node:cluster hand-off)', async () => {
+    const redis = await startRedis();
+    const child = run(['--workers', '2'], { TIDINGS_REDIS_URL: redis.url, TIDINGS_WORKER_ACCEPT: 'primary' });
+    try {
+      let out = '';
+      child.stdout.on('data', (d) => { out += d; });
+      await expect.poll(() => out.includes('listening on'), { timeout: 15_000 }).toBe(true);
+      const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1]);
+      const ws = workers(child.pid!);
+      const owners = listeners(port);
+      expect(owners).toHaveLength(1);
+      expect(ws).not.toContain(owners[0]);
+      for (let i = 0; i < 4; i++) expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
     } finally {
       killAll(child);
       await redis.stop();

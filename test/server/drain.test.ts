@@ -17,6 +17,14 @@ afterEach(async () => {
   servers = [];
 });
 
+function refused(port: number): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const sock = net.connect(port, '127.0.0.1');
+    sock.once('connect', () => { sock.destroy(); resolve(false); });
+    sock.once('error', () => resolve(true));
+  });
+}
+
 describe('drain', () => {
   it('closes every WebSocket with 1012 and the window in ms as reason, then resolves with no socket left', async () => {
     const s = await startTestServer({ drainWindowMs: 7000 });
@@ -39,7 +47,32 @@ describe('drain', () => {
     expect(await a.c.closed).toEqual({ code: 1012, reason: '7000' });
   });
 
-  it('stops accepting connections as soon as the drain starts', async () => {
+  it('keeps listening for drainListenMs, answering probes, polls, publishes and upgrades 503, then stops accepting', async () => {
+    const s = await startTestServer({ drainListenMs: 400, drainWindowMs: 3000 });
+    servers.push(s);
+    const keep = await subscribe(s.wsUrl, await s.token(['a']), { a: null });
+    const drained = s.server.drain();
+    // The WebSockets are told at once.
+    expect(await keep.c.closed).toEqual({ code: 1012, reason: '3000' });
+    const get = async (p: string, init?: RequestInit) => {
+      const r = await fetch(`${s.url}${p}`, init);
+      return [r.status, r.headers.get('retry-after')];
+    };
+    expect(await get('/livez')).toEqual([200, null]);
+    expect(await get('/readyz')).toEqual([503, '3']);
+    expect(await get('/healthz')).toEqual([503, '3']);
+    const token = await s.token(['a']);
+    expect((await get('/v1/poll?channels=a', { headers: { authorization: `Bearer ${token}` } }))[0]).toBe(503);
+    expect(await get('/v1/publish', {
+      method: 'POST', headers: { authorization: `Bearer ${s.ctx.config.publisherKey}`, 'content-type': 'application/json' }, body: '{"channel":"a","data":1}',
+    })).toEqual([503, '3']);
+    const up = await rawUpgrade(s.port).then(() => 'upgraded', (e: Error) => e.message);
+    expect(up).toMatch(/no 101: HTTP\/1\.1 503 .*\r\nRetry-After: 3\r\n/s);
+    await drained;
+    expect(await refused(s.port)).toBe(true);
+  });
+
+  it('stops accepting connections as soon as the drain starts with drainListenMs 0', async () => {
     const s = await startTestServer();
     servers.push(s);
     const keep = await subscribe(s.wsUrl, await s.token(['a']), { a: null });
@@ -110,7 +143,7 @@ describe('tidings-server CLI', () => {
   const run = (args: string[], env: Record<string, string> = {}) => {
     const child = spawn(tsx, [path.join(root, 'server/main.ts'), ...args], {
       cwd: root,
-      env: { PATH: `${path.join(root, 'node_modules/.bin')}:${process.env.PATH}`, TIDINGS_PORT: '0', TIDINGS_LOG_LEVEL: 'silent', ...env },
+      env: { PATH: `${path.join(root, 'node_modules/.bin')}:${process.env.PATH}`, TIDINGS_PORT: '0', TIDINGS_LOG_LEVEL: 'silent', TIDINGS_DRAIN_LISTEN_MS: '0', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
       // Its own process group: tsx runs the server in a child of its own, which
       // a failed test must not leave behind.

@@ -222,13 +222,28 @@ describe('GET /v1/poll', () => {
     expect(r.json()).toEqual({ messages: [{ type: 'reset', channel: 'a', cursor: `${E}-3` }] });
   });
 
-  it('answers 200 with the head for a requested channel missing from the validator ("from now on")', async () => {
+  it('sends a reset for a requested channel missing from the validator (it cannot be proved complete)', async () => {
+    // Before: 200 with no messages and the head in the ETag: the client silently lost b's event.
     const h = await start();
     await h.ctx.bus.publish([{ channel: 'b', json: '1' }]);
     const r = await h.poll('a,b', { 'if-none-match': `"a=${E}-0"` });
     expect(r.status).toBe(200);
-    expect(r.json()).toEqual({ messages: [] });
+    expect(r.json()).toEqual({ messages: [{ type: 'reset', channel: 'b', cursor: `${E}-1` }] });
     expect(r.headers.etag).toBe(`"a=${E}-0;b=${E}-1"`);
+  });
+
+  it('sends a reset per channel for an empty validator (If-None-Match: "")', async () => {
+    const h = await start();
+    await h.ctx.bus.publish([{ channel: 'a', json: '1' }]);
+    const r = await h.poll('a,b', { 'if-none-match': '""' });
+    expect(r.status).toBe(200);
+    expect(r.json()).toEqual({ messages: [
+      { type: 'reset', channel: 'a', cursor: `${E}-1` }, { type: 'reset', channel: 'b', cursor: `${E}-0` },
+    ] });
+    expect(r.headers.etag).toBe(`"a=${E}-1;b=${E}-0"`);
+    // Long-poll too: answered at once, not held.
+    const w = await h.poll('a', { 'if-none-match': '""', prefer: 'wait=5' });
+    expect(w.json().messages).toEqual([{ type: 'reset', channel: 'a', cursor: `${E}-1` }]);
   });
 
   it.each([
@@ -574,7 +589,7 @@ describe('POST /v1/publish', () => {
     const deep = '['.repeat(10_000) + ']'.repeat(10_000);
     const r = await h.publish(`{"channel":"a","data":${deep}}`);
     expect(r.status).toBe(400);
-    expect(r.json()).toMatchObject({ error: 'bad_event', message: 'data nests too deeply' });
+    expect(r.json()).toMatchObject({ error: 'bad_event', message: 'data nests deeper than 100 levels' });
   });
 
   it('accepts data of exactly maxMessageBytes and answers 413 one byte past it', async () => {
@@ -675,17 +690,47 @@ describe('POST /v1/publish', () => {
 });
 
 describe('health, metrics and routing', () => {
-  it('answers /healthz 200 ok, then 503 draining, and 503 when the bus is degraded', async () => {
+  it('probes: normal all 200; draining livez 200, readyz and healthz 503 + Retry-After; bus down readyz 503, healthz 200', async () => {
     const h = await start();
-    const ok = await h.send('GET', '/healthz');
-    expect([ok.status, ok.text]).toEqual([200, 'ok\n']);
-    h.ctx.draining = true;
-    const d = await h.send('GET', '/healthz');
-    expect([d.status, d.text]).toEqual([503, 'draining\n']);
-    h.ctx.draining = false;
+    const probe = async (p: string) => {
+      const r = await h.send('GET', p);
+      return [r.status, r.text, r.headers['retry-after'] ?? null];
+    };
+    expect(await probe('/livez')).toEqual([200, 'ok\n', null]);
+    expect(await probe('/readyz')).toEqual([200, 'ok\n', null]);
+    expect(await probe('/healthz')).toEqual([200, 'ok\n', null]);
     h.ctx.bus.health = () => 'degraded';
-    const g = await h.send('GET', '/healthz');
-    expect([g.status, g.text]).toEqual([503, 'bus degraded\n']);
+    // A Redis blip must not fail liveness (or /healthz used as one): only readiness.
+    expect(await probe('/livez')).toEqual([200, 'ok\n', null]);
+    expect(await probe('/readyz')).toEqual([503, 'bus unreachable\n', null]);
+    expect(await probe('/healthz')).toEqual([200, 'ok (bus unreachable)\n', null]);
+    h.ctx.bus.health = () => 'ok';
+    // A bus that is connected but does not answer (a frozen Redis).
+    h.ctx.bus.ping = (ms) => new Promise((r) => setTimeout(() => r(false), ms));
+    expect(await probe('/readyz')).toEqual([503, 'bus did not answer within 1000 ms\n', null]);
+    h.ctx.bus.ping = async () => true;
+    expect(await probe('/readyz')).toEqual([200, 'ok\n', null]);
+    h.ctx.draining = true;
+    expect(await probe('/livez')).toEqual([200, 'ok (draining)\n', null]);
+    expect(await probe('/readyz')).toEqual([503, 'draining\n', '10']);
+    expect(await probe('/healthz')).toEqual([503, 'draining\n', '10']);
+  });
+
+  it('readyz answers 503 while the event loop lags past TIDINGS_READY_MAX_LAG_MS', async () => {
+    const h = await start({ config: { readyMaxLagMs: 100 } });
+    h.ctx.metrics.eventLoopLagMs = () => 150;
+    const r = await h.send('GET', '/readyz');
+    expect([r.status, r.text]).toEqual([503, 'event loop lagging (p99 150 ms)\n']);
+    h.ctx.metrics.eventLoopLagMs = () => 100;
+    expect((await h.send('GET', '/readyz')).status).toBe(200);
+  });
+
+  it('while draining, a publish gets 503 draining with Retry-After and responses close the connection', async () => {
+    const h = await start();
+    h.ctx.draining = true;
+    const r = await h.publish({ channel: 'a', data: 1 });
+    expect([r.status, r.json().error, r.headers['retry-after'], r.headers.connection]).toEqual([503, 'draining', '10', 'close']);
+    await expect(h.ctx.bus.head('a')).resolves.toBe(`${E}-0`);
   });
 
   it('answers HEAD /healthz with the status and no body', async () => {
@@ -753,5 +798,22 @@ describe('health, metrics and routing', () => {
     expect(raw).toMatch(/^HTTP\/1\.1 404 Not Found\r\n/);
     expect(raw).not.toContain('101');
     expect(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)).error).toBe('not_found');
+  });
+
+  it('serves a request whose Upgrade it does not take (h2c) as plain HTTP, then closes (runtimes without shouldUpgradeCallback)', async () => {
+    const h = await start();
+    const raw = await new Promise<string>((resolve, reject) => {
+      const s = connect(h.port, '127.0.0.1', () => {
+        s.write('POST /v1/publish HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n'
+          + `Authorization: Bearer ${h.ctx.config.publisherKey}\r\nContent-Type: application/json\r\nContent-Length: 24\r\n\r\n{"channel":"a","data":1}`);
+      });
+      let got = '';
+      s.on('data', (d) => { got += d.toString('latin1'); });
+      s.on('end', () => resolve(got));
+      s.on('error', reject);
+    });
+    expect(raw).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(raw).toMatch(/connection: close/i);
+    expect(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)).cursor).toBe(`${E}-1`);
   });
 });

@@ -1,18 +1,18 @@
 // The hub on its own: fake subscribers, a real memory bus, no sockets.
 import { describe, expect, it } from 'vitest';
-import { eventMessage, Hub, resetMessage } from '../../server/pubsub/hub.js';
+import { eventMessage, Hub, resetMessage, type Parts } from '../../server/pubsub/hub.js';
 import { MemoryBus } from '../../server/pubsub/memory-bus.js';
 import type { StoredEvent } from '../../server/pubsub/bus.js';
 
 interface Sub { id: number }
-interface Write { sub: Sub; channel: string; cursor: string | null; frame: Buffer }
+interface Write { sub: Sub; channel: string; cursor: string | null; frame: Buffer; parts: Parts | null }
 
-function setup(slice = 2000, time: { sliceMs?: number; now?: () => number } = {}) {
+function setup(slice = 2000, time: { sliceMs?: number; now?: () => number; batch?: number } = {}) {
   const bus = new MemoryBus({ epoch: 'e' });
   const writes: Write[] = [];
   const log: string[] = [];
-  const hub = new Hub<Sub>(bus, (sub, channel, cursor, frame) => {
-    writes.push({ sub, channel, cursor, frame });
+  const hub = new Hub<Sub>(bus, (sub, channel, cursor, frame, parts) => {
+    writes.push({ sub, channel, cursor, frame, parts });
     log.push(`write ${sub.id} ${cursor}`);
     return true;
   }, { slice, ...time });
@@ -133,5 +133,81 @@ describe('fan-out', () => {
     hub.onGap('c', 'e-40');
     expect(writes.map((w) => w.cursor)).toEqual([null, null]);
     expect(JSON.parse(textOf(writes[0]!.frame))).toEqual({ type: 'reset', channel: 'c', cursor: 'e-40' });
+  });
+});
+
+describe('batching (fanoutBatch > 1)', () => {
+  /** Every text payload in a buffer of concatenated server frames. */
+  function textsOf(buf: Buffer): string[] {
+    const out: string[] = [];
+    for (let off = 0; off < buf.length;) {
+      const len = buf[off + 1]! & 0x7f;
+      const hdr = len === 126 ? 4 : 2;
+      const n = len === 126 ? buf.readUInt16BE(off + 2) : len;
+      out.push(buf.subarray(off + hdr, off + hdr + n).toString('utf8'));
+      off += hdr + n;
+    }
+    return out;
+  }
+
+  it('writes a burst of one channel as ONE write per subscriber, the same concatenated Buffer for all', async () => {
+    const { bus, hub, writes, subs } = setup(2000, { batch: 32 });
+    for (const s of subs(3)) hub.subscribe('news', s);
+    await bus.publish([1, 2, 3, 4, 5].map((n) => ({ channel: 'news', json: String(n) })));
+    expect(writes).toHaveLength(3);
+    expect(new Set(writes.map((w) => w.frame)).size).toBe(1);
+    expect(textsOf(writes[0]!.frame).map((t) => JSON.parse(t).data)).toEqual([1, 2, 3, 4, 5]);
+    expect(writes[0]!.cursor).toBe('e-5');
+    expect(writes[0]!.parts!.filter((_, i) => i % 2 === 0)).toEqual(['e-1', 'e-2', 'e-3', 'e-4', 'e-5']);
+  });
+
+  it('merges at most `batch` events into one write, in order', async () => {
+    const { bus, hub, writes, subs } = setup(2000, { batch: 2 });
+    hub.subscribe('user:1', subs(1)[0]!);
+    await bus.publish([1, 2, 3, 4, 5].map((n) => ({ channel: 'user:1', json: String(n) })));
+    expect(writes.map((w) => textsOf(w.frame).map((t) => JSON.parse(t).data))).toEqual([[1, 2], [3, 4], [5]]);
+    expect(writes.map((w) => w.parts === null)).toEqual([false, false, true]);
+  });
+
+  it('with batch 1 writes event by event (the unbatched path)', async () => {
+    const { bus, hub, writes, subs } = setup(2000, { batch: 1 });
+    hub.subscribe('c', subs(1)[0]!);
+    await bus.publish([1, 2, 3].map((n) => ({ channel: 'c', json: String(n) })));
+    expect(writes.map((w) => w.cursor)).toEqual(['e-1', 'e-2', 'e-3']);
+    expect(writes.every((w) => w.parts === null)).toBe(true);
+  });
+
+  it('never merges across channels, and keeps the global order', async () => {
+    const { bus, hub, writes, subs } = setup(2000, { batch: 32 });
+    const [a] = subs(1);
+    hub.subscribe('x', a!);
+    hub.subscribe('y', a!);
+    await bus.publish([{ channel: 'x', json: '1' }, { channel: 'x', json: '2' }, { channel: 'y', json: '3' }, { channel: 'x', json: '4' }]);
+    expect(writes.map((w) => [w.channel, textsOf(w.frame).length])).toEqual([['x', 2], ['y', 1], ['x', 1]]);
+  });
+
+  it('does not merge into a fan-out already under way; events queued behind it merge with each other', async () => {
+    const { bus, hub, writes, subs } = setup(2, { batch: 32 });
+    const all = subs(5);
+    for (const s of all) hub.subscribe('news', s);
+    await bus.publish([{ channel: 'news', json: '1' }]); // first slice: 2 of 5 written
+    expect(writes).toHaveLength(2);
+    await bus.publish([{ channel: 'news', json: '2' }]);
+    await bus.publish([{ channel: 'news', json: '3' }]);
+    await new Promise((r) => setTimeout(r, 20));
+    for (const s of all) {
+      const got = writes.filter((w) => w.sub === s).map((w) => textsOf(w.frame).map((t) => JSON.parse(t).data));
+      expect(got).toEqual([[1], [2, 3]]);
+    }
+  });
+
+  it('batches a reset (cursor null) with the events around it, keeping its place', async () => {
+    const { bus, hub, writes, subs } = setup(2000, { batch: 32 });
+    hub.subscribe('c', subs(1)[0]!);
+    hub.onGap('c', 'e-0');
+    await bus.publish([{ channel: 'c', json: '1' }]);
+    expect(writes).toHaveLength(1);
+    expect(writes[0]!.parts!.filter((_, i) => i % 2 === 0)).toEqual([null, 'e-1']);
+    expect(textsOf(writes[0]!.frame).map((t) => JSON.parse(t).type)).toEqual(['reset', 'event']);
   });
 });

@@ -14,6 +14,10 @@ export interface TestRedis {
   kill(): Promise<void>;
   /** Start it again on the same port (an empty dataset: nothing was persisted). */
   start(): Promise<void>;
+  /** SIGSTOP: the process stays, its connections stay open, nothing is answered. */
+  freeze(): void;
+  /** SIGCONT after freeze(). */
+  thaw(): void;
   /** kill() then start(). */
   restart(): Promise<void>;
   /** Stop for good and remove the temp dir. */
@@ -86,6 +90,8 @@ export async function startRedis(): Promise<TestRedis> {
     kill,
     start,
     restart: async () => { await kill(); await start(); },
+    freeze: () => { child?.kill('SIGSTOP'); },
+    thaw: () => { child?.kill('SIGCONT'); },
     stop: async () => { await kill(); rmSync(dir, { recursive: true, force: true }); },
   };
 }

@@ -31,6 +31,8 @@ export async function startTestServer(overrides: Partial<Config> = {}, opts: Ser
     subscriberSecret: TEST_SUBSCRIBER_SECRET,
     publisherKey: TEST_PUBLISHER_KEY,
     logLevel: 'silent',
+    // Tests that drain want it over at once; the drain tests set it explicitly.
+    drainListenMs: 0,
     ...overrides,
   };
   const server = createTidingsServer(config, { log: createLogger({ level: config.logLevel }), ...opts });

@@ -1,0 +1,58 @@
+// Issue 11, defect 3: probes during Redis outages, with a real redis-server.
+// Killed: the connection drops, readiness fails at once, /healthz stays 200 (a
+// liveness probe on it must not restart every pod). Frozen (SIGSTOP): the TCP
+// connection stays up and ioredis still says "ready", so only a PING with a
+// timeout shows it.
+import { afterEach, describe, expect, it } from 'vitest';
+import { startRedis, type TestRedis } from '../support/redis.js';
+import { startTestServer, type TestServer } from '../support/server.js';
+
+let servers: TestServer[] = [];
+let redis: TestRedis | null = null;
+afterEach(async () => {
+  redis?.thaw();
+  await Promise.all(servers.map((s) => s.close()));
+  servers = [];
+  await redis?.stop();
+  redis = null;
+});
+
+async function probes(s: TestServer): Promise<Record<string, [number, string]>> {
+  const out: Record<string, [number, string]> = {};
+  for (const p of ['livez', 'readyz', 'healthz']) {
+    const r = await fetch(`${s.url}/${p}`);
+    out[p] = [r.status, (await r.text()).trim()];
+  }
+  return out;
+}
+
+describe('probes with a Redis bus', () => {
+  it('Redis killed: livez 200, readyz 503, healthz 200 "ok (bus unreachable)"; all 200 again once it is back', async () => {
+    redis = await startRedis();
+    const s = await startTestServer({ redisUrl: redis.url });
+    servers.push(s);
+    expect(await probes(s)).toEqual({ livez: [200, 'ok'], readyz: [200, 'ok'], healthz: [200, 'ok'] });
+    await redis.kill();
+    await expect.poll(() => probes(s), { timeout: 5000 }).toEqual({
+      livez: [200, 'ok'], readyz: [503, 'bus unreachable'], healthz: [200, 'ok (bus unreachable)'],
+    });
+    await redis.start();
+    await expect.poll(() => probes(s), { timeout: 10_000 }).toEqual({ livez: [200, 'ok'], readyz: [200, 'ok'], healthz: [200, 'ok'] });
+  });
+
+  it('Redis frozen (SIGSTOP): readyz 503 within the ping timeout, livez and healthz 200; ready again after SIGCONT', async () => {
+    redis = await startRedis();
+    const s = await startTestServer({ redisUrl: redis.url });
+    servers.push(s);
+    expect((await fetch(`${s.url}/readyz`)).status).toBe(200);
+    redis.freeze();
+    const t0 = Date.now();
+    expect(await probes(s)).toEqual({ livez: [200, 'ok'], readyz: [503, 'bus did not answer within 1000 ms'], healthz: [200, 'ok'] });
+    expect(Date.now() - t0).toBeLessThan(3000);
+    // Probes that overlap share one PING instead of queueing one each behind the frozen server.
+    const many = await Promise.all([0, 1, 2, 3].map(() => fetch(`${s.url}/readyz`).then((r) => r.status)));
+    expect(many).toEqual([503, 503, 503, 503]);
+    redis.thaw();
+    await expect.poll(async () => (await fetch(`${s.url}/readyz`)).status, { timeout: 5000 }).toBe(200);
+  });
+});
