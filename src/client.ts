@@ -1,4 +1,5 @@
 import { createEngine, type EngineEvent } from './engine.js';
+import { canShare, sharedEngine } from './share/index.js';
 import { TidingsError } from './errors.js';
 import { CHANNEL, CURSOR } from './messages.js';
 import { session } from './storage.js';
@@ -67,13 +68,17 @@ export function createClient<T = unknown>(options: ClientOptions): Client<T> {
       switch (e.type) {
         case 'event':
           keep(e.channel, e.cursor);
-          return em.emit('event', { channel: e.channel, cursor: e.cursor, data: e.data as T });
+          return em.emit('event', { channel: e.channel, cursor: e.cursor, data: e.data as T, first: (e as { first?: boolean }).first ?? true });
         case 'reset':
           keep(e.channel, e.cursor);
           return em.emit('reset', { channel: e.channel, cursor: e.cursor });
         case 'heads':
           for (const c in e.cursors) keep(c, e.cursors[c]!);
           return;
+        case 'stream':
+          return;
+        case 'leader':
+          return em.emit('leader', e.leader);
         case 'state': {
           state = e.state;
           transport = e.transport;
@@ -96,7 +101,8 @@ export function createClient<T = unknown>(options: ClientOptions): Client<T> {
     },
   };
 
-  const engine = createEngine(
+  // Tabs share one connection where tabs exist (the option defaults on there, and only there).
+  const engine = (options.share !== false && canShare() ? sharedEngine : createEngine)(
     {
       httpUrl,
       wsUrl: httpUrl.replace(/^http/, 'ws') + '/v1/ws',
@@ -121,6 +127,7 @@ export function createClient<T = unknown>(options: ClientOptions): Client<T> {
     },
     start,
     sink,
+    createEngine,
   );
 
   const run = () => {
@@ -149,6 +156,9 @@ export function createClient<T = unknown>(options: ClientOptions): Client<T> {
     },
     get transport() {
       return transport;
+    },
+    get leader() {
+      return engine.leader?.() ?? true;
     },
     on(type, handler) {
       em.on(type, handler);

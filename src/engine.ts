@@ -35,6 +35,13 @@ export type EngineEvent =
   | { type: 'reset'; channel: string; cursor: string }
   /** Head cursors taken for channels that had none (welcome, first poll). */
   | { type: 'heads'; cursors: Record<string, string> }
+  /**
+   * A delivery stream (a welcome, a poll answer) begins: its replay of each channel ends at `to`
+   * (welcome heads, the poll's ETag). Cross-tab sharing tells from it when a channel is live.
+   */
+  | { type: 'stream'; to: Record<string, string> }
+  /** This tab started (true) or stopped (false) holding the connection its tab group shares. */
+  | { type: 'leader'; leader: boolean }
   | { type: 'state'; state: State; transport: Transport | null }
   | { type: 'error'; error: TidingsError }
   | { type: 'disconnect'; info: Disconnect }
@@ -60,12 +67,14 @@ export interface Engine {
   channels(next: Record<string, string | null>): void;
   /** Last cursor per channel. */
   cursors(): Record<string, string>;
+  /** Whether this tab holds the connection (false in a tab that shares another tab's). */
+  leader?(): boolean;
 }
 
 export interface EngineOptions extends Omit<PolicyConfig, 'random'> {
   httpUrl: string;
   wsUrl: string;
-  token: string | (() => string | Promise<string>);
+  token: string | ((ctx: { channels: string[] }) => string | Promise<string>);
   tokenTimeout: number;
   connectTimeout: number;
   grace: number;
@@ -153,7 +162,7 @@ export function createEngine(o: EngineOptions, start: Pos, sink: EngineSink): En
     (tokenP ??= new Promise<string>((resolve, reject) => {
       const t = clock.setTimeout(() => reject(new TidingsError('TOKEN_FETCH_FAILED', 'timeout')), o.tokenTimeout);
       Promise.resolve()
-        .then(() => (typeof o.token === 'string' ? o.token : o.token()))
+        .then(() => (typeof o.token === 'string' ? o.token : o.token({ channels: Object.keys(store.cur) })))
         .then((v) => {
           if (typeof v !== 'string' || !v) throw Error('not a non-empty string');
           resolve(v);
@@ -164,6 +173,14 @@ export function createEngine(o: EngineOptions, start: Pos, sink: EngineSink): En
       tokenP = undefined;
       throw e;
     }));
+
+  /** The token for the channels as they are now: one asked for before the set grew is asked for again. */
+  const currentToken = async () => {
+    let p: Promise<string>;
+    do token = await (p = getToken());
+    while (p !== tokenP);
+    return token;
+  };
 
   const deliver = (s: Pos, m: ServerMessage) => {
     if ((m.type === 'event' || m.type === 'reset') && store.take(s, m))
@@ -189,7 +206,7 @@ export function createEngine(o: EngineOptions, start: Pos, sink: EngineSink): En
     const r = new ReconnectingWebSocket(
       async () => {
         await online();
-        token = await getToken();
+        await currentToken();
         return o.wsUrl;
       },
       SUBPROTOCOL,
@@ -220,6 +237,7 @@ export function createEngine(o: EngineOptions, start: Pos, sink: EngineSink): En
         a.up = clock.now();
         a.ping = m.ping;
         dog.arm(m.ping + o.grace);
+        emit({ type: 'stream', to: m.channels });
         heads(a.s, m.channels);
         dispatch({ t: 'welcome' });
       } else if (m.type === 'ping') r.send('{"type":"pong"}');
@@ -253,7 +271,7 @@ export function createEngine(o: EngineOptions, start: Pos, sink: EngineSink): En
     let input: Input;
     try {
       await online();
-      const t = await getToken();
+      const t = await currentToken();
       if (ac !== pollAc) return;
       const headers: Record<string, string> = { Authorization: 'Bearer ' + t };
       if (tag) headers['If-None-Match'] = tag;
@@ -273,8 +291,10 @@ export function createEngine(o: EngineOptions, start: Pos, sink: EngineSink): En
         if (list.includes(undefined)) throw new TidingsError('PROTOCOL', 'poll body', 0, status);
       }
       if (ac !== pollAc) return;
+      const to = parseTag(h('ETag'));
+      if (status === 200) emit({ type: 'stream', to });
       for (const m of list) deliver(s, m!);
-      if (status === 200) heads(s, parseTag(h('ETag')));
+      if (status === 200) heads(s, to);
       // 400, 401 and 403 are the policy's (fatal, or a token refresh).
       else if (status !== 304 && ![400, 401, 403].includes(status)) fail(undefined, 'poll', status);
       input = {
@@ -351,6 +371,8 @@ export function createEngine(o: EngineOptions, start: Pos, sink: EngineSink): En
     reconnect: () => dispatch({ t: 'reconnect' }),
     channels(want) {
       const cur = store.cur;
+      // A token asked for fewer channels may not grant a new one: ask again, with the new list.
+      for (const c in want) if (!(c in cur)) tokenP = undefined;
       for (const c in cur) if (!(c in want)) delete cur[c];
       for (const c in want) if (want[c] !== null || !(c in cur)) cur[c] = want[c] ?? undefined;
       if (ps.phase === 'stopped') return;

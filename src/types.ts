@@ -22,6 +22,12 @@ export interface EventMessage<T = unknown> {
   channel: string;
   cursor: string;
   data: T;
+  /**
+   * True in exactly one tab of a group sharing a connection (`share`), the one
+   * that should show a desktop notification for this event; always true
+   * without sharing.
+   */
+  first: boolean;
 }
 
 /** History gap on `channel`: reload its state out of band, then carry on from `cursor`. */
@@ -42,6 +48,8 @@ export type TidingsEvents<T = unknown> = {
   offline: undefined;
   /** `navigator.onLine` went true again. */
   online: undefined;
+  /** This tab started (true) or stopped (false) holding the connection its tabs share (`share`). */
+  leader: boolean;
 };
 
 export interface BackoffOptions {
@@ -63,8 +71,12 @@ export interface ProbeOptions {
 export interface ClientOptions {
   /** Server base URL (`https://…` or `http://…`; `ws(s)://` is derived from it). */
   url: string;
-  /** Subscriber token, or a function returning one; called again after a 4401/401. */
-  token: string | (() => string | Promise<string>);
+  /**
+   * Subscriber token, or a function returning one; called again after a 4401/401, and when the
+   * channel set grows. It gets the channels the token must grant: with `share`, the leader tab
+   * asks for the union of its group's channels (see docs/sdk.md, "Tabs share one connection").
+   */
+  token: string | ((ctx: { channels: string[] }) => string | Promise<string>);
   /**
    * Channels to subscribe to (PROTOCOL.md: `^[A-Za-z0-9:_.\-]{1,128}$`): a list (from now on), or
    * channel → cursor to start after (`null`: from now on).
@@ -91,7 +103,12 @@ export interface ClientOptions {
   probe?: ProbeOptions;
   /** Keep each channel's cursor in sessionStorage so a reload resumes where the page left off. @default false */
   persist?: boolean;
-  /** Reserved for cross-tab sharing (one connection per browser profile). @default false */
+  /**
+   * Tabs of this origin with the same `url` and the same user (the token's `sub`) share one
+   * connection: one tab holds it, the others hear it over a BroadcastChannel. Only in a browser
+   * tab (`document`, `navigator.locks` and `BroadcastChannel`); elsewhere always off.
+   * @default true in a browser tab
+   */
   share?: boolean;
   /** Log every policy input and its effects: `true` for console.debug, or a function of your own. @default false */
   debug?: boolean | ((...args: unknown[]) => void);
@@ -110,6 +127,8 @@ export interface Client<T = unknown> {
   readonly state: State;
   /** The transport delivering messages now, null while none is. */
   readonly transport: Transport | null;
+  /** Whether this tab holds the connection: false in a tab that shares another tab's (`share`). */
+  readonly leader: boolean;
   /** Add a handler; returns a function that removes it. A handler that throws is reported and affects no other. */
   on<K extends keyof TidingsEvents<T>>(type: K, handler: (payload: TidingsEvents<T>[K]) => void): () => void;
   off<K extends keyof TidingsEvents<T>>(type: K, handler?: (payload: TidingsEvents<T>[K]) => void): void;

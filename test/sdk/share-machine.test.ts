@@ -9,7 +9,9 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { next, tab, type Chans, type Effect, type Input, type Msg, type Pos, type Relay, type Tab } from '../../src/share/machine.js';
+import { next, tab, type Chans, type Effect, type Input, type Msg, type Relay, type Tab } from '../../src/share/machine.js';
+
+type Pos = Chans;
 
 type Task = () => void;
 
@@ -66,7 +68,9 @@ class Sim {
   }
   grant(t: SimTab) {
     this.holder = t;
-    t.dispatch({ k: 'lead', n: ++this.terms });
+    t.dispatch({ k: 'lead' });
+    // The edge starts the engine a moment later, once the first reports are in.
+    this.enqueue(t.id + ':timer', () => t.dispatch({ k: 'go' }));
   }
   release(t: SimTab) {
     this.waiting = this.waiting.filter((w) => w !== t);
@@ -98,8 +102,11 @@ class FakeEngine {
   ) {}
   set(c: Chans) {
     const at: Pos = {};
-    for (const ch in c) at[ch] = c[ch] ?? (ch in this.at ? this.at[ch] : undefined);
+    for (const ch in c) at[ch] = c[ch] ?? (ch in this.at ? this.at[ch]! : null);
     this.at = at;
+    // The token for the new set: the edge reports channels it does not grant.
+    const no = Object.keys(at).filter((ch) => this.sim.grants && !this.sim.grants.includes(ch));
+    if (no.length) this.t.sim.enqueue(this.t.id + ':engine', () => this.t.engine === this && this.t.dispatch({ k: 'deny', c: no }));
     // A new stream (re-hello): heads, then the replay, all delivered later as one server would.
     this.t.sim.enqueue(this.t.id + ':engine', () => this.stream());
   }
@@ -109,7 +116,7 @@ class FakeEngine {
     for (const ch in this.at) to[ch] = this.sim.head(ch);
     this.emit({ type: 'stream', to });
     for (const ch in this.at) {
-      if (this.at[ch] === undefined) {
+      if (this.at[ch] === null) {
         this.at[ch] = to[ch];
         continue;
       }
@@ -126,7 +133,7 @@ class FakeEngine {
     if (ch in this.at)
       this.t.sim.enqueue(this.t.id + ':engine', () => {
         const at = this.at[ch];
-        if (this.t.engine === this && at !== undefined && h.indexOf(cursor) === (at === `${ch}#0` ? 0 : h.indexOf(at) + 1))
+        if (this.t.engine === this && at != null && h.indexOf(cursor) === (at === `${ch}#0` ? 0 : h.indexOf(at) + 1))
           this.emit({ type: 'event', channel: ch, cursor, data: cursor });
       });
   }
@@ -157,12 +164,19 @@ class SimTab {
   get state() {
     return ([...this.out].reverse().find((e) => e.type === 'state') as { state?: string } | undefined)?.state;
   }
+  /** Like the edge: inputs that effects cause (our own posts looped back) wait until this input's effects are done. */
+  queue: Input[] = [];
   dispatch(i: Input) {
-    if (!this.alive) return;
-    const r = next(this.s, i);
-    if (process.env['SHARE_DEBUG']) console.log(this.id, JSON.stringify(i), '->', JSON.stringify(r.effects), JSON.stringify({ pos: r.state.pos, sp: r.state.sp, n: r.state.n }));
-    this.s = r.state;
-    for (const f of r.effects) this.run(f);
+    this.queue.push(i);
+    if (this.queue.length > 1) return;
+    while (this.queue.length && this.alive) {
+      const r = next(this.s, this.queue[0]!);
+      if (process.env['SHARE_DEBUG']) console.log(this.id, JSON.stringify(this.queue[0]), '->', JSON.stringify(r.effects), JSON.stringify({ pos: r.state.pos, ok: r.state.ok }));
+      this.s = r.state;
+      for (const f of r.effects) this.run(f);
+      this.queue.shift();
+    }
+    this.queue = [];
   }
   run(f: Effect) {
     const sim = this.sim;
@@ -176,13 +190,11 @@ class SimTab {
         return void this.out.push(f[1]);
       case 'start':
         this.engine = new FakeEngine(this, sim);
-        return this.engine.set(Object.fromEntries(Object.entries(f[1]).map(([c, v]) => [c, v ?? null])));
+        return this.engine.set(f[1]);
       case 'chans':
         return this.engine?.set(f[1]);
       case 'reconnect':
         return this.engine?.set({});
-      case 'check':
-        return sim.enqueue(this.id + ':token', () => this.dispatch({ k: 'ok', asked: f[1], ch: sim.grants ?? f[1] }));
       case 'watch':
         return void this.watching.add(f[1]);
       case 'steal': {
@@ -239,7 +251,8 @@ describe('share machine', () => {
     while (b.state !== 'open' && sim.step());
     // In step = the leader's engine carries news and has said where its stream is.
     expect(a.engine!.at).toHaveProperty('news');
-    expect(b.s.sp['news']).toBe(a.engine!.at['news']);
+    expect(b.s.pos['news']).toBe(a.engine!.at['news']);
+    expect(b.s.ok['news']).toBe(1);
     expect(b.state).toBe('open');
   });
 
@@ -386,7 +399,7 @@ describe('share machine', () => {
           if (process.env['SHARE_DEBUG']) console.log('=== run', JSON.stringify(actions));
           let n = 0;
           const sim = new Sim((k) => picks[n++ % picks.length]! % k);
-          const starts = new Map<SimTab, Record<string, string | undefined>>();
+          const starts = new Map<SimTab, Record<string, string | null>>();
           const sets: Chans[] = [{ mail: null }, { news: null }, { mail: null, news: null }];
           const open = (c: Chans) => {
             const t = sim.open(c);
@@ -417,17 +430,20 @@ describe('share machine', () => {
           sim.publish('mail');
           sim.publish('news');
           sim.settle();
+          // One heartbeat round: whatever a stepped-down leader's late messages left behind heals.
+          for (const t of sim.tabs) t.dispatch({ k: 'tick' });
+          sim.settle();
           for (const t of sim.tabs) {
             for (const ch in t.s.pos) {
               const from = starts.get(t)![ch];
               expectExactly(t, ch, sim, from ?? `${ch}#0`);
             }
-            expect(t.state).toBe('open');
+            expect(t.state, t.id + ' ' + JSON.stringify(t.s)).toBe('open');
           }
           expect(sim.holder && sim.tabs.includes(sim.holder)).toBe(true);
         },
       ),
-      process.env['SHARE_SEED'] ? { numRuns: 1, seed: +process.env['SHARE_SEED'], path: process.env['SHARE_PATH'], endOnFailure: true } : { numRuns: +(process.env["SHARE_RUNS"] ?? 300) },
+      process.env['SHARE_SEED'] ? { numRuns: 1, seed: +process.env['SHARE_SEED'], path: process.env['SHARE_PATH'], endOnFailure: true } : { numRuns: +(process.env['SHARE_RUNS'] ?? 200) },
     );
-  });
+  }, 120_000);
 });

@@ -11,7 +11,7 @@ describe('public types', () => {
   it('types each event payload', () => {
     const c: Client = createClient({ url: 'http://x.test', token: 't', channels: ['a'], transport: 'polling', fetch: async () => new Response(null, { status: 304 }) });
     c.on('event', (e) => {
-      expectTypeOf(e).toEqualTypeOf<{ channel: string; cursor: string; data: unknown }>();
+      expectTypeOf(e).toEqualTypeOf<{ channel: string; cursor: string; data: unknown; first: boolean }>();
     });
     c.on('reset', (e) => {
       expectTypeOf(e.cursor).toBeString();
@@ -26,6 +26,8 @@ describe('public types', () => {
       expectTypeOf(e.status).toEqualTypeOf<number | undefined>();
     });
     c.on('offline', () => {});
+    c.on('leader', (l) => expectTypeOf(l).toBeBoolean());
+    expectTypeOf(c.leader).toBeBoolean();
     void (() => {
       // @ts-expect-error unknown event name
       c.on('message', () => {});

@@ -1,0 +1,253 @@
+/**
+ * Cross-tab sharing, the edges: Web Locks, BroadcastChannel, timers, page
+ * lifecycle and tokens around the pure machine (./machine.ts).
+ *
+ * To the client facade it is an Engine (src/engine.ts): the facade cannot
+ * tell a shared engine from its own. Tabs of one origin with the same server
+ * URL and the same user (`sub` of their token) form a group; the tab holding
+ * the group's Web Lock leads: it runs the one real engine, for the union of
+ * the group's channels, and the others hear it on a BroadcastChannel. The
+ * lock is held for the tab's lifetime, so a closed or crashed leader hands
+ * over at once; a freezing one steps down; a stuck one misses heartbeats and
+ * is replaced.
+ *
+ * Hand-written: no library shares a resumable connection between tabs (see
+ * docs/decisions.md, "One connection per browser").
+ */
+import type { Engine, EngineEvent, EngineOptions, EngineSink } from '../engine.js';
+import { TidingsError } from '../errors.js';
+import { next, tab, type Chans, type Effect, type Input, type Relay, type Tab } from './machine.js';
+
+/**
+ * In every lock and channel name: tabs running builds whose cross-tab
+ * messages differ never hear each other (they simply do not share). Bump it
+ * whenever a message (machine.ts `Msg`) changes shape or meaning.
+ */
+export const SHARE_VERSION = 'tidings.share.v1';
+/** How long a new leader waits for the other tabs' reports before it connects, ms. */
+export const GATHER = 50;
+
+/** The channels a token grants (its `ch` claim), and its `sub`: the JWT payload decoded, not verified (the server verifies). */
+export function claims(token: string): { sub?: string; ch: string[] } {
+  try {
+    const p = JSON.parse(atob(token.split('.')[1]!.replace(/-/g, '+').replace(/_/g, '/')));
+    return { sub: typeof p.sub === 'string' ? p.sub : undefined, ch: Array.isArray(p.ch) ? p.ch : [] };
+  } catch {
+    return { ch: [] };
+  }
+}
+
+/** A browser tab: the only place with tabs to share with (Node 24 has BroadcastChannel and locks, but no document). */
+export const canShare = (): boolean => {
+  const g = globalThis as { document?: unknown; navigator?: { locks?: unknown }; BroadcastChannel?: unknown };
+  return !!(g.document && g.navigator?.locks && g.BroadcastChannel);
+};
+
+type Make = (o: EngineOptions, start: Record<string, string | undefined>, sink: EngineSink) => Engine;
+
+export function sharedEngine(o: EngineOptions, start: Record<string, string | undefined>, sink: EngineSink, make: Make): Engine {
+  const locks = navigator.locks;
+  const { clock } = o;
+  let want: Chans = {};
+  for (const c in start) want[c] = start[c] ?? null;
+  let s: Tab | undefined;
+  let running = false;
+  let frozen = false;
+  let name = '';
+  let bc: BroadcastChannel | undefined;
+  /** The leader's engine: its events count only while it is this one. */
+  let eng: Engine | undefined;
+  let solo: Engine | undefined;
+  let release: (() => void) | undefined;
+  let hold: (() => void) | undefined;
+  let lac = new AbortController();
+  let wac = new AbortController();
+  let timer: unknown;
+
+  const token = (channels: string[]) => Promise.resolve(typeof o.token === 'string' ? o.token : o.token({ channels }));
+  // Inputs that effects cause (our own posts, looped back) wait until the effects before them are done.
+  const queue: Input[] = [];
+  const dispatch = (i: Input) => {
+    if (queue.push(i) > 1) return;
+    for (; queue.length; queue.shift())
+      if (s) {
+        const r = next(s, queue[0]!);
+        s = r.state;
+        r.effects.forEach(run);
+      }
+  };
+
+  function run(f: Effect) {
+    const a = f[1]!;
+    switch (f[0]) {
+      case 'post':
+        bc?.postMessage(a);
+        return dispatch({ k: 'msg', m: f[1] });
+      case 'emit':
+        return out(f[1]);
+      case 'start': {
+        const from: Record<string, string | undefined> = {};
+        for (const c in f[1]) from[c] = f[1][c] ?? undefined;
+        // The union token must grant the union: channels it does not grant leave the group, before the hello.
+        const e = (eng = make(
+          {
+            ...o,
+            token: async (x) => {
+              const t = await token(x.channels);
+              const no = x.channels.filter((c) => !claims(t).ch.includes(c));
+              if (no.length && e === eng) dispatch({ k: 'deny', c: no });
+              return t;
+            },
+          },
+          from,
+          // Errors cross tabs as plain data (a structured clone keeps only an Error's message).
+          { emit: (x) => e === eng && dispatch({ k: 'eng', e: x.type === 'error' ? { ...x.error, type: 'error', message: x.error.message } : (x as Relay) }) },
+        ));
+        e.start();
+        return sink.emit({ type: 'leader', leader: true });
+      }
+      case 'chans':
+        return eng?.channels(f[1]);
+      case 'reconnect':
+        return eng?.reconnect();
+      case 'watch':
+        return void locks.request(name + ' ' + a, { signal: wac.signal }, () => dispatch({ k: 'gone', f: f[1] })).catch(() => 0);
+      case 'steal':
+        return lock(true);
+      case 'solo':
+        return alone();
+    }
+  }
+
+  /** To the facade. A stop of the shared engine (a fatal error in the leader) stops this tab too. */
+  function out(e: Relay) {
+    if (e.type === 'error') {
+      const err = new TidingsError(e['code'] as TidingsError['code'], '', e['closeCode'] as number, e['status'] as number);
+      err.message = e['message'] as string;
+      e = { type: 'error', error: err };
+    }
+    if (e.state === 'stopped') (running = false), leave();
+    sink.emit(e as EngineEvent);
+  }
+
+  /** Ask for the leader lock (or take it from a stuck leader). Held until the tab steps down, closes or dies. */
+  function lock(steal?: boolean) {
+    lac.abort();
+    const ac = (lac = new AbortController());
+    let mine = false;
+    locks
+      .request(name, steal ? { steal } : { signal: ac.signal }, () => {
+        mine = true;
+        return new Promise<void>((r) => {
+          release = r;
+          dispatch({ k: 'lead' });
+          clock.setTimeout(() => dispatch({ k: 'go' }), GATHER);
+        });
+      })
+      // Rejected: aborted while waiting, or stolen while leading: then follow.
+      .catch(() => mine && release && (down(), !frozen && running && lock()));
+  }
+
+  /** Stop leading: release the lock, stop the engine (its last events unheard). */
+  function down() {
+    const e = eng;
+    release?.();
+    release = eng = undefined;
+    wac.abort();
+    wac = new AbortController();
+    dispatch({ k: 'step' });
+    if (e) e.stop(), sink.emit({ type: 'leader', leader: false });
+  }
+
+  const tick = () => {
+    dispatch({ k: 'tick' });
+    timer = clock.setTimeout(tick, o.grace / 2);
+  };
+
+  // A frozen page runs nothing: a leader steps down first (`freeze`, or `pagehide` into the back/forward cache) and follows after.
+  const sleep = () => {
+    frozen = true;
+    down();
+  };
+  const wake = () => {
+    if (frozen && s) lock(), dispatch({ k: 'wake' });
+    frozen = false;
+  };
+  const events: [EventTarget, string, () => void][] = [
+    [document, 'freeze', sleep],
+    [window, 'pagehide', sleep],
+    [document, 'resume', wake],
+    [window, 'pageshow', wake],
+  ];
+
+  function leave() {
+    s = undefined; // the machine hears nothing more: the facade gets no state but the caller's
+    down();
+    lac.abort();
+    hold?.();
+    bc?.close();
+    clock.clearTimeout(timer);
+    for (const [t, n, f] of events) t.removeEventListener(n, f);
+  }
+
+  /** This tab's channels cannot be shared: its own engine, from its own cursors. */
+  function alone() {
+    const from: Record<string, string | undefined> = {};
+    for (const c in want) from[c] = s?.pos[c] ?? want[c] ?? undefined;
+    leave();
+    solo = make(o, from, sink);
+    if (running) solo.start();
+  }
+
+  /** The tab's own token must grant its channels: a tab never hears a channel its own token would not let it read. */
+  const admit = (then: (sub: string) => void) =>
+    token(Object.keys(want)).then(
+      (t) => {
+        const { sub, ch } = claims(t);
+        if (!running || solo) return;
+        if (sub && Object.keys(want).every((c) => ch.includes(c))) then(sub);
+        else alone();
+      },
+      () => running && !solo && alone(),
+    );
+
+  return {
+    start() {
+      if (running) return;
+      running = true;
+      if (solo) return solo.start();
+      admit((sub) => {
+        name = SHARE_VERSION + ' ' + o.httpUrl + ' ' + sub;
+        const id = Math.random().toString(36).slice(2);
+        s = tab(id, {});
+        bc = new BroadcastChannel(name);
+        bc.onmessage = (e) => dispatch({ k: 'msg', m: e.data });
+        locks.request(name + ' ' + id, () => new Promise<void>((r) => (hold = r))).catch(() => 0);
+        for (const [t, n, f] of events) t.addEventListener(n, f);
+        dispatch({ k: 'chans', c: want });
+        lock();
+        tick();
+      });
+    },
+    stop() {
+      if (solo) return (running = false), solo.stop();
+      if (!running) return;
+      running = false;
+      leave();
+      sink.emit({ type: 'state', state: 'stopped', transport: null });
+    },
+    reconnect: () => (solo ? solo.reconnect() : run(['post', { t: 'r' }])),
+    channels(c) {
+      want = c;
+      if (solo) return solo.channels(c);
+      if (s) admit(() => dispatch({ k: 'chans', c }));
+    },
+    leader: () => !!(solo || eng),
+    cursors() {
+      if (solo) return solo.cursors();
+      const out: Record<string, string> = {};
+      for (const c in s?.pos) if (s.pos[c]) out[c] = s.pos[c];
+      return out;
+    },
+  };
+}
