@@ -22,6 +22,10 @@ export interface InboxParams {
   fallback?: number;
   connect?: number;
   transport?: 'auto' | 'websocket' | 'polling';
+  /** More channels besides demo:<user>, comma-separated. */
+  channels?: string;
+  /** 0: one connection per tab (tabs of one user share one by default). */
+  share?: 0 | 1;
 }
 
 export const FAST: InboxParams = { grace: 1000, backoff: 200, probe: 1500, longpoll: 1, connect: 3000 };
@@ -166,7 +170,11 @@ export const test = base.extend<{ tidings: TidingsServer; openInbox: OpenInbox }
         const logs = (p as Page & { __logs?: string[] }).__logs ?? [];
         await testInfo.attach(`page-${i}-console.txt`, { body: logs.join('\n'), contentType: 'text/plain' });
         if (!p.isClosed()) {
-          const d = await p.evaluate(() => JSON.stringify((window as any).demo, (k, v) => (k === 'client' ? undefined : v), 1)).catch(() => 'n/a');
+          // A crashed page never answers: give up after a moment.
+          const d = await Promise.race([
+            p.evaluate(() => JSON.stringify((window as any).demo, (k, v) => (k === 'client' ? undefined : v), 1)).catch(() => 'n/a'),
+            new Promise<string>((r) => setTimeout(() => r('n/a (no answer)'), 3000)),
+          ]);
           await testInfo.attach(`page-${i}-demo.json`, { body: d, contentType: 'application/json' });
         }
       }

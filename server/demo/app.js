@@ -13,6 +13,8 @@
 //   backoff=<ms>     backoff base (cap = 10 × base)     connect=<ms>  connectTimeout (101 to welcome)
 //   longpoll=<s>     long-poll wait (0 = plain polling)
 //   transport=auto|websocket|polling              fallback=<n>  failed attempts before polling
+//   channels=<a,b>   more channels besides demo:<user> (demo:<user>:<name>, demo:news)
+//   share=0          one connection per tab (default: tabs of one user share one)
 
 const h = (s) =>
   String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
@@ -33,6 +35,7 @@ const LAYOUT = `
     <span id="state" data-state="">…</span>
     <span id="transport" data-transport=""></span>
     <span class="cursor">cursor <code id="cursor" data-cursor="">–</code></span>
+    <span class="leader" id="leader" data-leader="" title="Tabs of one user share one connection: one tab holds it."></span>
   </div>
 </header>
 <main>
@@ -84,6 +87,8 @@ export function startInbox({ createClient, server = location.origin, root = docu
     resets: [],
     /** Every `state` change: {state, transport, at, wall} (at = performance.now(), wall = Date.now()). */
     states: [],
+    /** Every `leader` change: {leader, wall}: this tab took (true) or gave up (false) the shared connection. */
+    leaders: [],
     errors: [],
     tokenFetches: 0,
     inboxLoads: 0,
@@ -164,16 +169,20 @@ export function startInbox({ createClient, server = location.origin, root = docu
     return inflight;
   };
 
-  const token = async () => {
+  // The SDK passes the channels the token must grant: the leader of a tab group asks for the union of the group's.
+  const token = async ({ channels } = {}) => {
     const q = new URLSearchParams({ user });
     if (ttl !== undefined) q.set('ttl', String(ttl));
+    if (channels) q.set('channels', channels.join(','));
     const r = await fetch(`${server}/demo/token?${q}`);
     if (!r.ok) throw new Error(`token: HTTP ${r.status}`);
     demo.tokenFetches++;
     return (await r.json()).token;
   };
 
-  const options = { url: server, token, channels: [demo.channel] };
+  const extra = (params.get('channels') || '').split(',').filter((c) => c && c !== demo.channel);
+  const options = { url: server, token, channels: [demo.channel, ...extra] };
+  if (params.get('share') === '0') options.share = false;
   if (params.get('transport')) options.transport = params.get('transport');
   if (num('grace') !== undefined) options.pingGrace = num('grace');
   if (num('fallback') !== undefined) options.fallbackAfter = num('fallback');
@@ -193,7 +202,14 @@ export function startInbox({ createClient, server = location.origin, root = docu
     $('transport').textContent = t === 'websocket' ? 'WebSocket' : t === 'polling' ? 'polling' : '';
     $('transport').dataset.transport = t;
     $('badge').dataset.state = s;
+    $('leader').dataset.leader = String(client.leader);
+    $('leader').textContent = client.leader ? '★ this tab holds the connection' : 'shared from another tab';
   };
+  client.on('leader', (l) => {
+    demo.leaders.push({ leader: l, wall: Date.now() });
+    log(l ? 'this tab now holds the shared connection' : 'this tab gave up the shared connection');
+    badge();
+  });
   let connectedOnce = false;
   client.on('state', (s) => {
     // The first subscription starts "from now on": list again once it is in
@@ -208,7 +224,7 @@ export function startInbox({ createClient, server = location.origin, root = docu
     badge();
   });
   client.on('event', (e) => {
-    demo.received.push({ channel: e.channel, cursor: e.cursor, data: e.data });
+    demo.received.push({ channel: e.channel, cursor: e.cursor, data: e.data, first: e.first, wall: Date.now() });
     $('cursor').textContent = e.cursor;
     $('cursor').dataset.cursor = e.cursor;
     const m = { cursor: e.cursor, data: e.data };

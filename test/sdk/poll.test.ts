@@ -37,7 +37,7 @@ describe('polling transport', () => {
     await h.tick(1000);
     fake.publish('a', 'x');
     await h.tick();
-    expect(h.events).toEqual([{ channel: 'a', cursor: 'a-1', data: 'x' }]);
+    expect(h.events).toEqual([{ channel: 'a', cursor: 'a-1', data: 'x', first: true }]);
     expect(fake.log.polls).toHaveLength(3);
     expect(fake.log.polls[2]!.inm).toBe('"a=a-1;b=a-0"');
   });

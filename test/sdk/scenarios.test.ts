@@ -35,9 +35,9 @@ describe.each(transports)('on %s', (t) => {
     fake.publish('a', 3);
     await h.tick();
     expect(h.events).toEqual([
-      { channel: 'a', cursor: 'a-1', data: 1 },
-      { channel: 'b', cursor: 'a-1', data: 2 },
-      { channel: 'a', cursor: 'a-2', data: 3 },
+      { channel: 'a', cursor: 'a-1', data: 1, first: true },
+      { channel: 'b', cursor: 'a-1', data: 2, first: true },
+      { channel: 'a', cursor: 'a-2', data: 3, first: true },
     ]);
     expect(h.c.cursors()).toEqual({ a: 'a-2', b: 'a-1' });
   });

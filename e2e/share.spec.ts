@@ -1,0 +1,193 @@
+// Tabs share one connection: several pages of one browser context (they share
+// BroadcastChannel and Web Locks like the tabs of one profile) against the
+// companion server, counting its open WebSockets through /metrics and every
+// tab's received events while leaders close, crash and freeze.
+import type { Page } from '@playwright/test';
+import { test, expect, duplicates, type Inbox, type InboxParams } from './fixtures.js';
+import type { TidingsServer } from './support/server.js';
+
+/** Open WebSockets at the server (its tidings_ws_connections gauge). */
+async function sockets(server: TidingsServer): Promise<number> {
+  const text = await (await fetch(server.base + '/metrics')).text();
+  return Number(/^tidings_ws_connections (\d+)/m.exec(text)?.[1] ?? NaN);
+}
+
+const leaderOf = (tabs: Inbox[]) => Promise.all(tabs.map((t) => t.page.evaluate(() => (window as any).demo.client.leader as boolean)));
+
+/** Cursors a tab received on `channel`, in order, duplicates included. */
+const got = (t: Inbox, channel: string): Promise<string[]> =>
+  t.page.evaluate((c) => (window as any).demo.received.filter((e: { channel: string }) => e.channel === c).map((e: { cursor: string }) => e.cursor), channel);
+
+/** Publishes to `channel` every `ms` until stopped; resolves with the cursors, in publish order. */
+function stream(server: TidingsServer, channel: string, ms = 40) {
+  const cursors: string[] = [];
+  let on = true;
+  const done = (async () => {
+    for (let i = 0; on; i++) {
+      cursors.push(await server.publish(channel, { from: 'e2e@tidings', subject: `flow ${i}`, at: Date.now() }));
+      await new Promise((r) => setTimeout(r, ms));
+    }
+    return cursors;
+  })();
+  return { cursors, stop: () => ((on = false), done) };
+}
+
+async function openTabs(n: number, openInbox: (p?: InboxParams & { page?: Page }) => Promise<Inbox>, newPage: () => Promise<Page>, params: InboxParams = {}): Promise<Inbox[]> {
+  const tabs: Inbox[] = [];
+  for (let i = 0; i < n; i++) tabs.push(await openInbox({ page: await newPage(), grace: GRACE, ...params }));
+  for (const t of tabs) await t.waitFor('open', 'websocket');
+  return tabs;
+}
+
+/** Every tab got exactly `cursors` (from the first it got on), each once, in order. */
+async function expectEach(tabs: Inbox[], channel: string, cursors: string[]) {
+  for (const t of tabs) {
+    await expect.poll(() => got(t, channel), { timeout: 10_000 }).toEqual(expect.arrayContaining(cursors));
+    const mine = await got(t, channel);
+    expect(duplicates(mine), 'nothing twice').toEqual([]);
+    expect(mine.filter((c) => cursors.includes(c)), 'in publish order, none missing').toEqual(cursors);
+  }
+}
+
+// A few seconds of grace: on a loaded machine a page's main thread can stall for over a second, and a
+// follower must not take a busy (not stuck) leader's place. Detection stays within ping (1 s) + grace.
+const GRACE = 3000;
+
+test.describe('tabs share one connection', () => {
+  test.describe.configure({ timeout: 90_000 });
+  test('three tabs of one user: one WebSocket at the server, every tab gets every event once, one tab is marked leader', async ({ openInbox, context, tidings }) => {
+    const tabs = await openTabs(3, openInbox, () => context.newPage());
+    await expect.poll(() => sockets(tidings)).toBe(1);
+    expect((await leaderOf(tabs)).filter(Boolean)).toHaveLength(1);
+    // The demo page shows which tab holds the connection.
+    const marks = await Promise.all(tabs.map((t) => t.page.locator('#leader').getAttribute('data-leader')));
+    expect(marks.filter((m) => m === 'true')).toHaveLength(1);
+    expect(marks.filter((m) => m === 'false')).toHaveLength(2);
+    await expect(tabs[(await leaderOf(tabs)).indexOf(true)]!.page.locator('#leader')).toContainText('this tab holds the connection');
+
+    const cursors = await tidings.mail(tabs[0]!.channel, 'one', 'two', 'three');
+    for (const t of tabs) await t.expectDelivered(cursors);
+    // A desktop notification once per event: exactly one tab sees each event as `first`.
+    const firsts = await Promise.all(tabs.map((t) => t.page.evaluate(() => (window as any).demo.received.filter((e: any) => e.first).map((e: any) => e.cursor))));
+    expect(firsts.flat().sort()).toEqual([...cursors].sort());
+    expect(await sockets(tidings)).toBe(1);
+  });
+
+  test('tabs with different channel sets: the leader carries the union, each tab gets only its own channels', async ({ openInbox, context, tidings }) => {
+    const plain = await openInbox({ page: await context.newPage(), grace: GRACE });
+    const team = await openInbox({ page: await context.newPage(), grace: GRACE, channels: 'demo:alice:team' });
+    const news = await openInbox({ page: await context.newPage(), grace: GRACE, channels: 'demo:news' });
+    for (const t of [plain, team, news]) await t.waitFor('open', 'websocket');
+    await expect.poll(() => sockets(tidings)).toBe(1);
+    const inbox = await tidings.mail('demo:alice', 'inbox 1', 'inbox 2');
+    const teamMail = await tidings.mail('demo:alice:team', 'team 1', 'team 2');
+    const newsMail = await tidings.mail('demo:news', 'news 1');
+    await expectEach([plain, team, news], 'demo:alice', inbox);
+    await expectEach([team], 'demo:alice:team', teamMail);
+    await expectEach([news], 'demo:news', newsMail);
+    expect(await got(plain, 'demo:alice:team')).toEqual([]);
+    expect(await got(plain, 'demo:news')).toEqual([]);
+    expect(await got(news, 'demo:alice:team')).toEqual([]);
+    expect(await got(team, 'demo:news')).toEqual([]);
+    expect(await sockets(tidings)).toBe(1);
+  });
+
+  for (const how of ['closes', 'crashes'] as const) {
+    test(`the leader ${how} while events flow: another tab takes over, no gap and no duplicate in any tab`, async ({ openInbox, context, tidings }, testInfo) => {
+      const tabs = await openTabs(3, openInbox, () => context.newPage());
+      await expect.poll(() => sockets(tidings)).toBe(1);
+      const leader = tabs[(await leaderOf(tabs)).indexOf(true)]!;
+      const rest = tabs.filter((t) => t !== leader);
+      const flow = stream(tidings, leader.channel);
+      await expect.poll(() => got(rest[0]!, leader.channel)).not.toEqual([]);
+
+      const t0 = Date.now();
+      if (how === 'closes') await leader.page.close();
+      else {
+        // The renderer dies: no pagehide, no unload; the browser releases its locks. (The command gets no answer.)
+        const cdp = await context.newCDPSession(leader.page);
+        const crashed = new Promise((r) => leader.page.once('crash', r));
+        void cdp.send('Page.crash').catch(() => {});
+        await crashed;
+      }
+      // The next leader is open again: the takeover time (close or crash to the new connection's welcome).
+      await expect
+        .poll(async () => (await leaderOf(rest)).filter(Boolean).length, { timeout: 10_000 })
+        .toBe(1);
+      const next = rest[(await leaderOf(rest)).indexOf(true)]!;
+      await next.page.waitForFunction((t) => (window as any).demo.states.some((s: { state: string; wall: number }) => s.state === 'open' && s.wall > t), t0, { timeout: 20_000 });
+      const opened = await next.page.evaluate((t) => (window as any).demo.states.find((s: { state: string; wall: number }) => s.state === 'open' && s.wall > t).wall, t0);
+      testInfo.annotations.push({ type: 'takeover-ms', description: String(opened - t0) });
+      console.log(`takeover after the leader ${how === 'closes' ? 'closed' : 'crashed'}: ${opened - t0} ms`);
+
+      await new Promise((r) => setTimeout(r, 500));
+      const cursors = await flow.stop();
+      // From the first event each tab got on, every later event exactly once, in order.
+      for (const t of rest) {
+        const mine = await got(t, leader.channel);
+        const from = cursors.indexOf(mine[0]!);
+        await expectEach([t], leader.channel, cursors.slice(from));
+      }
+      await expect.poll(() => sockets(tidings)).toBe(1);
+      for (const t of rest) await t.waitFor('open', 'websocket');
+      expect((await rest[0]!.counters()).resets).toBe(0);
+    });
+  }
+
+  test('a leader page that freezes steps down; one that hangs is replaced within ping + grace', async ({ openInbox, context, tidings }) => {
+    const tabs = await openTabs(2, openInbox, () => context.newPage());
+    const leader = tabs[(await leaderOf(tabs)).indexOf(true)]!;
+    const other = tabs.find((t) => t !== leader)!;
+    // Frozen by the browser (a background tab on a busy machine): `freeze` fires, then nothing runs.
+    const cdp = await context.newCDPSession(leader.page);
+    await cdp.send('Page.setWebLifecycleState', { state: 'frozen' });
+    await expect.poll(() => other.page.evaluate(() => (window as any).demo.client.leader), { timeout: 5_000 }).toBe(true);
+    await other.waitFor('open', 'websocket');
+    const mail = await tidings.mail(other.channel, 'while frozen');
+    await other.expectDelivered(mail);
+    // Back: it follows, and catches up on what it missed.
+    await cdp.send('Page.setWebLifecycleState', { state: 'active' });
+    await leader.expectDelivered(mail);
+    await expect.poll(() => sockets(tidings)).toBe(1);
+
+    // A leader whose page hangs (a busy loop: no event, no timer) keeps its lock; the other tab's heartbeats go
+    // unanswered and it takes the lock over.
+    const now = other;
+    const hung = leader;
+    expect(await now.page.evaluate(() => (window as any).demo.client.leader)).toBe(true);
+    const t0 = Date.now();
+    void now.page.evaluate(() => {
+      const end = Date.now() + 10_000;
+      while (Date.now() < end);
+    }).catch(() => {});
+    await expect.poll(() => hung.page.evaluate(() => (window as any).demo.client.leader), { timeout: 9_000 }).toBe(true);
+    // Heartbeats every grace / 2, two unanswered: within ping (1 s) + grace (3 s), with slack for a loaded machine.
+    expect(Date.now() - t0).toBeLessThan(8_000);
+    await hung.waitFor('open', 'websocket');
+    const after = await tidings.mail(hung.channel, 'after the hang');
+    await hung.expectDelivered(after);
+  });
+
+  test('tabs of different users never share: two users, two connections', async ({ openInbox, context, tidings }) => {
+    const alice = await openInbox({ page: await context.newPage(), grace: GRACE, user: 'alice' });
+    const alice2 = await openInbox({ page: await context.newPage(), grace: GRACE, user: 'alice' });
+    const bob = await openInbox({ page: await context.newPage(), grace: GRACE, user: 'bob' });
+    for (const t of [alice, alice2, bob]) await t.waitFor('open', 'websocket');
+    await expect.poll(() => sockets(tidings)).toBe(2);
+    const forAlice = await tidings.mail('demo:alice', 'for alice');
+    const forBob = await tidings.mail('demo:bob', 'for bob');
+    await alice.expectDelivered(forAlice);
+    await alice2.expectDelivered(forAlice);
+    await bob.expectDelivered(forBob);
+    expect(await got(bob, 'demo:alice')).toEqual([]);
+    expect(await got(alice, 'demo:bob')).toEqual([]);
+  });
+
+  test('share: false gives one connection per tab', async ({ openInbox, context, tidings }) => {
+    const tabs = await openTabs(3, openInbox, () => context.newPage(), { share: 0 });
+    await expect.poll(() => sockets(tidings)).toBe(3);
+    expect(await leaderOf(tabs)).toEqual([true, true, true]);
+    const cursors = await tidings.mail(tabs[0]!.channel, 'to each');
+    for (const t of tabs) await t.expectDelivered(cursors);
+  });
+});
