@@ -1,11 +1,36 @@
-// Builds the browser SDK (src/) into dist/: ESM, CJS, bundled types, and a
-// minified IIFE for <script> tags (window.Tidings). reconnecting-websocket and
-// mitt are bundled into every output: their own typings break under
-// TypeScript NodeNext, and npm users get a package with no runtime deps.
+// Builds the browser SDK (src/) into dist/, one set of files per entry point
+// (ENTRIES below): ESM (.mjs) and CJS (.cjs) with source maps, and bundled
+// types (.d.ts); the main entry also gets a minified IIFE for <script> tags
+// (window.Tidings). reconnecting-websocket and mitt are bundled into every
+// output: their own typings break under TypeScript NodeNext, and npm users get a
+// package with no runtime deps. scripts/stage-packages.mjs then lays dist/ out
+// as the packages ship it (packages/tidings, packages/tidings-server).
 import resolve from '@rollup/plugin-node-resolve';
 import terser from '@rollup/plugin-terser';
 import typescript from '@rollup/plugin-typescript';
 import { dts } from 'rollup-plugin-dts';
+import { resolve as resolvePath } from 'node:path';
+
+/**
+ * Entry points of the SDK package: dist/<name>.* from src/<file>. The first is
+ * the package's main entry (`tidings`); every other one is a subpath
+ * (`tidings/<name>`) that reaches the main entry through the package name, so
+ * an app that imports both runs one copy of the client (and one TidingsError
+ * class), not one per entry.
+ */
+export const ENTRIES = { tidings: 'src/index.ts', react: 'src/react.ts' };
+const [MAIN] = Object.values(ENTRIES);
+const mainId = resolvePath(MAIN);
+
+/** Subpath entries import the main one as `tidings` (an external), never inline it. */
+const mainAsPackage = () => ({
+  name: 'tidings-main-as-package',
+  async resolveId(source, importer, options) {
+    if (!importer || resolvePath(importer) === mainId) return null;
+    const r = await this.resolve(source, importer, { ...options, skipSelf: true });
+    return r && !r.external && resolvePath(r.id) === mainId ? { id: 'tidings', external: true } : null;
+  },
+});
 
 /**
  * Trims reconnecting-websocket 4.4.0 (bundled, unmaintained) to what the SDK
@@ -102,18 +127,23 @@ const ts = () =>
 
 // Third-party notices of the bundled code live in their packages; the min build keeps only this line.
 const banner = '/*! tidings | MIT | includes reconnecting-websocket (MIT), mitt (MIT) */';
+const bannerOf = (name) => (name === 'tidings' ? banner : `/*! tidings/${name} | MIT */`);
+
+/** Peer dependencies a subpath entry may import (never bundled). */
+const external = ['react', 'react-dom'];
 
 export default [
-  {
-    input: 'src/index.ts',
-    plugins: [resolve({ browser: true }), trimRws(), ts()],
+  ...Object.entries(ENTRIES).map(([name, input]) => ({
+    input,
+    external,
+    plugins: [mainAsPackage(), resolve({ browser: true }), trimRws(), ts()],
     output: [
-      { file: 'dist/tidings.mjs', format: 'es', banner },
-      { file: 'dist/tidings.cjs', format: 'cjs', banner },
+      { file: `dist/${name}.mjs`, format: 'es', banner: bannerOf(name), sourcemap: true },
+      { file: `dist/${name}.cjs`, format: 'cjs', banner: bannerOf(name), sourcemap: true },
     ],
-  },
+  })),
   {
-    input: 'src/index.ts',
+    input: MAIN,
     plugins: [resolve({ browser: true }), trimRws(), ts()],
     output: {
       file: 'dist/tidings.min.js',
@@ -132,9 +162,10 @@ export default [
       ],
     },
   },
-  {
-    input: 'src/index.ts',
-    plugins: [dts({ tsconfig: './tsconfig.json', compilerOptions: { types: [] } })],
-    output: { file: 'dist/tidings.d.ts', format: 'es' },
-  },
+  ...Object.entries(ENTRIES).map(([name, input]) => ({
+    input,
+    external,
+    plugins: [mainAsPackage(), dts({ tsconfig: './tsconfig.json', compilerOptions: { types: [] } })],
+    output: { file: `dist/${name}.d.ts`, format: 'es' },
+  })),
 ];

@@ -65,7 +65,7 @@ export function version(): string {
   for (let i = 0; i < 4; i++) {
     try {
       const pkg = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'tidings' && pkg.version) return pkg.version;
+      if (pkg.name?.startsWith('tidings') && pkg.version) return pkg.version;
     } catch { /* not here: one level up */ }
     dir = path.dirname(dir);
   }

@@ -35,8 +35,18 @@ export interface Config {
   helloTimeoutMs: number;
   /** TIDINGS_MAX_CONNECTIONS: open WebSocket connections; above it upgrades get 503. */
   maxConnections: number;
-  /** TIDINGS_MAX_HANDSHAKES: connections between accept and `welcome` (head being read, or waiting for hello); above it 503. */
+  /** TIDINGS_MAX_HANDSHAKES: upgraded connections between the 101 and `welcome` (waiting for hello, subscribing); above it 503. */
   maxHandshakes: number;
+  /** TIDINGS_MAX_PENDING_HEADS: accepted sockets whose request head is not complete yet; past it the oldest is dropped. */
+  maxPendingHeads: number;
+  /** TIDINGS_HEADS_PER_SOURCE: pending heads from one remote address; past it new sockets from it are closed. */
+  headsPerSource: number;
+  /** TIDINGS_HEAD_TIMEOUT_UNDER_LOAD_MS: head deadline once pending heads pass half of maxPendingHeads. */
+  headTimeoutUnderLoadMs: number;
+  /** TIDINGS_MAX_SOCKETS: open sockets on the port, WebSocket and HTTP together; past it new ones are closed at once. */
+  maxSockets: number;
+  /** TIDINGS_LISTEN_BACKLOG: connections the kernel queues before accept (capped by net.core.somaxconn). */
+  listenBacklog: number;
   /** TIDINGS_MAX_HEAD_BYTES: largest upgrade request head; over it 431. */
   maxHeadBytes: number;
   /** TIDINGS_MAX_MESSAGE_BYTES: largest inbound WebSocket message (1009) and publish `data` (413). */
@@ -51,6 +61,18 @@ export interface Config {
   fanoutSlice: number;
   /** TIDINGS_FANOUT_SLICE_MS: time per fan-out slice before yielding (whichever of the two limits comes first). */
   fanoutSliceMs: number;
+  /** TIDINGS_MAX_FANOUT_LAG_MS: delivery lag of the fan-out queue past which publishes get 503 fanout_behind. */
+  maxFanoutLagMs: number;
+  /** TIDINGS_MAX_FANOUT_QUEUE_BYTES: frame bytes waiting in the fan-out queue past which publishes get 503 fanout_behind. */
+  maxFanoutQueueBytes: number;
+  /** TIDINGS_MAX_FRAGMENTS: frames in one fragmented inbound message; past it the connection is closed 1009. */
+  maxFragments: number;
+  /** TIDINGS_MAX_DATA_DEPTH: nesting of arrays/objects in published `data`; deeper is 400 (same on every bus). */
+  maxDataDepth: number;
+  /** TIDINGS_REPLAY_WINDOW_BYTES: replay bytes written ahead of what the client has taken. */
+  replayWindowBytes: number;
+  /** TIDINGS_MAX_REPLAY_BYTES: replay bytes read and not yet written, over all connections; past it hello gets 1013. */
+  maxReplayBytes: number;
   /** TIDINGS_FANOUT_BATCH: queued events of one channel written to a connection in one write (1: one write per event). */
   fanoutBatch: number;
   /** TIDINGS_POLL_INTERVAL_S: X-Poll-Interval under normal load (raised under load). */
@@ -59,6 +81,10 @@ export interface Config {
   maxPollWaitS: number;
   /** TIDINGS_MAX_HELD_POLLS: long-polls held at once; above it 503 + Retry-After. */
   maxHeldPolls: number;
+  /** TIDINGS_MAX_HELD_POLLS_PER_SUB: long-polls held at once for one token subject (`sub`); past it 429. */
+  maxHeldPollsPerSub: number;
+  /** TIDINGS_MAX_HELD_POLLS_PER_SOURCE: long-polls held at once from one remote address; past it 429. */
+  maxHeldPollsPerSource: number;
   /** TIDINGS_DRAIN_WINDOW_MS: the 1012 reconnect window announced on SIGTERM/SIGINT. */
   drainWindowMs: number;
   /**
@@ -95,6 +121,27 @@ export interface Config {
   logLevel: string;
 }
 
+/** Files one process may open (the soft RLIMIT_NOFILE), from /proc on Linux; null where unknown. */
+export function openFileLimit(): number | null {
+  try {
+    const m = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Default TIDINGS_MAX_SOCKETS: the fd limit less 1000 left for Redis, logs and
+ * the sockets of accepted-then-closed connections still being torn down, so the
+ * process never hits EMFILE (accept then fails silently in a loop). Half the
+ * limit when it is small; no cap when it cannot be read.
+ */
+export function defaultMaxSockets(limit: number | null = openFileLimit()): number {
+  if (limit === null) return 0;
+  return limit > 2000 ? limit - 1000 : Math.floor(limit / 2);
+}
+
 export const DEFAULTS: Config = {
   port: 8080,
   host: '127.0.0.1',
@@ -109,6 +156,11 @@ export const DEFAULTS: Config = {
   helloTimeoutMs: 10_000,
   maxConnections: 100_000,
   maxHandshakes: 1_000,
+  maxPendingHeads: 2_000,
+  headsPerSource: 100,
+  headTimeoutUnderLoadMs: 1_000,
+  maxSockets: defaultMaxSockets(),
+  listenBacklog: 4096,
   maxHeadBytes: 8 * 1024,
   maxMessageBytes: 64 * 1024,
   maxOutboundBytes: 1024 * 1024,
@@ -116,10 +168,18 @@ export const DEFAULTS: Config = {
   maxBatch: 100,
   fanoutSlice: 2_000,
   fanoutSliceMs: 4,
+  maxFanoutLagMs: 2_000,
+  maxFanoutQueueBytes: 64 * 1024 * 1024,
+  maxFragments: 128,
+  maxDataDepth: 100,
+  replayWindowBytes: 64 * 1024,
+  maxReplayBytes: 64 * 1024 * 1024,
   fanoutBatch: 32,
   pollIntervalS: 5,
   maxPollWaitS: 30,
   maxHeldPolls: 10_000,
+  maxHeldPollsPerSub: 32,
+  maxHeldPollsPerSource: 1_000,
   drainWindowMs: 10_000,
   drainListenMs: 5_000,
   readyMaxLagMs: 1_000,
@@ -151,7 +211,12 @@ export const SETTINGS: { [K in keyof Config]: [string, string, Kind, string] } =
   pongGraceMs: ['TIDINGS_PONG_GRACE_MS', 'pong-grace-ms', 'int', 'ms to wait for a pong before closing 4408'],
   helloTimeoutMs: ['TIDINGS_HELLO_TIMEOUT_MS', 'hello-timeout-ms', 'int', 'ms from 101 to hello before closing 4408'],
   maxConnections: ['TIDINGS_MAX_CONNECTIONS', 'max-connections', 'int', 'open WebSocket connections; above it upgrades get 503'],
-  maxHandshakes: ['TIDINGS_MAX_HANDSHAKES', 'max-handshakes', 'int', 'connections still handshaking; above it 503'],
+  maxHandshakes: ['TIDINGS_MAX_HANDSHAKES', 'max-handshakes', 'int', 'upgraded connections awaiting hello/welcome; above it 503'],
+  maxPendingHeads: ['TIDINGS_MAX_PENDING_HEADS', 'max-pending-heads', 'int', 'sockets whose request head is incomplete; past it the oldest is dropped'],
+  headsPerSource: ['TIDINGS_HEADS_PER_SOURCE', 'heads-per-source', 'int', 'incomplete request heads per remote address; past it new sockets are closed'],
+  headTimeoutUnderLoadMs: ['TIDINGS_HEAD_TIMEOUT_UNDER_LOAD_MS', 'head-timeout-under-load-ms', 'int', 'head deadline while pending heads are over half their cap'],
+  maxSockets: ['TIDINGS_MAX_SOCKETS', 'max-sockets', 'int', 'open sockets (WebSocket and HTTP); past it new ones are closed (0: no cap)'],
+  listenBacklog: ['TIDINGS_LISTEN_BACKLOG', 'listen-backlog', 'int', 'kernel accept queue length (capped by net.core.somaxconn)'],
   maxHeadBytes: ['TIDINGS_MAX_HEAD_BYTES', 'max-head-bytes', 'int', 'largest upgrade request head (431 past it)'],
   maxMessageBytes: ['TIDINGS_MAX_MESSAGE_BYTES', 'max-message-bytes', 'int', 'largest inbound message (1009) and publish data (413)'],
   maxOutboundBytes: ['TIDINGS_MAX_OUTBOUND_BYTES', 'max-outbound-bytes', 'int', 'unsent bytes per client before closing 1013'],
@@ -159,10 +224,18 @@ export const SETTINGS: { [K in keyof Config]: [string, string, Kind, string] } =
   maxBatch: ['TIDINGS_MAX_BATCH', 'max-batch', 'int', 'events per batch publish'],
   fanoutSlice: ['TIDINGS_FANOUT_SLICE', 'fanout-slice', 'int', 'writes per fan-out slice before yielding'],
   fanoutSliceMs: ['TIDINGS_FANOUT_SLICE_MS', 'fanout-slice-ms', 'int', 'ms per fan-out slice before yielding'],
+  maxFanoutLagMs: ['TIDINGS_MAX_FANOUT_LAG_MS', 'max-fanout-lag-ms', 'int', 'fan-out delivery lag past which publishes get 503'],
+  maxFanoutQueueBytes: ['TIDINGS_MAX_FANOUT_QUEUE_BYTES', 'max-fanout-queue-bytes', 'int', 'fan-out queue bytes past which publishes get 503'],
+  maxFragments: ['TIDINGS_MAX_FRAGMENTS', 'max-fragments', 'int', 'frames per fragmented inbound message (1009 past it)'],
+  maxDataDepth: ['TIDINGS_MAX_DATA_DEPTH', 'max-data-depth', 'int', 'nesting depth of published data (400 past it)'],
+  replayWindowBytes: ['TIDINGS_REPLAY_WINDOW_BYTES', 'replay-window-bytes', 'int', 'replay bytes written ahead of the client per connection'],
+  maxReplayBytes: ['TIDINGS_MAX_REPLAY_BYTES', 'max-replay-bytes', 'int', 'replay bytes held over all connections (1013 past it)'],
   fanoutBatch: ['TIDINGS_FANOUT_BATCH', 'fanout-batch', 'int', 'queued events of a channel sent to a connection in one write (1: off)'],
   pollIntervalS: ['TIDINGS_POLL_INTERVAL_S', 'poll-interval-s', 'int', 'X-Poll-Interval under normal load'],
   maxPollWaitS: ['TIDINGS_MAX_POLL_WAIT_S', 'max-poll-wait-s', 'int', 'cap on Prefer: wait'],
   maxHeldPolls: ['TIDINGS_MAX_HELD_POLLS', 'max-held-polls', 'int', 'long-polls held at once (503 past it)'],
+  maxHeldPollsPerSub: ['TIDINGS_MAX_HELD_POLLS_PER_SUB', 'max-held-polls-per-sub', 'int', 'long-polls held per token subject (429 past it)'],
+  maxHeldPollsPerSource: ['TIDINGS_MAX_HELD_POLLS_PER_SOURCE', 'max-held-polls-per-source', 'int', 'long-polls held per remote address (429 past it)'],
   drainWindowMs: ['TIDINGS_DRAIN_WINDOW_MS', 'drain-window-ms', 'int', 'reconnect window announced with 1012 on drain'],
   drainListenMs: ['TIDINGS_DRAIN_LISTEN_MS', 'drain-listen-ms', 'int', 'ms the listener keeps answering 503 after SIGTERM before it closes'],
   readyMaxLagMs: ['TIDINGS_READY_MAX_LAG_MS', 'ready-max-lag-ms', 'int', 'event-loop delay (p99, ms) past which /readyz answers 503'],
@@ -320,6 +393,10 @@ export function loadConfig(
   if (config.history < 1) throw new ConfigError('history must be at least 1');
   if (config.pingMs < 100) throw new ConfigError('ping-ms must be at least 100');
   if (config.maxPollWaitS > 30) throw new ConfigError('max-poll-wait-s must be at most 30 (PROTOCOL.md)');
+  if (config.maxFragments < 1) throw new ConfigError('max-fragments must be at least 1');
+  if (config.maxDataDepth < 1) throw new ConfigError('max-data-depth must be at least 1');
+  if (config.replayWindowBytes < 1) throw new ConfigError('replay-window-bytes must be at least 1');
+  if (config.listenBacklog < 1) throw new ConfigError('listen-backlog must be at least 1');
   if (config.workers < 1) throw new ConfigError('workers must be at least 1');
   if (config.workerAccept !== 'reuseport' && config.workerAccept !== 'primary') {
     throw new ConfigError(`worker-accept must be reuseport or primary, got "${config.workerAccept}"`);

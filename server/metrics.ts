@@ -17,6 +17,10 @@ export interface Metrics {
   readonly handshakes: Counter;
   /** Handshakes refused, by `reason` (HandshakeRejectReason). */
   readonly handshakeRejections: Counter<'reason'>;
+  /** Open sockets on the port (WebSocket and HTTP), against TIDINGS_MAX_SOCKETS. */
+  readonly openSockets: Gauge;
+  /** Sockets closed at accept, by `reason`: max_sockets, source (per-address head cap), evicted (oldest pending head). */
+  readonly socketsRefused: Counter<'reason'>;
   /** Messages written to subscribers (one per subscriber per message, both transports). */
   readonly messagesOut: Counter;
   /** Bytes written to subscribers. */
@@ -73,6 +77,11 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     name: 'tidings_handshake_rejections_total', help: 'WebSocket handshakes refused, by reason',
     labelNames: ['reason'] as const, registers: [registry],
   });
+  const openSockets = new Gauge({ name: 'tidings_open_sockets', help: 'Open sockets on the port (WebSocket and HTTP)', registers: [registry] });
+  const socketsRefused = new Counter({
+    name: 'tidings_sockets_refused_total', help: 'Sockets closed at accept or while their head was pending, by reason',
+    labelNames: ['reason'] as const, registers: [registry],
+  });
   const messagesOut = new Counter({ name: 'tidings_messages_out_total', help: 'Messages written to subscribers', registers: [registry] });
   const bytesOut = new Counter({ name: 'tidings_bytes_out_total', help: 'Bytes written to subscribers', registers: [registry] });
   const slowConsumerCloses = new Counter({
@@ -97,7 +106,7 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
   });
 
   return {
-    registry, wsConnections, handshakes, handshakeRejections, messagesOut, bytesOut, slowConsumerCloses,
+    registry, wsConnections, handshakes, handshakeRejections, openSockets, socketsRefused, messagesOut, bytesOut, slowConsumerCloses,
     pollResponses, heldPolls, publishes, publishDuration, eventLoopLagMs,
     close() { loop.disable(); },
   };

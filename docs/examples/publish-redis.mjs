@@ -16,12 +16,13 @@ if (!channel || json === undefined) {
 }
 const url = process.env.TIDINGS_REDIS_URL || 'redis://127.0.0.1:6379';
 const history = process.env.TIDINGS_HISTORY || '1000'; // keep equal to the nodes' TIDINGS_HISTORY
+const ttl = process.env.TIDINGS_HISTORY_TTL_S || '604800'; // and to their TIDINGS_HISTORY_TTL_S
 
 const redis = new Redis(url, { maxRetriesPerRequest: 1, retryStrategy: () => null });
 redis.on('error', () => {}); // the command below reports the failure
 try {
-  // FCALL tidings_publish 2 <stream key> <epoch key> <channel> <json> <history>
-  const cursor = await redis.fcall('tidings_publish', 2, `tidings:h:${channel}`, 'tidings:epoch', channel, json, history);
+  // FCALL tidings_publish 2 <stream key> <epoch key> <channel> <json> <history> <ttl_s>
+  const cursor = await redis.fcall('tidings_publish', 2, `tidings:h:${channel}`, 'tidings:epoch', channel, json, history, ttl);
   console.log(cursor);
 } catch (err) {
   const msg = String(err?.message ?? err);

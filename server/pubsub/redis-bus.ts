@@ -77,7 +77,12 @@ export class RedisBus implements Bus {
 
   private readonly watches = new Map<string, Watch>();
   private readonly history: number;
+  /** config.historyTtlS as the function's argument. */
+  private readonly ttl: string;
   private readonly opts: RedisBusOptions;
+  /** Channels watched since the last flush: one SUBSCRIBE for all of them (see watch()). */
+  private toSync: string[] = [];
+  private readonly flushSoon = (): void => this.flushWatches();
   /** Resolves once the library is loaded on the current command connection. */
   private loaded: Promise<void> = Promise.resolve();
   private attempts = 0;
@@ -93,6 +98,7 @@ export class RedisBus implements Bus {
     opts: RedisBusOptions,
   ) {
     this.history = config.history;
+    this.ttl = String(config.historyTtlS);
     this.opts = opts;
     for (const [name, conn] of [['command', cmd], ['subscriber', sub]] as const) {
       // ioredis emits 'error' on every failed attempt; an unhandled 'error' would crash the process.
@@ -123,7 +129,9 @@ export class RedisBus implements Bus {
       autoResubscribe: false,
       retryStrategy: (times: number) => (bus && bus.closed ? null : reconnectDelay(times, opts.backoffBaseMs, opts.backoffCapMs, opts.random)),
     };
-    const cmd = new Redis(url, { ...connOpts, connectionName: 'tidings-cmd' });
+    // Auto-pipelining: the head reads of a burst of new subscribers (and the
+    // publishes of a burst) leave in one write instead of one each.
+    const cmd = new Redis(url, { ...connOpts, connectionName: 'tidings-cmd', enableAutoPipelining: true });
     const sub = new Redis(url, { ...connOpts, connectionName: 'tidings-sub' });
     bus = new RedisBus(cmd, sub, config, log, opts);
     try {
@@ -143,20 +151,30 @@ export class RedisBus implements Bus {
     if (events.length === 0) return [];
     if (events.length === 1) {
       const e = events[0]!;
-      return [(await this.fcall('tidings_publish', e.channel, e.json, String(this.history))) as string];
+      return [(await this.fcall('tidings_publish', e.channel, e.json, String(this.history), this.ttl)) as string];
     }
     // A batch in MULTI/EXEC: in order, nothing interleaved; each event atomic by the function.
     return this.run(async () => {
       const m = this.cmd.multi();
-      for (const e of events) m.fcall('tidings_publish', 2, streamKey(e.channel), EPOCH_KEY, e.channel, e.json, String(this.history));
+      for (const e of events) m.fcall('tidings_publish', 2, streamKey(e.channel), EPOCH_KEY, e.channel, e.json, String(this.history), this.ttl);
       const res = await m.exec();
       if (!res) throw new BusUnavailableError('Redis transaction aborted', this.retryAfterS());
       return res.map(([err, cursor]) => { if (err) throw err; return cursor as string; });
     });
   }
 
+  /**
+   * A watched channel's head is what this node last delivered for it (read
+   * from Redis when the watch began, then advanced by every live event): any
+   * later event reaches the hub, so it is a valid starting point without a
+   * second round trip. Unwatched channels (polls) ask Redis, and so does
+   * everyone while a connection is down (the answer is then BUS_UNAVAILABLE:
+   * a subscriber is not welcomed on a head this node cannot keep up to date).
+   */
   async head(channel: string): Promise<string> {
     await this.whenLive(channel);
+    const w = this.watches.get(channel);
+    if (w !== undefined && w.phase === 'live' && this.health() === 'ok') return w.last;
     return (await this.fcall('tidings_head', channel)) as string;
   }
 
@@ -177,8 +195,15 @@ export class RedisBus implements Bus {
     const w = this.watches.get(channel);
     if (w) { w.refs++; return; }
     this.watches.set(channel, { phase: 'syncing', refs: 1, last: null, pending: [], waiters: [], gen: 0 });
-    if (this.sub.status === 'ready') void this.sync([channel]);
-    // Otherwise the subscriber's next 'ready' resyncs every watched channel.
+    // Channels watched in one turn of the event loop (a connect storm) share one
+    // SUBSCRIBE. If the subscriber is not ready, its next 'ready' resyncs every watched channel.
+    if (this.toSync.push(channel) === 1) setImmediate(this.flushSoon);
+  }
+
+  private flushWatches(): void {
+    const channels = [...new Set(this.toSync)].filter((ch) => this.watches.get(ch)?.phase === 'syncing');
+    this.toSync = [];
+    if (channels.length > 0 && this.sub.status === 'ready') void this.sync(channels);
   }
 
   unwatch(channel: string): void {

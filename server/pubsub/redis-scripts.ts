@@ -133,10 +133,16 @@ local function stream_info(stream)
   return s
 end
 
--- FCALL tidings_publish 2 tidings:h:<channel> ${EPOCH_KEY} <channel> <json> [history=1000]
+-- FCALL tidings_publish 2 tidings:h:<channel> ${EPOCH_KEY} <channel> <json> [history=1000] [ttl_s=0]
 -- Appends to history and publishes live in one step; returns the cursor.
+-- ttl_s > 0: the stream expires after that many seconds without a publish, so
+-- the history of users who never come back does not stay in Redis forever.
 redis.register_function('tidings_publish', function(keys, args)
   local channel, json, history = args[1], args[2], args[3] or '1000'
+  local ttl = tonumber(args[4] or '0')
+  if not ttl or ttl < 0 or ttl ~= math.floor(ttl) then
+    return redis.error_reply('BADTTL ttl must be a non-negative integer (seconds)')
+  end
   local bad = check_channel(keys, channel)
   if bad then return bad end
   if type(json) ~= 'string' or not pcall(cjson.decode, json) then
@@ -149,6 +155,7 @@ redis.register_function('tidings_publish', function(keys, args)
   local e = epoch(keys[2])
   -- MAXLEN ~ trims whole macro nodes: Redis may keep more than n, never fewer.
   local id = redis.call('XADD', keys[1], 'MAXLEN', '~', n, '*', 'd', json)
+  if ttl > 0 then redis.call('EXPIRE', keys[1], ttl) end
   local cursor = e .. '.' .. id
   redis.call('PUBLISH', 'tidings:e:' .. channel, cursor .. ' ' .. json)
   return cursor
@@ -166,7 +173,10 @@ end)
 -- Continuity proof: same epoch; cursor not ahead of the last generated ID;
 -- nothing after the cursor deleted (max-deleted-entry-id <= cursor); and if
 -- anything was ever trimmed, the first retained entry is at or before the
--- cursor. Otherwise reset: we may hold more than asked, never guess.
+-- cursor; and the cursor's entry belongs to this stream: an entry cursor older
+-- than the first entry of a stream that never lost one comes from a stream that
+-- expired (ttl) and was created anew. Otherwise reset: we may hold more than
+-- asked, never guess.
 redis.register_function('tidings_read', function(keys, args)
   local bad = check_channel(keys, args[1])
   if bad then return bad end
@@ -177,7 +187,8 @@ redis.register_function('tidings_read', function(keys, args)
   local ce, cid = args[2], args[3]
   if ce ~= e or type(cid) ~= 'string' or not string.match(cid, '^%d+%-%d+$')
     or cmp_id(cid, last) > 0 or cmp_id(s.maxdel, cid) > 0
-    or (s.removed and cmp_id(cid, last) < 0 and (not s.first or cmp_id(s.first, cid) > 0)) then
+    or (s.removed and cmp_id(cid, last) < 0 and (not s.first or cmp_id(s.first, cid) > 0))
+    or (cid ~= '0-0' and s.first and cmp_id(s.first, cid) > 0) then
     return {'reset', head}
   end
   local out = {'events', head}

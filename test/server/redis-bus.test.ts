@@ -155,6 +155,80 @@ describe('RedisBus against a real redis-server', () => {
     expect(await bus.readAfter(ch, cs[1]!)).toMatchObject({ kind: 'events', events: [{ cursor: cs[2] }] });
   });
 
+  /** Calls of one command so far (INFO commandstats counts calls made inside functions too). */
+  async function calls(admin: Redis, cmd: string): Promise<number> {
+    const info = await admin.info('commandstats');
+    const m = new RegExp(`^cmdstat_${cmd}:calls=(\\d+)`, 'm').exec(info);
+    return m ? Number(m[1]) : 0;
+  }
+
+  it('subscribes the channels watched in one turn of the event loop with ONE SUBSCRIBE, and answers a watched head without a round trip', async () => {
+    const bus = await open();
+    const admin = new Redis(redis.url);
+    try {
+      const names = Array.from({ length: 100 }, () => channel());
+      const sub0 = await calls(admin, 'subscribe');
+      const fcall0 = await calls(admin, 'fcall');
+      for (const ch of names) bus.watch(ch);
+      const heads = await Promise.all(names.map((ch) => bus.head(ch)));
+      expect(await calls(admin, 'subscribe')).toBe(sub0 + 1);
+      // One head read per channel when its watch begins; the hello's head() reuses it.
+      expect(await calls(admin, 'fcall')).toBe(fcall0 + 100);
+      for (const h of heads) expect(h).toMatch(/\.0-0$/);
+      // A live watched channel's head follows the events it delivers.
+      const [c] = await bus.publish([{ channel: names[0]!, json: json(1) }]);
+      await until(async () => (await bus.head(names[0]!)) === c, 'head follows the live event');
+      const f1 = await calls(admin, 'fcall');
+      expect(await bus.head(names[0]!)).toBe(c);
+      expect(await calls(admin, 'fcall')).toBe(f1);
+    } finally {
+      admin.disconnect();
+    }
+  });
+
+  it('lets an idle channel\'s history expire after TIDINGS_HISTORY_TTL_S without a publish (0: never)', async () => {
+    const admin = new Redis(redis.url);
+    try {
+      const bus = await open({ historyTtlS: 30 });
+      const ch = channel();
+      await bus.publish([{ channel: ch, json: json(1) }]);
+      const ttl = await admin.ttl(streamKey(ch));
+      expect(ttl).toBeGreaterThan(25);
+      expect(ttl).toBeLessThanOrEqual(30);
+      // A batch publish refreshes it too.
+      await admin.expire(streamKey(ch), 5);
+      await bus.publish([{ channel: ch, json: json(2) }, { channel: channel(), json: json(3) }]);
+      expect(await admin.ttl(streamKey(ch))).toBeGreaterThan(25);
+      const forever = await open({ historyTtlS: 0 });
+      const ch2 = channel();
+      await forever.publish([{ channel: ch2, json: json(1) }]);
+      expect(await admin.ttl(streamKey(ch2))).toBe(-1);
+      // It really goes: with a 1 s TTL the key is gone after it.
+      const short = await open({ historyTtlS: 1 });
+      const ch3 = channel();
+      await short.publish([{ channel: ch3, json: json(1) }]);
+      await until(async () => (await admin.exists(streamKey(ch3))) === 0, 'stream expired', 5_000);
+    } finally {
+      admin.disconnect();
+    }
+  });
+
+  it('answers reset to a cursor from a stream that expired, even once the channel has a new stream', async () => {
+    const bus = await open();
+    const ch = channel();
+    const zero = await bus.head(ch);
+    const [c1] = await bus.publish([{ channel: ch, json: json(1) }]);
+    const admin = new Redis(redis.url);
+    await admin.del(streamKey(ch)); // what the TTL does
+    admin.disconnect();
+    expect(await bus.readAfter(ch, c1!)).toEqual({ kind: 'reset', head: zero });
+    const [c2] = await bus.publish([{ channel: ch, json: json(2) }]);
+    // The new stream never lost an entry, yet c1 is not in it: c1's successors may be gone.
+    expect(await bus.readAfter(ch, c1!)).toEqual({ kind: 'reset', head: c2 });
+    expect(await bus.readAfter(ch, c2!)).toEqual({ kind: 'events', events: [] });
+    expect(await bus.readAfter(ch, zero)).toMatchObject({ kind: 'events', events: [{ cursor: c2 }] });
+  });
+
   it('delivers a publish on one node to the watchers of every node, once each, in order', async () => {
     const [a, b, c] = [await open(), await open(), await open()];
     const got = [collect(a), collect(b), collect(c)];
