@@ -1,6 +1,7 @@
 // Every setting and limit, declared once: name, default, why (STYLE.md §12).
 // Environment variables (PROTOCOL.md "Server configuration") with flags that mirror them.
 import { randomBytes } from 'node:crypto';
+import { parseSeed } from './pubsub/seeds.js';
 import { readFileSync } from 'node:fs';
 import type { SubscriberKey } from './auth/tokens.js';
 import { ConfigError } from './config-error.js';
@@ -97,6 +98,10 @@ export interface Config {
   readyMaxLagMs: number;
   /** TIDINGS_REDIS_URL: Redis bus and history for several nodes; empty = in-memory bus. */
   redisUrl: string;
+  /** TIDINGS_REDIS_CLUSTER: Redis Cluster seed nodes (host:port, comma-separated); exclusive with redisUrl. */
+  redisCluster: string[];
+  /** TIDINGS_PUBLISH_TIMEOUT_MS: a publish not stored (cluster: and acknowledged by a replica) within this answers 503. */
+  publishTimeoutMs: number;
   /** TIDINGS_WORKERS / --workers: processes sharing the port (needs Redis when > 1). */
   workers: number;
   /** TIDINGS_WORKER_ACCEPT: `reuseport` (each worker accepts on its own SO_REUSEPORT socket) or `primary` (node:cluster hand-off). */
@@ -184,6 +189,8 @@ export const DEFAULTS: Config = {
   drainListenMs: 5_000,
   readyMaxLagMs: 1_000,
   redisUrl: '',
+  redisCluster: [],
+  publishTimeoutMs: 2_000,
   workers: 1,
   // SO_REUSEPORT is Linux's (and Node's reusePort option only works there and on a few BSDs).
   workerAccept: process.platform === 'linux' ? 'reuseport' : 'primary',
@@ -240,6 +247,8 @@ export const SETTINGS: { [K in keyof Config]: [string, string, Kind, string] } =
   drainListenMs: ['TIDINGS_DRAIN_LISTEN_MS', 'drain-listen-ms', 'int', 'ms the listener keeps answering 503 after SIGTERM before it closes'],
   readyMaxLagMs: ['TIDINGS_READY_MAX_LAG_MS', 'ready-max-lag-ms', 'int', 'event-loop delay (p99, ms) past which /readyz answers 503'],
   redisUrl: ['TIDINGS_REDIS_URL', 'redis-url', 'string', 'Redis URL for several nodes (empty: in-memory bus)'],
+  redisCluster: ['TIDINGS_REDIS_CLUSTER', 'redis-cluster', 'list', 'Redis Cluster seed nodes, host:port,host:port (instead of --redis-url)'],
+  publishTimeoutMs: ['TIDINGS_PUBLISH_TIMEOUT_MS', 'publish-timeout-ms', 'int', 'ms for a publish to be stored (and replicated on a cluster) before 503'],
   workers: ['TIDINGS_WORKERS', 'workers', 'int', 'worker processes sharing the port (needs Redis when > 1)'],
   workerAccept: ['TIDINGS_WORKER_ACCEPT', 'worker-accept', 'string', 'how workers get connections: reuseport (own SO_REUSEPORT socket each) or primary (node:cluster hand-off)'],
   workerSemiSpaceMb: ['TIDINGS_WORKER_SEMI_SPACE_MB', 'worker-semi-space-mb', 'int', 'V8 young-generation semi-space per worker in MB (0: V8 default)'],
@@ -403,7 +412,14 @@ export function loadConfig(
   }
   if (config.fanoutBatch < 1) throw new ConfigError('fanout-batch must be at least 1 (1: one write per event)');
   if (config.workerSemiSpaceMb > 256) throw new ConfigError('worker-semi-space-mb must be at most 256');
-  if (config.workers > 1 && !config.redisUrl) throw new ConfigError('--workers > 1 needs TIDINGS_REDIS_URL: workers share events through Redis');
+  if (config.redisUrl && config.redisCluster.length > 0) {
+    throw new ConfigError('TIDINGS_REDIS_URL and TIDINGS_REDIS_CLUSTER are both set: use one (the URL for a single Redis, the seed list for a Redis Cluster)');
+  }
+  for (const seed of config.redisCluster) {
+    try { parseSeed(seed); } catch (err) { throw new ConfigError(`TIDINGS_REDIS_CLUSTER: ${(err as Error).message}`); }
+  }
+  if (config.publishTimeoutMs < 1) throw new ConfigError('publish-timeout-ms must be at least 1');
+  if (config.workers > 1 && !config.redisUrl && config.redisCluster.length === 0) throw new ConfigError('--workers > 1 needs TIDINGS_REDIS_URL or TIDINGS_REDIS_CLUSTER: workers share events through Redis');
   const warnings: string[] = [];
   const generated: ('subscriberSecret' | 'publisherKey')[] = [];
   if (config.subscriberSecrets.length > 0) {
