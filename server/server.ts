@@ -59,7 +59,7 @@ function pendingBus(): Bus {
   const no = () => Promise.reject(new BusUnavailableError('bus not connected yet'));
   return {
     publish: no, head: no, readAfter: no, isAfter: () => false, watch() {}, unwatch() {},
-    onEvent: null, onGap: null, health: () => 'degraded', close: async () => {},
+    onEvent: null, onGap: null, health: () => 'degraded', ping: async () => false, close: async () => {},
   };
 }
 
@@ -73,7 +73,7 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
   const log = opts.log ?? createLogger({ level: config.logLevel });
   const metrics = opts.metrics ?? createMetrics();
   const liveListeners = new Set<(e: StoredEvent) => void>();
-  const useRedis = !opts.bus && config.redisUrl !== '';
+  const useRedis = !opts.bus && (config.redisUrl !== '' || config.redisCluster.length > 0);
   let bus: Bus = opts.bus ?? (useRedis ? pendingBus() : new MemoryBus({ history: config.history }));
 
   const ctx: ServerContext = {
@@ -148,13 +148,13 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
   async function listen(): Promise<{ host: string; port: number }> {
     if (needRedis) {
       needRedis = false;
-      let mod: { RedisBus: { connect(url: string, config: Config, log: Logger): Promise<Bus> } };
+      let mod: { RedisBus: { fromConfig(config: Config, log: Logger): Promise<Bus> } };
       try {
         mod = (await import('./pubsub/redis-bus.js')) as unknown as typeof mod;
       } catch (err) {
-        throw new Error(`TIDINGS_REDIS_URL is set but the Redis bus is not available: ${(err as Error).message}`);
+        throw new Error(`TIDINGS_REDIS_URL or TIDINGS_REDIS_CLUSTER is set but the Redis bus is not available: ${(err as Error).message}`);
       }
-      wireBus(await mod.RedisBus.connect(config.redisUrl, config, log));
+      wireBus(await mod.RedisBus.fromConfig(config, log));
     }
     handler = createHttpHandler(ctx, opts.httpOptions);
     httpServer.on('request', handler);

@@ -3,6 +3,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { cachedSubscriberClaims, TokenError, verifySubscriberToken, type SubscriberClaims } from '../auth/tokens.js';
 import type { ServerContext } from '../context.js';
+import { subscriberKeyring } from '../config.js';
 import type { Bus, Replay, StoredEvent } from '../pubsub/bus.js';
 import { CHANNEL_RE, parseChannelList } from '../pubsub/channels.js';
 import { CURSOR_RE } from '../pubsub/cursor.js';
@@ -194,12 +195,12 @@ export function handlePoll(req: IncomingMessage, res: ServerResponse, channelsPa
     const token = tokenOf(req);
     let claims: SubscriberClaims | undefined;
     try {
-      claims = cachedSubscriberClaims(config.subscriberSecret, token);
+      claims = cachedSubscriberClaims(subscriberKeyring(config), token);
     } catch (err) {
       return tokenFailed(res, cors, deps, err);
     }
     if (claims !== undefined) return authorized(req, res, channelsParam, cors, deps, claims);
-    verifySubscriberToken(config.subscriberSecret, token)
+    verifySubscriberToken(subscriberKeyring(config), token)
       .then((c) => authorized(req, res, channelsParam, cors, deps, c), (err) => tokenFailed(res, cors, deps, err))
       .catch((err) => failed(res, cors, deps, err));
   } catch (err) {

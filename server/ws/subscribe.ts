@@ -4,6 +4,7 @@ import { eventMessage, resetMessage } from '../pubsub/hub.js';
 import type { Replay } from '../pubsub/bus.js';
 import { CURSOR_RE } from '../pubsub/cursor.js';
 import { TokenError, verifySubscriberToken } from '../auth/tokens.js';
+import { subscriberKeyring } from '../config.js';
 import { encodeText } from './frame.js';
 import { parseHello, welcomeMessage } from './hello.js';
 import { admitReplay, replayBytes } from './replay-budget.js';
@@ -21,7 +22,7 @@ export async function hello(c: Connection, msg: unknown): Promise<void> {
   }
   let granted: string[];
   try {
-    granted = (await verifySubscriberToken(config.subscriberSecret, h.token)).ch;
+    granted = (await verifySubscriberToken(subscriberKeyring(config), h.token)).ch;
   } catch (err) {
     if (err instanceof TokenError) return closeConnection(c, 4401, 'token ' + err.code);
     rt.ctx.log.error({ err }, 'token verification failed');
