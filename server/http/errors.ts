@@ -24,6 +24,7 @@ export const HTTP_ERRORS = {
   draining: 503,             // with Retry-After
   over_capacity: 503,        // with Retry-After
   bus_unavailable: 503,      // with Retry-After
+  fanout_behind: 503,        // publish refused: delivery to subscribers is too far behind; with Retry-After
 } as const;
 export type HttpErrorCode = keyof typeof HTTP_ERRORS;
 

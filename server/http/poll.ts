@@ -3,6 +3,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { cachedSubscriberClaims, TokenError, verifySubscriberToken, type SubscriberClaims } from '../auth/tokens.js';
 import type { ServerContext } from '../context.js';
+import { subscriberKeyring } from '../config.js';
 import type { Bus, Replay, StoredEvent } from '../pubsub/bus.js';
 import { CHANNEL_RE, parseChannelList } from '../pubsub/channels.js';
 import { CURSOR_RE } from '../pubsub/cursor.js';
@@ -41,7 +42,8 @@ export function resetMessage(channel: string, head: string): string {
  * If-None-Match). 304 when any validator names the current head of every channel
  * (RFC 9110 §13.1.2: If-None-Match is false if any tag matches). Otherwise the
  * events after the first validator's cursors, or a reset per channel; a channel
- * the validator does not mention starts "from now on": no messages, its head in the ETag.
+ * the validator does not mention gets a reset too (nothing proves the client has
+ * every event of it), with its head in the ETag.
  */
 export async function evaluatePoll(
   bus: Bus, channels: readonly string[], validators: Cursors[] | null, budget: number = POLL_BUDGET_BYTES,
@@ -68,7 +70,6 @@ type ChannelRead =
 function outcomeOf(replays: readonly ChannelRead[], budget: number): PollOutcome {
   const after: Cursors = new Map();
   const messages: string[] = [];
-  let complete = true;
   let bytes = 0;
   let more = false;
   /** False once the budget is spent; the first message always fits. */
@@ -84,8 +85,12 @@ function outcomeOf(replays: readonly ChannelRead[], budget: number): PollOutcome
   };
   for (const r of replays) {
     if (r.c === undefined) {
-      complete = false;
-      after.set(r.ch, r.head);
+      // The client sent a validator that does not name this channel (or names
+      // none: If-None-Match: ""). It may be missing events we cannot prove it
+      // has: reset, never a silent "from now on" (PROTOCOL.md "No silent loss").
+      // Cut by the budget: left out of the ETag too, so the next poll asks again.
+      const m = resetMessage(r.ch, r.head);
+      if (fits(m)) { messages.push(m); after.set(r.ch, r.head); }
     } else if (r.replay.kind === 'reset') {
       const m = resetMessage(r.ch, r.replay.head);
       if (fits(m)) messages.push(m);
@@ -102,7 +107,7 @@ function outcomeOf(replays: readonly ChannelRead[], budget: number): PollOutcome
     }
   }
   const etag = buildValidator(after);
-  if (messages.length === 0 && complete) return { kind: 'not-modified', etag };
+  if (messages.length === 0) return { kind: 'not-modified', etag };
   return { kind: 'changed', messages, etag, more };
 }
 
@@ -190,12 +195,12 @@ export function handlePoll(req: IncomingMessage, res: ServerResponse, channelsPa
     const token = tokenOf(req);
     let claims: SubscriberClaims | undefined;
     try {
-      claims = cachedSubscriberClaims(config.subscriberSecret, token);
+      claims = cachedSubscriberClaims(subscriberKeyring(config), token);
     } catch (err) {
       return tokenFailed(res, cors, deps, err);
     }
     if (claims !== undefined) return authorized(req, res, channelsParam, cors, deps, claims);
-    verifySubscriberToken(config.subscriberSecret, token)
+    verifySubscriberToken(subscriberKeyring(config), token)
       .then((c) => authorized(req, res, channelsParam, cors, deps, c), (err) => tokenFailed(res, cors, deps, err))
       .catch((err) => failed(res, cors, deps, err));
   } catch (err) {
