@@ -117,6 +117,9 @@ function isOutage(err: unknown): boolean {
   return c !== 'refused' && c !== 'noscript';
 }
 
+/** How long a primary's replica count (ROLE) is trusted before it is asked again. */
+const REPLICA_COUNT_TTL_MS = 1_000;
+
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Where to connect: one Redis URL, or cluster seed nodes. */
@@ -236,6 +239,9 @@ export class RedisBus implements Bus {
       retryDelayOnClusterDown: 100,
       retryDelayOnTryAgain: 100,
       slotsRefreshTimeout: 1_000,
+      // Without it ioredis looks at the topology only on errors; a moved slot whose
+      // SUNSUBSCRIBE we missed is then found within this.
+      slotsRefreshInterval: 5_000,
       enableAutoPipelining: true,
       redisOptions: { ...auth, commandTimeout: opts.commandTimeoutMs, connectionName: 'tidings-cmd' },
     });
@@ -425,20 +431,22 @@ export class RedisBus implements Bus {
     const byChannel = new Map<string, number[]>();
     events.forEach((e, i) => { const l = byChannel.get(e.channel); if (l) l.push(i); else byChannel.set(e.channel, [i]); });
     const cursors: string[] = new Array(events.length);
-    /** Primaries written to, with their replica count at the time. */
-    const written = new Map<Redis, number>();
+    /** Primaries written to. */
+    const written = new Set<Redis>();
     await Promise.all([...byChannel].map(async ([channel, idx]) => {
       for (const i of idx) {
         const r = await this.publishOnOwner(cluster, channel, events[i]!.json, deadline);
         cursors[i] = r.cursor;
-        written.set(r.node, Math.max(written.get(r.node) ?? 0, r.replicas));
+        written.add(r.node);
       }
     }));
     // Never a 200 for an event a failover could lose: a primary that has a
     // replica must hear from one. One with none has nothing to wait for (a
     // fixed WAIT 1 would refuse every publish on it forever).
-    await Promise.all([...written].filter(([, replicas]) => replicas > 0).map(async ([node]) => {
-      const left = Math.max(1, deadline - Date.now());
+    await Promise.all([...written].map(async (node) => {
+      if ((await this.replicasOf(node)) === 0) return;
+      // A little under the deadline, so the answer is this clear refusal rather than the generic timeout.
+      const left = Math.max(1, deadline - Date.now() - 50);
       let acked: number;
       try {
         acked = Number(await node.call('WAIT', '1', String(left)));
@@ -452,7 +460,39 @@ export class RedisBus implements Bus {
     return cursors;
   }
 
-  private async publishOnOwner(cluster: Cluster, channel: string, json: string, deadline: number): Promise<{ cursor: string; node: Redis; replicas: number }> {
+  /** Primary (host:port) -> its replica count, when it was asked, and the ask in flight. */
+  private readonly replicaCounts = new Map<string, { n: number; at: number; asking: Promise<number> | null }>();
+
+  /**
+   * How many replicas a primary has that the cluster does not consider failed
+   * (CLUSTER REPLICAS, asked of the primary itself). Not ROLE's connected
+   * replicas: a replica whose link just broke is still the one a failover
+   * promotes, so an event it never got must not be acknowledged; and not
+   * CLUSTER SLOTS, which omits a replica still syncing. A replica flagged FAIL
+   * (after cluster-node-timeout) stops counting, so a shard left without one
+   * is not refused forever. Cached for REPLICA_COUNT_TTL_MS; the first ask
+   * waits, later ones refresh in the background.
+   */
+  private async replicasOf(node: Redis): Promise<number> {
+    const key = nodeKey(node);
+    const cached = this.replicaCounts.get(key);
+    const ask = (): Promise<number> => {
+      const p = (async () => {
+        const id = String(await node.call('CLUSTER', 'MYID'));
+        return countReplicas(String(await node.call('CLUSTER', 'REPLICAS', id)));
+      })().then(
+        (n) => n,
+        () => cached?.n ?? 1, // unknown: assume a replica, so an event is never acknowledged unreplicated
+      ).then((n) => { this.replicaCounts.set(key, { n, at: Date.now(), asking: null }); return n; });
+      this.replicaCounts.set(key, { n: cached?.n ?? 1, at: cached?.at ?? 0, asking: p });
+      return p;
+    };
+    if (!cached) return ask();
+    if (Date.now() - cached.at > REPLICA_COUNT_TTL_MS && !cached.asking) void ask();
+    return cached.n;
+  }
+
+  private async publishOnOwner(cluster: Cluster, channel: string, json: string, deadline: number): Promise<{ cursor: string; node: Redis }> {
     const slot = calculateSlot(liveKey(channel));
     let ask: string | null = null;
     for (let attempt = 1; ; attempt++) {
@@ -471,10 +511,10 @@ export class RedisBus implements Bus {
         if (ask !== null) {
           ask = null;
           const [, res] = await Promise.all([node.call('ASKING'), node.fcall('tidings_publish', 2, streamKey(channel), epochKey(channel), channel, json, this.history, this.ttl)]);
-          return { cursor: res as string, node, replicas: this.replicasOf(cluster, slot) };
+          return { cursor: res as string, node };
         }
         const cursor = (await node.fcall('tidings_publish', 2, streamKey(channel), epochKey(channel), channel, json, this.history, this.ttl)) as string;
-        return { cursor, node, replicas: this.replicasOf(cluster, slot) };
+        return { cursor, node };
       } catch (err) {
         switch (classifyPublishError(err)) {
           case 'moved':
@@ -497,10 +537,6 @@ export class RedisBus implements Bus {
         }
       }
     }
-  }
-
-  private replicasOf(cluster: Cluster, slot: number): number {
-    return Math.max(0, (cluster.slots[slot]?.length ?? 1) - 1);
   }
 
   // ---- reads ----------------------------------------------------------------
@@ -856,6 +892,14 @@ export class RedisBus implements Bus {
     const ms = reconnectDelay(this.attempts + 1, this.opts.backoffBaseMs, this.opts.backoffCapMs, () => 1);
     return Math.max(1, Math.ceil(ms / 1000));
   }
+}
+
+/** Pure: replicas in a CLUSTER REPLICAS answer that are not flagged `fail` (`fail?` still counts). */
+export function countReplicas(text: string): number {
+  return text.split('\n').filter((line) => {
+    const flags = line.split(' ')[2];
+    return flags !== undefined && !flags.split(',').includes('fail');
+  }).length;
 }
 
 function nodeKey(node: Redis): string {
