@@ -99,6 +99,7 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
       frozen: false,
       connections: () => runtime.conns.size,
     },
+    fanout: () => hub.backlog(),
     onLiveEvent(listener) {
       liveListeners.add(listener);
       return () => { liveListeners.delete(listener); };
@@ -122,6 +123,7 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
   // for up to 90 s). node answers 408 and closes. Requests with an Upgrade
   // header that is not our WebSocket are plain requests (h2c on /healthz); only
   // GET /v1/ws reaches the 'upgrade' event.
+  metrics.fanoutSource = () => (ctx.fanout ?? (() => hub.backlog()))();
   const httpServer = http.createServer({
     shouldUpgradeCallback: isWsUpgrade,
     headersTimeout: config.helloTimeoutMs,
@@ -133,7 +135,7 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
   httpServer.emit('listening');
   const runtime: Runtime = {
     ctx, config, hub, wheel, now: wheel.now, httpServer, conns: new Set(), handshakes: 0, heads: new Set(),
-    sockets: 0, sources: new SourceCounts(), refusedLog: new RateLimitedLog(10_000),
+    sockets: 0, sources: new SourceCounts(), refusedLog: new RateLimitedLog(10_000), replayBytes: 0,
   };
   const gateway: NetServer = createGateway(runtime);
   let handler: HttpHandler | null = null;

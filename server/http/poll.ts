@@ -47,7 +47,7 @@ export function resetMessage(channel: string, head: string): string {
  * every event of it), with its head in the ETag.
  */
 export async function evaluatePoll(
-  bus: Bus, channels: readonly string[], validators: Cursors[] | null, budget: number = POLL_BUDGET_BYTES,
+  bus: Pick<Bus, 'head' | 'readAfter'>, channels: readonly string[], validators: Cursors[] | null, budget: number = POLL_BUDGET_BYTES,
 ): Promise<PollOutcome> {
   if (validators === null || validators.length > 1) {
     const heads: Cursors = new Map(await Promise.all(channels.map(async (ch) => [ch, await bus.head(ch)] as [string, string])));
@@ -125,6 +125,8 @@ export function bearerToken(header: string | undefined): string | null {
 export interface PollDeps {
   ctx: ServerContext;
   held: HeldPolls;
+  /** Shared reads for woken long-polls (one read per channel and cursor per event). @default ctx.bus, unshared */
+  reads?: Pick<Bus, 'head' | 'readAfter'>;
   /** Bytes of messages per poll answer. @default POLL_BUDGET_BYTES */
   budget?: number;
   /** For the draining Retry-After spread. @default Math.random */
@@ -259,7 +261,7 @@ function authorized(
   const inm = req.headers['if-none-match'];
   const cursor = channels.length === 1 && inm !== undefined && req.headers.prefer === undefined ? soleCursor(inm, channels[0]!) : null;
   if (cursor === null) {
-    poll(req, res, channels, cors, deps).catch((err) => failed(res, cors, deps, err));
+    poll(req, res, channels, cors, deps, claims.sub).catch((err) => failed(res, cors, deps, err));
     return;
   }
   const ch = channels[0]!;
@@ -331,7 +333,9 @@ function writeAnswer(res: ServerResponse, cors: Readonly<Record<string, string>>
 }
 
 /** Everything but the fast 304: validators parsed, history read, long-polls held. */
-async function poll(req: IncomingMessage, res: ServerResponse, channels: string[], cors: Readonly<Record<string, string>>, deps: PollDeps): Promise<void> {
+async function poll(
+  req: IncomingMessage, res: ServerResponse, channels: string[], cors: Readonly<Record<string, string>>, deps: PollDeps, sub: string,
+): Promise<void> {
   const { ctx, held } = deps;
   const { config } = ctx;
 
@@ -366,6 +370,7 @@ async function poll(req: IncomingMessage, res: ServerResponse, channels: string[
   const w: Waiter = {
     channels, deadline, phase: 'evaluating', dirty: false,
     wake: () => void step().catch(onError),
+    sub, source: req.socket.remoteAddress ?? '',
   };
   const finish = () => {
     w.phase = 'done';
@@ -378,10 +383,21 @@ async function poll(req: IncomingMessage, res: ServerResponse, channels: string[
   };
   const step = async (): Promise<void> => {
     w.dirty = false;
-    const out = await evaluatePoll(ctx.bus, channels, validators, deps.budget);
+    const out = await evaluatePoll(deps.reads ?? ctx.bus, channels, validators, deps.budget);
     if (w.phase === 'done') return; // the client went away meanwhile
     if (out.kind === 'changed') return (finish(), answer(out));
     if (w.dirty) return step();
+    if (first) {
+      // One holder must not fill the global cap (and raise X-Poll-Interval for everyone):
+      // per token subject and per address first, 429 as the client's own excess.
+      const n = held.countOf(w);
+      const over = n.sub > config.maxHeldPollsPerSub ? `more than ${config.maxHeldPollsPerSub} long-polls held for this token subject`
+        : n.source > config.maxHeldPollsPerSource ? `more than ${config.maxHeldPollsPerSource} long-polls held from this address` : null;
+      if (over !== null) {
+        finish();
+        return fail(res, cors, deps, new HttpError('too_many_polls', over, { 'Retry-After': secondsText(config.pollIntervalS) }));
+      }
+    }
     if (first && held.size > config.maxHeldPolls) {
       finish();
       const retry = secondsText(currentPollInterval(ctx, held));

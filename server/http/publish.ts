@@ -7,6 +7,7 @@ import { publisherKeysOf, type Config } from '../config.js';
 import type { ServerContext } from '../context.js';
 import { isChannelName } from '../pubsub/channels.js';
 import { dataProblem } from '../pubsub/data-check.js';
+import { fanoutBehind, fanoutRetryAfterS } from '../pubsub/backlog.js';
 import { busUnavailable, HttpError, sendError, sendJson } from './errors.js';
 import { bearerToken } from './poll.js';
 
@@ -140,6 +141,14 @@ export async function handlePublish(req: IncomingMessage, res: ServerResponse, c
   }
   const parsed = parsePublishBody(body, config);
   if (!parsed.ok) return sendError(res, parsed.error);
+
+  // Backpressure: an event accepted now would reach subscribers too late to matter.
+  const backlog = ctx.fanout?.();
+  const behind = backlog === undefined ? null : fanoutBehind(backlog, config);
+  if (behind !== null) {
+    ctx.metrics.publishesRefused.inc();
+    return sendError(res, new HttpError('fanout_behind', behind + '; retry later', { 'Retry-After': String(fanoutRetryAfterS(backlog!)) }));
+  }
 
   let cursors: string[];
   try {

@@ -70,6 +70,8 @@ export interface Runtime {
   readonly sources: SourceCounts;
   /** The "socket budget reached" warning, at most once per interval. */
   readonly refusedLog: RateLimitedLog;
+  /** Bytes of replay events read and not yet written, over all connections (config.maxReplayBytes). */
+  replayBytes: number;
 }
 
 export class Connection implements ReceiverState, WheelItem {
