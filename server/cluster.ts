@@ -99,8 +99,9 @@ export function reportListening(host: string, port: number): void {
  * drain them all (SIGTERM to each) and exit 0; a second signal kills them.
  */
 export async function runPrimary(config: Config, print: (line: string) => void, policy: RestartPolicy = RESTART_POLICY): Promise<void> {
-  // Every worker must verify the same tokens and accept the same publisher key.
-  const env: Record<string, string> = { TIDINGS_SUBSCRIBER_SECRET: config.subscriberSecret, TIDINGS_PUBLISHER_KEY: config.publisherKey };
+  // Every worker must verify the same tokens and accept the same publisher keys: they
+  // inherit the primary's environment (main.ts puts generated secrets there) and argv.
+  const env: Record<string, string> = {};
   if (config.workerAccept === 'reuseport') {
     env[CLUSTER_PORT_ENV] = String(config.port === 0 ? await pickPort(config.host) : config.port);
   }

@@ -10,6 +10,7 @@ import type { IncomingMessage } from 'node:http';
 import net, { type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { HandshakeRejectReason } from './metrics.js';
+import { admitSocket } from './admission.js';
 import { HandshakeError, type HandshakeErrorCode } from './ws/errors.js';
 import { WS_PATH, acceptResponse, parseUpgrade, rejectResponse, type UpgradeParse } from './ws/upgrade.js';
 import {
@@ -33,6 +34,20 @@ export function createGateway(rt: Runtime): net.Server {
   return net.createServer((socket) => accept(rt, socket));
 }
 
+/** One 'close' listener per server, shared by all its sockets: keeps rt.sockets in step. */
+const closers = new WeakMap<Runtime, () => void>();
+function closerOf(rt: Runtime): () => void {
+  let f = closers.get(rt);
+  if (f === undefined) {
+    f = () => {
+      rt.sockets--;
+      rt.ctx.metrics.openSockets.dec();
+    };
+    closers.set(rt, f);
+  }
+  return f;
+}
+
 /**
  * A new TCP connection. One Connection object from the start: it carries the
  * head-read deadline on the shared wheel (slowloris), and is reused as is if the
@@ -40,19 +55,63 @@ export function createGateway(rt: Runtime): net.Server {
  * the head and the hello share one budget per phase.
  */
 export function accept(rt: Runtime, socket: Socket): void {
-  const c = adopt(rt, socket);
+  // Read once here: node caches the peer name, so it is still known after the socket closed.
+  const source = socket.remoteAddress ?? '';
+  const verdict = admitSocket(
+    { sockets: rt.sockets, pendingHeads: rt.heads.size, fromSource: rt.sources.get(source) },
+    rt.config,
+  );
+  if (verdict.kind === 'refuse') return refuseSocket(rt, socket, verdict.reason);
+  if (verdict.evictOldest) evictOldestHead(rt);
+  rt.sockets++;
+  rt.ctx.metrics.openSockets.inc();
+  // Stays through the hand-off to node:http and the upgrade: counts every socket until it is gone.
+  socket.on('close', closerOf(rt));
+  const c = adopt(rt, socket, source);
   socket.on('data', onHeadData);
-  rt.wheel.schedule(c, rt.now() + rt.config.helloTimeoutMs);
+  rt.wheel.schedule(c, rt.now() + verdict.headTimeoutMs);
 }
 
-function adopt(rt: Runtime, socket: Socket): Connection {
+function adopt(rt: Runtime, socket: Socket, source: string = socket.remoteAddress ?? ''): Connection {
   const c = new Connection(socket, rt);
   rt.handshakes++;
   rt.heads.add(c);
+  rt.sources.add(source);
   tag(socket, c);
   socket.on('error', onHeadError);
   socket.on('close', onHeadClose);
   return c;
+}
+
+/**
+ * A socket closed before anything was read: no answer is owed, and writing one
+ * would cost what the budget is there to save. Past the socket budget the event
+ * is logged (rate-limited) and counted, never silent.
+ */
+function refuseSocket(rt: Runtime, socket: Socket, reason: 'max_sockets' | 'source'): void {
+  rt.ctx.metrics.socketsRefused.inc({ reason });
+  socket.on('error', onHeadError);
+  socket.destroy();
+  if (reason !== 'max_sockets') return;
+  const suppressed = rt.refusedLog.tick();
+  if (suppressed >= 0) {
+    rt.ctx.log.warn(
+      { sockets: rt.sockets, maxSockets: rt.config.maxSockets, suppressed },
+      'socket budget reached (TIDINGS_MAX_SOCKETS): new connections are closed at once',
+    );
+  }
+}
+
+/** The pending-head budget is full: the oldest incomplete head goes (a real client's head is never the oldest). */
+function evictOldestHead(rt: Runtime): void {
+  const oldest = rt.heads.values().next().value as Connection | undefined;
+  if (oldest === undefined) return;
+  rt.ctx.metrics.socketsRefused.inc({ reason: 'evicted' });
+  // Out of the budget now, not at the socket's 'close' (a later accept in this tick must see the room).
+  setState(oldest, S_CLOSED);
+  rt.wheel.cancel(oldest);
+  oldest.spill = null;
+  oldest.socket.destroy();
 }
 
 /**
@@ -163,12 +222,12 @@ function decide(c: Connection, buf: Buffer, r: Extract<UpgradeParse, { kind: 'er
       return reject(c, r.error, REASON_OF[r.error.code]);
     case 'upgrade': {
       const { ctx, config } = rt;
-      // Admission before anything is allocated for the connection. The current
-      // socket is itself counted in rt.handshakes, hence the - 1.
+      // Admission before anything is allocated for the connection. Heads still
+      // being read (this one included) are not handshakes: they have their own budget.
       if (ctx.draining) return reject(c, overCapacity('server draining'), 'draining', Math.ceil(config.drainWindowMs / 1000));
       if (ctx.control.blockUpgrades) return reject(c, overCapacity('upgrades blocked'), 'blocked');
       if (rt.conns.size >= config.maxConnections) return reject(c, overCapacity('too many connections'), 'over_capacity');
-      if (rt.handshakes - 1 >= config.maxHandshakes) return reject(c, overCapacity('too many handshakes'), 'over_capacity');
+      if (rt.handshakes - rt.heads.size >= config.maxHandshakes) return reject(c, overCapacity('too many handshakes'), 'over_capacity');
       // An allow-list protects browsers' ambient credentials (RFC 6455 §10.2); a
       // request without Origin cannot prove it is allowed, so it is refused too.
       if (config.allowedOrigins.length > 0 && (r.origin === null || !config.allowedOrigins.includes(r.origin))) {

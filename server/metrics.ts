@@ -3,6 +3,7 @@
 // of the operator-facing surface: change them only with a note in docs/server.md.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Backlog } from './pubsub/backlog.js';
 
 /** Why a WebSocket handshake was refused; the label values of tidings_handshake_rejections_total. */
 export type HandshakeRejectReason =
@@ -17,6 +18,10 @@ export interface Metrics {
   readonly handshakes: Counter;
   /** Handshakes refused, by `reason` (HandshakeRejectReason). */
   readonly handshakeRejections: Counter<'reason'>;
+  /** Open sockets on the port (WebSocket and HTTP), against TIDINGS_MAX_SOCKETS. */
+  readonly openSockets: Gauge;
+  /** Sockets closed at accept, by `reason`: max_sockets, source (per-address head cap), evicted (oldest pending head). */
+  readonly socketsRefused: Counter<'reason'>;
   /** Messages written to subscribers (one per subscriber per message, both transports). */
   readonly messagesOut: Counter;
   /** Bytes written to subscribers. */
@@ -29,6 +34,12 @@ export interface Metrics {
   readonly heldPolls: Gauge;
   /** Events accepted by POST /v1/publish. */
   readonly publishes: Counter;
+  /** Replays refused 1013 because replays in memory reached TIDINGS_MAX_REPLAY_BYTES. */
+  readonly replaysRefused: Counter;
+  /** Publishes refused 503 fanout_behind (the fan-out queue past its lag or byte limit). */
+  readonly publishesRefused: Counter;
+  /** Where the fan-out gauges read from; server.ts sets it to the hub's backlog. */
+  fanoutSource: (() => Backlog) | null;
   /** Time from receiving a publish request to answering it (includes the bus). */
   readonly publishDuration: Histogram;
   /**
@@ -73,6 +84,11 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     name: 'tidings_handshake_rejections_total', help: 'WebSocket handshakes refused, by reason',
     labelNames: ['reason'] as const, registers: [registry],
   });
+  const openSockets = new Gauge({ name: 'tidings_open_sockets', help: 'Open sockets on the port (WebSocket and HTTP)', registers: [registry] });
+  const socketsRefused = new Counter({
+    name: 'tidings_sockets_refused_total', help: 'Sockets closed at accept or while their head was pending, by reason',
+    labelNames: ['reason'] as const, registers: [registry],
+  });
   const messagesOut = new Counter({ name: 'tidings_messages_out_total', help: 'Messages written to subscribers', registers: [registry] });
   const bytesOut = new Counter({ name: 'tidings_bytes_out_total', help: 'Bytes written to subscribers', registers: [registry] });
   const slowConsumerCloses = new Counter({
@@ -83,6 +99,16 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
   });
   const heldPolls = new Gauge({ name: 'tidings_held_polls', help: 'Long-polls being held', registers: [registry] });
   const publishes = new Counter({ name: 'tidings_publishes_total', help: 'Events accepted by POST /v1/publish', registers: [registry] });
+  const replaysRefused = new Counter({
+    name: 'tidings_replays_refused_total', help: 'hello replays refused 1013: replay memory budget reached', registers: [registry],
+  });
+  const publishesRefused = new Counter({
+    name: 'tidings_publishes_refused_total', help: 'Publishes refused 503 because the fan-out is too far behind', registers: [registry],
+  });
+  const backlog = (): Backlog => m.fanoutSource?.() ?? { jobs: 0, bytes: 0, lagMs: 0 };
+  new Gauge({ name: 'tidings_fanout_queue_jobs', help: 'Fan-out jobs (events) not yet written to every local subscriber', registers: [registry], collect() { this.set(backlog().jobs); } });
+  new Gauge({ name: 'tidings_fanout_queue_bytes', help: 'Frame bytes in the fan-out queue', registers: [registry], collect() { this.set(backlog().bytes); } });
+  new Gauge({ name: 'tidings_fanout_lag_seconds', help: 'How long the oldest event in the fan-out queue has waited', registers: [registry], collect() { this.set(backlog().lagMs / 1000); } });
   const publishDuration = new Histogram({
     name: 'tidings_publish_duration_seconds', help: 'POST /v1/publish handling time',
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1], registers: [registry],
@@ -96,9 +122,10 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     collect() { this.set(process.memoryUsage().heapUsed); },
   });
 
-  return {
-    registry, wsConnections, handshakes, handshakeRejections, messagesOut, bytesOut, slowConsumerCloses,
-    pollResponses, heldPolls, publishes, publishDuration, eventLoopLagMs,
+  const m: Metrics = {
+    registry, wsConnections, handshakes, handshakeRejections, openSockets, socketsRefused, messagesOut, bytesOut, slowConsumerCloses,
+    pollResponses, heldPolls, publishes, publishesRefused, replaysRefused, fanoutSource: null, publishDuration, eventLoopLagMs,
     close() { loop.disable(); },
   };
+  return m;
 }

@@ -15,11 +15,15 @@ import { Hub } from './pubsub/hub.js';
 import { TimerWheel } from './timer-wheel.js';
 import { createHttpHandler, type HttpHandler } from './http/router.js';
 import { acceptHttpUpgrade, createGateway, isWsUpgrade } from './gateway.js';
+import { RateLimitedLog, SourceCounts } from './admission.js';
 import { CLOSE_GRACE_MS, Connection, closeAll, deliver, type Runtime } from './ws/connection.js';
 import { onDue } from './ws/session.js';
 
 /** After drain has closed everything, sockets still open this long are destroyed. */
 export const DRAIN_HARD_CAP_MS = CLOSE_GRACE_MS + 3_000;
+
+/** How often node:http looks for request heads past their deadline: a slow head lives at most this much longer. */
+export const HTTP_HEAD_CHECK_MS = 1_000;
 
 export interface ServerOptions {
   /** A bus of your own (tests, embedding). @default MemoryBus, or RedisBus when config.redisUrl is set */
@@ -38,9 +42,6 @@ export interface ServerOptions {
   listen?: { port: number; reusePort: boolean; exclusive: boolean };
 }
 
-/** Pending connections the kernel may queue before accept (capped by net.core.somaxconn): room for reconnect storms. */
-export const LISTEN_BACKLOG = 4096;
-
 export interface TidingsServer {
   listen(): Promise<{ host: string; port: number }>;
   /** Stop accepting, close every WebSocket 1012 (reason = window ms), end held polls, close the bus. */
@@ -58,7 +59,7 @@ function pendingBus(): Bus {
   const no = () => Promise.reject(new BusUnavailableError('bus not connected yet'));
   return {
     publish: no, head: no, readAfter: no, isAfter: () => false, watch() {}, unwatch() {},
-    onEvent: null, onGap: null, health: () => 'degraded', close: async () => {},
+    onEvent: null, onGap: null, health: () => 'degraded', ping: async () => false, close: async () => {},
   };
 }
 
@@ -72,7 +73,7 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
   const log = opts.log ?? createLogger({ level: config.logLevel });
   const metrics = opts.metrics ?? createMetrics();
   const liveListeners = new Set<(e: StoredEvent) => void>();
-  const useRedis = !opts.bus && config.redisUrl !== '';
+  const useRedis = !opts.bus && (config.redisUrl !== '' || config.redisCluster.length > 0);
   let bus: Bus = opts.bus ?? (useRedis ? pendingBus() : new MemoryBus({ history: config.history }));
 
   const ctx: ServerContext = {
@@ -87,6 +88,7 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
       frozen: false,
       connections: () => runtime.conns.size,
     },
+    fanout: () => hub.backlog(),
     onLiveEvent(listener) {
       liveListeners.add(listener);
       return () => { liveListeners.delete(listener); };
@@ -105,14 +107,25 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
     batch: config.fanoutBatch,
     onWritten: (n, bytes) => { metrics.messagesOut.inc(n); metrics.bytesOut.inc(bytes); },
   });
-  // Requests with an Upgrade header that is not our WebSocket are plain requests
-  // (h2c on /healthz); only GET /v1/ws reaches the 'upgrade' event.
-  const httpServer = http.createServer({ shouldUpgradeCallback: isWsUpgrade });
+  // A request head on the HTTP path gets the same deadline as a WebSocket head
+  // (node:http's default is 60 s, checked every 30 s: a slowloris held sockets
+  // for up to 90 s). node answers 408 and closes. Requests with an Upgrade
+  // header that is not our WebSocket are plain requests (h2c on /healthz); only
+  // GET /v1/ws reaches the 'upgrade' event.
+  metrics.fanoutSource = () => (ctx.fanout ?? (() => hub.backlog()))();
+  const httpServer = http.createServer({
+    shouldUpgradeCallback: isWsUpgrade,
+    headersTimeout: config.helloTimeoutMs,
+    connectionsCheckingInterval: HTTP_HEAD_CHECK_MS,
+  });
   // node:http never listens itself (the gateway owns the port), but its connection
   // tracking starts on 'listening': without it headersTimeout/requestTimeout are
   // not enforced on handed-off sockets and closeIdleConnections() finds nothing.
   httpServer.emit('listening');
-  const runtime: Runtime = { ctx, config, hub, wheel, now: wheel.now, httpServer, conns: new Set(), handshakes: 0, heads: new Set() };
+  const runtime: Runtime = {
+    ctx, config, hub, wheel, now: wheel.now, httpServer, conns: new Set(), handshakes: 0, heads: new Set(),
+    sockets: 0, sources: new SourceCounts(), refusedLog: new RateLimitedLog(10_000), replayBytes: 0,
+  };
   const gateway: NetServer = createGateway(runtime);
   let handler: HttpHandler | null = null;
   let needRedis = useRedis;
@@ -135,13 +148,13 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
   async function listen(): Promise<{ host: string; port: number }> {
     if (needRedis) {
       needRedis = false;
-      let mod: { RedisBus: { connect(url: string, config: Config, log: Logger): Promise<Bus> } };
+      let mod: { RedisBus: { fromConfig(config: Config, log: Logger): Promise<Bus> } };
       try {
         mod = (await import('./pubsub/redis-bus.js')) as unknown as typeof mod;
       } catch (err) {
-        throw new Error(`TIDINGS_REDIS_URL is set but the Redis bus is not available: ${(err as Error).message}`);
+        throw new Error(`TIDINGS_REDIS_URL or TIDINGS_REDIS_CLUSTER is set but the Redis bus is not available: ${(err as Error).message}`);
       }
-      wireBus(await mod.RedisBus.connect(config.redisUrl, config, log));
+      wireBus(await mod.RedisBus.fromConfig(config, log));
     }
     handler = createHttpHandler(ctx, opts.httpOptions);
     httpServer.on('request', handler);
@@ -156,7 +169,7 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
     await new Promise<void>((resolve, reject) => {
       gateway.once('error', reject);
       const how = opts.listen ?? { port: config.port, reusePort: false, exclusive: false };
-      gateway.listen({ port: how.port, host: config.host, backlog: LISTEN_BACKLOG, reusePort: how.reusePort, exclusive: how.exclusive }, () => {
+      gateway.listen({ port: how.port, host: config.host, backlog: config.listenBacklog, reusePort: how.reusePort, exclusive: how.exclusive }, () => {
         gateway.removeListener('error', reject);
         resolve();
       });

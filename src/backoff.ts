@@ -43,3 +43,13 @@ export function probeDelay(i: number, first: number, max: number, random: Random
   const d = Math.min(max, first * 2 ** Math.min(i, MAX_EXP));
   return d / 2 + (random() * d) / 2;
 }
+
+/** Least wait honoured from a Retry-After (a proxy's `Retry-After: 0` must not make a tight loop). */
+export const MIN_RETRY_AFTER = 1000;
+
+/**
+ * Wait after a 429/503 with Retry-After `ms`: at least MIN_RETRY_AFTER, and
+ * uniform in [d, 1.5 d] so clients refused together do not come back
+ * together (Retry-After is a minimum, RFC 9110 §10.2.3: later is compliant).
+ */
+export const retryAfter = (ms: number, random: Random): number => Math.max(MIN_RETRY_AFTER, ms) * (1 + random() / 2);

@@ -1,260 +1,192 @@
-import mittImport from 'mitt';
-import type { Ctx, Settings } from './context.js';
-import { cursorStore } from './cursors.js';
+import { createEngine, type EngineEvent } from './engine.js';
 import { TidingsError } from './errors.js';
-import { CHANNEL, json } from './messages.js';
-import { pollTransport, type PollTransport } from './transport/poll.js';
-import { wsTransport, type WsTransport } from './transport/websocket.js';
-import type { Client, ClientOptions, Clock, State, TidingsEvents, Transport } from './types.js';
-
-// mitt's own types do not resolve under NodeNext (CJS-typed default export): declare the slice we use.
-interface Emitter<E> {
-  on<K extends keyof E>(type: K, handler: (e: E[K]) => void): void;
-  off<K extends keyof E>(type: K, handler?: (e: E[K]) => void): void;
-  emit<K extends keyof E>(type: K, e?: E[K]): void;
-}
-const mitt = mittImport as unknown as <E>() => Emitter<E>;
-
-/** Internal state: one union, one transition point (`set`). */
-type Phase =
-  | { state: 'connecting' | 'offline'; transport: null }
-  | { state: 'open'; transport: 'websocket' }
-  | { state: 'polling'; transport: 'polling' }
-  | { state: 'stopped'; transport: null; error?: TidingsError };
-
-const CONNECTING: Phase = { state: 'connecting', transport: null };
-const OFFLINE: Phase = { state: 'offline', transport: null };
-
-const defaultClock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (f, ms) => setTimeout(f, ms),
-  clearTimeout: (id) => clearTimeout(id as ReturnType<typeof setTimeout>),
-};
-
-/** sessionStorage, guarded: it throws in sandboxed iframes and with storage disabled. */
-function session(key: string, value?: string | null): string | null | undefined {
-  try {
-    const s = sessionStorage;
-    if (value === undefined) return s.getItem(key);
-    value === null ? s.removeItem(key) : s.setItem(key, value);
-  } catch {
-    /* storage unavailable: behave as a fresh session */
-  }
-}
+import { CHANNEL, CURSOR } from './messages.js';
+import { session } from './storage.js';
+import type { Client, ClientOptions, State, TidingsEvents, Transport } from './types.js';
+import mitt from './vendor/mitt.js';
 
 const bad = (what: string) => new TidingsError('BAD_OPTIONS', what);
 const URL_HINT = 'url must be an absolute http(s):// or ws(s):// URL';
+const CHANNELS_HINT = 'channels must be a non-empty list of distinct names matching [A-Za-z0-9:_.-]{1,128}, or an object of such names to a cursor or null';
+const validCursor = (v: unknown): v is string => typeof v === 'string' && CURSOR.test(v);
 
-function settings(o: ClientOptions): Settings {
-  let u: URL;
-  try {
-    u = new URL(o.url);
-  } catch {
-    throw bad(URL_HINT);
-  }
-  if (!/^(http|ws)s?:$/.test(u.protocol)) throw bad(URL_HINT);
-  const base = u.href.replace(/\/+$/, '').replace(/^ws/, 'http');
-  const { channels } = o;
-  if (!Array.isArray(channels) || !channels.length || new Set(channels).size < channels.length || !channels.every((c) => CHANNEL.test(c)))
-    throw bad('channels must be a non-empty list of distinct names matching [A-Za-z0-9:_.-]{1,128}');
-  if (typeof o.token !== 'string' && typeof o.token !== 'function') throw bad('token must be a string or a function returning one');
-  const b = o.backoff ?? {};
-  return {
-    httpUrl: base,
-    wsUrl: base.replace(/^http/, 'ws') + '/v1/ws',
-    channels: [...channels],
-    base: b.base ?? 1000,
-    cap: b.cap ?? 30_000,
-    resetAfter: b.resetAfter ?? 10_000,
-    grace: o.pingGrace ?? 10_000,
-    connectTimeout: o.connectTimeout ?? 10_000,
-    // PROTOCOL.md: Prefer: wait=N with N ≤ 30.
-    longPoll: Math.max(0, Math.min(30, o.longPoll ?? 25)),
-    probeFirst: o.probe?.first ?? 30_000,
-    probeMax: o.probe?.max ?? 300_000,
-  };
-}
+const defaultClock = {
+  now: () => Date.now(),
+  setTimeout: (f: () => void, ms: number) => setTimeout(f, ms),
+  clearTimeout: (id: unknown) => clearTimeout(id as ReturnType<typeof setTimeout>),
+};
 
 /**
  * Creates a client and starts connecting. Throws TidingsError BAD_OPTIONS on
  * an unusable url, channel list or token.
+ *
+ * Outside a browser page (no `document`: server-side rendering, Node) it
+ * connects only once something listens for `event`/`reset`, or on ready(),
+ * subscribe() or start(): a module that creates a client while rendering on
+ * the server opens no connection from the server process.
  */
-export function createClient(options: ClientOptions): Client {
-  const s = settings(options);
-  const clock = options.clock ?? defaultClock;
-  const mode = options.transport ?? 'auto';
-  const K = options.fallbackAfter ?? 2;
-  const WS = options.WebSocket ?? (globalThis as { WebSocket?: typeof WebSocket }).WebSocket;
-  const em = mitt<TidingsEvents>();
-  const wsKey = 'tidings:ws:' + s.httpUrl;
-  const cursorKey = 'tidings:cursors:' + s.httpUrl;
-  // In a page globalThis is the window (online/offline/focus fire there); elsewhere it has no addEventListener.
-  const win = globalThis as Partial<EventTarget>;
-  const doc = (globalThis as { document?: Document }).document;
-  const offline = () => (globalThis as { navigator?: Navigator }).navigator?.onLine === false;
+export function createClient<T = unknown>(options: ClientOptions): Client<T> {
+  let u: URL;
+  try {
+    u = new URL(options.url);
+  } catch {
+    throw bad(URL_HINT);
+  }
+  if (!/^(http|ws)s?:$/.test(u.protocol)) throw bad(URL_HINT);
+  const httpUrl = u.href.replace(/\/+$/, '').replace(/^ws/, 'http');
+  const list = options.channels;
+  const given: Record<string, string | null> = Array.isArray(list) ? {} : { ...list };
+  if (Array.isArray(list)) for (const c of list) given[c] = c in given ? '' : null;
+  const names = Object.keys(given);
+  if (!list || typeof list !== 'object' || !names.length || names.some((c) => !CHANNEL.test(c) || !(given[c] === null || validCursor(given[c]))))
+    throw bad(CHANNELS_HINT);
+  const { token, persist, debug } = options;
+  if (typeof token !== 'string' && typeof token !== 'function') throw bad('token must be a string or a function returning one');
 
-  let phase: Phase = CONNECTING;
-  let live: Transport = 'websocket'; // the transport that should be delivering
-  let fails = 0; // consecutive WebSocket attempts without welcome
-  let ws: WsTransport | undefined;
-  let poll: PollTransport | undefined;
-  let tokenP: Promise<string> | undefined;
-  const timers = new Set<unknown>();
-  let waiters: (() => void)[] = [];
-
-  /** The one transition point: emits `state` once per change. */
-  const set = (next: Phase) => {
-    if (phase.state === 'stopped') return;
-    if (offline() && next.state !== 'stopped') next = OFFLINE;
-    if (next.state === phase.state) return;
-    phase = next;
-    em.emit('state', next.state);
-  };
-
-  const shut = (p: Phase & { state: 'stopped' }) => {
-    set(p);
-    ws?.close();
-    poll?.stop();
-    timers.forEach(clock.clearTimeout);
-    for (const [t, n, f] of events) t?.removeEventListener?.(n, f);
-  };
-
-  const startPolling = () => {
-    live = 'polling';
-    ws?.probe(true);
-    poll = pollTransport(ctx);
-  };
-
-  const stored = options.persist ? session(cursorKey) : undefined;
-  const ctx: Ctx = {
-    s,
-    clock,
-    random: options.random ?? Math.random,
-    WS,
-    fetch: options.fetch ?? ((input, init) => fetch(input, init)),
-    sleep: (ms) =>
-      new Promise((resolve) => {
-        if (phase.state === 'stopped') return; // never resolves: nothing runs after close()
-        const id = clock.setTimeout(() => {
-          timers.delete(id);
-          resolve();
-        }, ms);
-        timers.add(id);
-      }),
-    online: () => (offline() ? new Promise((r) => waiters.push(r)) : Promise.resolve()),
-    token: () =>
-      (tokenP ??= Promise.resolve()
-        .then(() => (typeof options.token === 'string' ? options.token : options.token()))
-        .then((t) => {
-          if (typeof t !== 'string' || !t) throw 0;
-          return t;
-        })
-        .catch((e) => {
-          tokenP = undefined;
-          throw new TidingsError('TOKEN_FETCH_FAILED', e?.message);
-        })),
-    stale: () => (tokenP = undefined),
-    cursors: cursorStore(s.channels, json(stored) || {}, options.persist ? (c) => session(cursorKey, JSON.stringify(c)) : undefined),
-    deliver(m) {
-      if (phase.state === 'stopped') return;
-      if (m.type === 'welcome') ctx.cursors.heads(m.channels);
-      else if ((m.type === 'event' || m.type === 'reset') && ctx.cursors.take(m))
-        m.type === 'event'
-          ? em.emit('event', { channel: m.channel, cursor: m.cursor, data: m.data })
-          : em.emit('reset', { channel: m.channel, cursor: m.cursor });
-    },
-    up(via) {
-      if (via === 'websocket') {
-        fails = 0;
-        if (live === 'polling') {
-          // A probe reached welcome: only now stop polling. Dedup absorbs the overlap.
-          poll?.stop();
-          poll = undefined;
-          session(wsKey, null);
-        }
-        live = via;
-        ws?.probe(false);
-        set({ state: 'open', transport: via });
-      } else if (live === via) set({ state: 'polling', transport: via });
-    },
-    down(via) {
-      if (via === live) set(CONNECTING);
-    },
-    failed() {
-      // Being offline says nothing about WebSocket support; after close() nothing starts.
-      if (offline() || phase.state === 'stopped') return;
-      if (++fails >= K && mode === 'auto' && live === 'websocket') {
-        // Remember for this session (as Phoenix does) so a reload starts on polling and probes.
-        session(wsKey, '1');
-        startPolling();
-      }
-    },
-    error: (e) => phase.state !== 'stopped' && em.emit('error', e),
-    fatal(e) {
-      if (phase.state === 'stopped') return;
-      shut({ state: 'stopped', transport: null, error: e });
-      em.emit('error', e);
-    },
-    hidden: () => doc?.visibilityState === 'hidden',
-  };
-
-  const wake = () => {
-    if (doc?.visibilityState !== 'hidden') ws?.check();
-  };
-  const events: [Partial<EventTarget> | undefined, string, () => void][] = [
-    [
-      win,
-      'online',
-      () => {
-        // Browsers also fire `online` on a network change without a prior `offline`.
-        if (phase.state === 'offline') set(CONNECTING);
-        em.emit('online');
-        const w = waiters;
-        waiters = [];
-        w.forEach((f) => f());
-        wake();
-      },
-    ],
-    [
-      win,
-      'offline',
-      () => {
-        set(OFFLINE);
-        em.emit('offline');
-        // The socket may linger silently (no close event); drop it, attempts wait for `online`.
-        ws?.drop();
-        poll?.now();
-      },
-    ],
-    [win, 'focus', wake],
-    [doc, 'visibilitychange', wake],
-  ];
-  for (const [t, n, f] of events) t?.addEventListener?.(n, f);
-
-  set(CONNECTING);
-  if (!WS || mode === 'polling') startPolling();
-  else {
-    // This session already saw WebSocket fail: start on polling, probe in the background.
-    const failedBefore = mode === 'auto' && !!session(wsKey);
-    ws = wsTransport(ctx, failedBefore);
-    if (failedBefore) startPolling();
+  // One sessionStorage key per channel: widgets on one page with other channels never overwrite each other.
+  const key = (c: string) => 'tidings:cursor:' + httpUrl + ':' + c;
+  /** The cursor to start a channel from: the one given, else a valid persisted one, else from now on. */
+  const from = (c: string, v?: string | null) => v ?? (persist && session(key(c))) ?? null;
+  const keep = (c: string, v: string) => persist && session(key(c), v);
+  const start: Record<string, string | undefined> = {};
+  for (const c of names) {
+    const v = from(c, given[c]);
+    start[c] = validCursor(v) ? v : undefined;
   }
 
-  return {
-    get state(): State {
-      return phase.state;
+  const em = mitt<TidingsEvents<T>>();
+  let state: State = 'stopped';
+  let transport: Transport | null = null;
+  let lastError: TidingsError | undefined;
+  let waiting: [() => void, (e: TidingsError) => void][] = [];
+  // Outside a page: wait for a listener before connecting (see above).
+  let lazy = !(globalThis as { document?: unknown }).document;
+
+  const sink = {
+    emit(e: EngineEvent) {
+      switch (e.type) {
+        case 'event':
+          keep(e.channel, e.cursor);
+          return em.emit('event', { channel: e.channel, cursor: e.cursor, data: e.data as T });
+        case 'reset':
+          keep(e.channel, e.cursor);
+          return em.emit('reset', { channel: e.channel, cursor: e.cursor });
+        case 'heads':
+          for (const c in e.cursors) keep(c, e.cursors[c]!);
+          return;
+        case 'state': {
+          state = e.state;
+          transport = e.transport;
+          const live = state === 'open' || state === 'polling';
+          if (live || state === 'stopped') {
+            const w = waiting;
+            waiting = [];
+            for (const [resolve, reject] of w) live ? resolve() : reject(lastError ?? new TidingsError('CLOSED'));
+          }
+          lastError = undefined;
+          return em.emit('state', state);
+        }
+        case 'error':
+          return em.emit('error', (lastError = e.error));
+        case 'disconnect':
+          return em.emit('disconnect', e.info);
+        default:
+          em.emit(e.type, undefined);
+      }
+    },
+  };
+
+  const engine = createEngine(
+    {
+      httpUrl,
+      wsUrl: httpUrl.replace(/^http/, 'ws') + '/v1/ws',
+      token,
+      mode: options.transport ?? 'auto',
+      fallbackAfter: options.fallbackAfter ?? 2,
+      base: options.backoff?.base ?? 1000,
+      cap: options.backoff?.cap ?? 30_000,
+      resetAfter: options.backoff?.resetAfter ?? 10_000,
+      probeFirst: options.probe?.first ?? 30_000,
+      probeMax: options.probe?.max ?? 300_000,
+      // PROTOCOL.md: Prefer: wait=N with N ≤ 30.
+      longPoll: Math.max(0, Math.min(30, options.longPoll ?? 25)),
+      grace: options.pingGrace ?? 10_000,
+      connectTimeout: options.connectTimeout ?? 10_000,
+      tokenTimeout: options.tokenTimeout ?? 10_000,
+      WebSocket: options.WebSocket ?? (globalThis as { WebSocket?: typeof WebSocket }).WebSocket,
+      fetch: options.fetch ?? ((input, init) => fetch(input, init)),
+      clock: options.clock ?? defaultClock,
+      random: options.random ?? Math.random,
+      debug: debug === true ? console.debug : debug || undefined,
+    },
+    start,
+    sink,
+  );
+
+  const run = () => {
+    lazy = false;
+    engine.start();
+  };
+  const wake = () => lazy && run();
+  const setChannels = (want: Record<string, string | null>) => {
+    engine.channels(want);
+    const none = !Object.keys(want).length;
+    if (none) engine.stop();
+    else if (idle && !lazy) run();
+    idle = none;
+  };
+  const current = () => {
+    const out: Record<string, null> = {};
+    for (const c of client.channels()) out[c] = null;
+    return out;
+  };
+  let channels = names;
+  let idle = false; // stopped for want of channels
+
+  const client: Client<T> = {
+    get state() {
+      return state;
     },
     get transport() {
-      return phase.transport;
+      return transport;
     },
-    on: em.on,
+    on(type, handler) {
+      em.on(type, handler);
+      if (type === 'event' || type === 'reset') wake();
+      return () => em.off(type, handler);
+    },
     off: em.off,
-    cursors: () => ctx.cursors.get(),
-    reconnect() {
-      if (phase.state === 'stopped') return;
-      if (live === 'polling') poll?.now();
-      else ws?.drop(true);
+    ready() {
+      wake();
+      return state === 'open' || state === 'polling'
+        ? Promise.resolve()
+        : state === 'stopped'
+          ? Promise.reject(new TidingsError('CLOSED'))
+          : new Promise((resolve, reject) => waiting.push([resolve, reject]));
     },
-    close: () => shut({ state: 'stopped', transport: null }),
+    subscribe(c, cursor) {
+      if (!CHANNEL.test(c) || !(cursor == null || validCursor(cursor))) throw bad('subscribe(channel, cursor?): a channel name and an optional cursor');
+      if (channels.includes(c) && cursor == null) return wake();
+      channels = [...channels.filter((x) => x !== c), c];
+      const v = from(c, cursor);
+      setChannels({ ...current(), [c]: validCursor(v) ? v : null });
+      wake();
+    },
+    unsubscribe(c) {
+      if (!channels.includes(c)) return;
+      channels = channels.filter((x) => x !== c);
+      setChannels(current());
+    },
+    channels: () => channels.slice(),
+    cursors: engine.cursors,
+    reconnect: engine.reconnect,
+    start: run,
+    close() {
+      lazy = false;
+      lastError = undefined;
+      engine.stop();
+    },
   };
+  if (!lazy) run();
+  return client;
 }

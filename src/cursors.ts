@@ -1,55 +1,56 @@
+/**
+ * Cursors and duplicate filtering (PROTOCOL.md "Channels, events, cursors").
+ *
+ * The cursor of a channel is the last event/reset delivered, else a head
+ * (welcome, first poll's ETag). Two transports may deliver the same events
+ * during a switch (a probe replays from its `hello` cursors while a poll is
+ * still answering), and a replay may overlap by any number of events.
+ *
+ * Cursors are opaque, but each delivery *stream* (one socket, one poll
+ * response) carries a channel's events in publish order from the cursor it
+ * was started from. So every stream keeps its own position per channel: while
+ * it is at the client's cursor, what it sends next is new; while it is behind
+ * (another stream moved the cursor on), its messages are ones already
+ * delivered, until it sends the client's cursor and is in step again. Memory
+ * is one cursor per channel per stream, whatever the overlap (the previous
+ * 64-entry window showed 65 overlapping events twice).
+ */
 import type { ServerMessage } from './messages.js';
 
-/**
- * Recently delivered cursors remembered per channel for dedup. Bounds the
- * overlap two transports may both deliver during a switch (events published
- * between the probe's `hello` and the aborted poll): far more than a
- * long-poll round returns in practice.
- */
-export const DEDUP_WINDOW = 64;
+export type Pos = Record<string, string | undefined>;
+type Delivery = Extract<ServerMessage, { channel: string }>;
 
 export interface Cursors {
-  /** Copy of the current cursor per channel. */
-  get(): Record<string, string>;
-  /** Take a head cursor (welcome, first poll's ETag) for channels that have none yet. */
-  heads(h: Record<string, string>): void;
-  /**
-   * Record an event/reset; false if it was already delivered (a duplicate
-   * from the other transport or a replay), in which case the cursor is kept.
-   */
-  take(m: ServerMessage & { channel: string; cursor: string }): boolean;
+  /** Channel → cursor (undefined: from now on). Its keys are the subscribed channels. */
+  readonly cur: Pos;
+  /** A new stream's starting position: the cursors as they are now. */
+  stream(): Pos;
+  /** Is `m` new? Moves the cursor and the stream. False for a duplicate or an unknown channel. */
+  take(s: Pos, m: Delivery): boolean;
+  /** Heads for channels the stream started without a cursor; returns the channels whose cursor they set. */
+  heads(s: Pos, h: Record<string, string>): string[];
 }
 
-/**
- * Cursor per channel = last event/reset received, else the welcome head
- * (PROTOCOL.md). Cursors are opaque, so "already delivered" cannot be an
- * ordering test: it is equality with one of the last DEDUP_WINDOW delivered.
- * An event and a reset may share a cursor (a reset names the head): both keep
- * their own identity, so a reset is never swallowed by an earlier event.
- */
-export function cursorStore(channels: readonly string[], initial: Record<string, string> = {}, save?: (c: Record<string, string>) => void): Cursors {
-  const cur: Record<string, string> = {};
-  const seen: Record<string, string[]> = {};
-  for (const ch of channels) {
-    seen[ch] = [];
-    if (typeof initial[ch] === 'string') cur[ch] = initial[ch];
-  }
-  const changed = () => save?.(cur);
+export function cursorStore(cur: Pos): Cursors {
   return {
-    get: () => ({ ...cur }),
-    heads(h) {
-      let n = 0;
-      for (const ch of channels) if (!(ch in cur) && typeof h[ch] === 'string') (cur[ch] = h[ch]), n++;
-      if (n) changed();
+    cur,
+    stream: () => ({ ...cur }),
+    take(s, m) {
+      const c = m.channel;
+      if (!(c in cur)) return false;
+      const fresh = s[c] === cur[c] || (m.type === 'reset' && m.cursor !== cur[c]);
+      s[c] = m.cursor;
+      if (fresh) cur[c] = m.cursor;
+      return fresh;
     },
-    take(m) {
-      const recent = seen[m.channel];
-      const key = m.type[0] + m.cursor;
-      if (!recent || recent.includes(key)) return false;
-      if (recent.push(key) > DEDUP_WINDOW) recent.shift();
-      cur[m.channel] = m.cursor;
-      changed();
-      return true;
+    heads(s, h) {
+      const set: string[] = [];
+      for (const c in h)
+        if (c in cur && s[c] === undefined) {
+          s[c] = h[c];
+          if (cur[c] === undefined) set.push(c), (cur[c] = h[c]);
+        }
+      return set;
     },
   };
 }
@@ -59,10 +60,10 @@ export function cursorStore(channels: readonly string[], initial: Record<string,
  * listing `channel=cursor`, channels sorted by name. Undefined when a channel
  * has no cursor yet: that poll goes without If-None-Match to learn heads.
  */
-export function validator(channels: readonly string[], cur: Record<string, string>): string | undefined {
+export function validator(cur: Pos): string | undefined {
   const parts: string[] = [];
-  for (const ch of [...channels].sort()) {
-    if (!(ch in cur)) return undefined;
+  for (const ch of Object.keys(cur).sort()) {
+    if (cur[ch] === undefined) return undefined;
     parts.push(ch + '=' + cur[ch]);
   }
   return '"' + parts.join(';') + '"';

@@ -11,10 +11,16 @@ export const ERRORS = {
   FORBIDDEN: 'channel not granted',
   /** 4400 or 400: the server rejected our hello or channel list. Fatal. */
   BAD_REQUEST: 'bad request',
-  /** `token()` threw, rejected or returned something that is not a non-empty string. Retried with backoff. */
+  /** `token()` threw, rejected, timed out (`tokenTimeout`) or gave no non-empty string; `cause` holds what it threw. Retried with backoff. */
   TOKEN_FETCH_FAILED: 'token fetch failed',
   /** The server sent something that is not a PROTOCOL.md message. The connection is dropped and resumed. */
   PROTOCOL: 'protocol error',
+  /** A WebSocket attempt or a poll failed on the network (refused, blocked, timed out); `cause` holds the underlying error when there is one. Retried. */
+  NETWORK: 'network error',
+  /** A poll got an unexpected HTTP status (404 wrong path, 5xx, 429/503 under load); see `status`. Retried. */
+  HTTP: 'http error',
+  /** `ready()` was waiting when the client was closed. */
+  CLOSED: 'closed',
   /** `createClient` was given an unusable option (thrown, never emitted). */
   BAD_OPTIONS: 'bad options',
 } as const;
@@ -33,8 +39,9 @@ export class TidingsError extends Error {
     detail?: string,
     closeCode?: number,
     status?: number,
+    cause?: unknown,
   ) {
-    super(code + (detail ? ': ' + detail : ''));
+    super(code + (detail ? ': ' + detail : ''), cause === undefined ? undefined : { cause });
     this.name = 'TidingsError';
     if (closeCode) this.closeCode = closeCode;
     if (status) this.status = status;

@@ -4,4 +4,7 @@
  */
 export { createClient } from './client.js';
 export { TidingsError, type ErrorCode } from './errors.js';
-export type { BackoffOptions, Client, ClientOptions, Clock, EventMessage, ProbeOptions, ResetMessage, State, TidingsEvents, Transport } from './types.js';
+export type {
+  BackoffOptions, Client, ClientOptions, Clock, Disconnect, EventMessage, ProbeOptions, ResetMessage, State, TidingsEvents, Transport,
+} from './types.js';
+export type { Engine, EngineEvent, EngineOptions, EngineSink } from './engine.js';

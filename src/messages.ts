@@ -44,3 +44,14 @@ export function json(text: unknown): any {
 
 /** Decodes one WebSocket text frame; undefined if it is not a valid message. */
 export const parseFrame = (data: unknown) => toMessage(json(data));
+
+/**
+ * Seconds → ms from a header: delta-seconds, or for Retry-After also an
+ * HTTP-date (RFC 9110 §10.2.3). Undefined when absent or unparsable.
+ */
+export function headerDelay(v: string | null, now: number): number | undefined {
+  if (!v) return undefined;
+  if (/^\s*\d+(\.\d+)?\s*$/.test(v)) return +v * 1000;
+  const t = Date.parse(v);
+  return t === t ? Math.max(0, t - now) : undefined;
+}

@@ -1,4 +1,7 @@
+import type { Disconnect } from './engine.js';
 import type { TidingsError } from './errors.js';
+
+export type { Disconnect };
 
 /** Public connection state. `state` is emitted once per change. */
 export type State = 'connecting' | 'open' | 'polling' | 'offline' | 'stopped';
@@ -14,11 +17,11 @@ export interface Clock {
   clearTimeout(id: unknown): void;
 }
 
-/** A channel's event, as received on either transport. */
-export interface EventMessage {
+/** A channel's event, as received on either transport. `T` is the type the application declares for `data`. */
+export interface EventMessage<T = unknown> {
   channel: string;
   cursor: string;
-  data: unknown;
+  data: T;
 }
 
 /** History gap on `channel`: reload its state out of band, then carry on from `cursor`. */
@@ -28,11 +31,13 @@ export interface ResetMessage {
 }
 
 /** Everything `client.on()` accepts, with its payload type. */
-export type TidingsEvents = {
-  event: EventMessage;
+export type TidingsEvents<T = unknown> = {
+  event: EventMessage<T>;
   reset: ResetMessage;
   state: State;
   error: TidingsError;
+  /** A transport stopped delivering: why (close code or HTTP status, reason) and when the next attempt is due. */
+  disconnect: Disconnect;
   /** `navigator.onLine` went false. */
   offline: undefined;
   /** `navigator.onLine` went true again. */
@@ -60,8 +65,11 @@ export interface ClientOptions {
   url: string;
   /** Subscriber token, or a function returning one; called again after a 4401/401. */
   token: string | (() => string | Promise<string>);
-  /** Channels to subscribe to (PROTOCOL.md: `^[A-Za-z0-9:_.\-]{1,128}$`). */
-  channels: string[];
+  /**
+   * Channels to subscribe to (PROTOCOL.md: `^[A-Za-z0-9:_.\-]{1,128}$`): a list (from now on), or
+   * channel → cursor to start after (`null`: from now on).
+   */
+  channels: string[] | Record<string, string | null>;
   /** Which transport to use; `auto` starts on WebSocket and falls back to polling. @default 'auto' */
   transport?: 'auto' | 'websocket' | 'polling';
   /** Reconnect backoff (full jitter). */
@@ -70,14 +78,23 @@ export interface ClientOptions {
   pingGrace?: number;
   /** Time from opening a socket to its `welcome`, ms; past it the attempt counts as failed. @default 10000 */
   connectTimeout?: number;
-  /** Consecutive WebSocket attempts without `welcome` before falling back to polling (`auto` only). @default 2 */
+  /** Time allowed to the `token` function, ms; past it the attempt fails with TOKEN_FETCH_FAILED and is retried. @default 10000 */
+  tokenTimeout?: number;
+  /**
+   * WebSocket attempts in a row without `welcome` before `auto` checks with one plain poll whether
+   * HTTP gets through; it falls back to polling only if that poll succeeds and WebSocket fails once more. @default 2
+   */
   fallbackAfter?: number;
   /** Long-poll wait sent as `Prefer: wait=N`, seconds (PROTOCOL.md caps it at 30); 0 = plain polling. @default 25 */
   longPoll?: number;
   /** WebSocket probes while polling. */
   probe?: ProbeOptions;
-  /** Keep cursors in sessionStorage so a reload resumes where the page left off. @default false */
+  /** Keep each channel's cursor in sessionStorage so a reload resumes where the page left off. @default false */
   persist?: boolean;
+  /** Reserved for cross-tab sharing (one connection per browser profile). @default false */
+  share?: boolean;
+  /** Log every policy input and its effects: `true` for console.debug, or a function of your own. @default false */
+  debug?: boolean | ((...args: unknown[]) => void);
   /** WebSocket constructor. @default globalThis.WebSocket */
   WebSocket?: typeof WebSocket;
   /** fetch implementation for polling. @default globalThis.fetch */
@@ -88,17 +105,28 @@ export interface ClientOptions {
   random?: () => number;
 }
 
-export interface Client {
+export interface Client<T = unknown> {
   /** Current state. */
   readonly state: State;
   /** The transport delivering messages now, null while none is. */
   readonly transport: Transport | null;
-  on<K extends keyof TidingsEvents>(type: K, handler: (payload: TidingsEvents[K]) => void): void;
-  off<K extends keyof TidingsEvents>(type: K, handler?: (payload: TidingsEvents[K]) => void): void;
+  /** Add a handler; returns a function that removes it. A handler that throws is reported and affects no other. */
+  on<K extends keyof TidingsEvents<T>>(type: K, handler: (payload: TidingsEvents<T>[K]) => void): () => void;
+  off<K extends keyof TidingsEvents<T>>(type: K, handler?: (payload: TidingsEvents<T>[K]) => void): void;
+  /** Resolves when live events flow (state `open` or `polling`); rejects if the client stops first. */
+  ready(): Promise<void>;
+  /** Add a channel, after `cursor` (else the persisted one, else from now on). Other channels lose nothing. */
+  subscribe(channel: string, cursor?: string | null): void;
+  /** Drop a channel. Without any channel left the client stops; `subscribe()` starts it again. */
+  unsubscribe(channel: string): void;
+  /** The subscribed channels. */
+  channels(): string[];
   /** Last cursor per channel (see PROTOCOL.md "cursor"). */
   cursors(): Record<string, string>;
   /** Drop the current transport and connect again at once. */
   reconnect(): void;
-  /** Stop for good: closes the socket, aborts polling, state `stopped`. */
+  /** Connect again after `close()` or a fatal error, from the cursors held. */
+  start(): void;
+  /** Stop: closes the socket, aborts polling, state `stopped`. */
   close(): void;
 }

@@ -7,7 +7,7 @@
 // ~14 µs for a synchronous node:crypto HMAC. Every new WebSocket subscriber
 // brings a token, so that was a fifth of a connection's CPU in a connect
 // storm. HS256 with pinned algorithm is small enough to do exactly (RFC 7515
-// §5.2, RFC 7519 §7.2, RFC 8725); jose still signs (demo, tests), loaded
+// §5.2, RFC 7519 §7.2, RFC 8725); jose still signs (demo, CLI, tests), loaded
 // only when something signs so that serving processes never load it.
 import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { isChannelName } from '../pubsub/channels.js';
@@ -84,7 +84,7 @@ export class TokenCache {
   get(token: string, nowMs: number): SubscriberClaims | undefined {
     const e = this.entries.get(token);
     if (e === undefined) return undefined;
-    const nowS = Math.floor(nowMs / 1000); // whole seconds, like exp
+    const nowS = Math.floor(nowMs / 1000); // jose's epoch(): whole seconds
     if (e.claims.exp <= nowS) {
       this.entries.delete(token);
       throw new TokenError('expired', 'token expired');
@@ -132,15 +132,35 @@ export function tokenCacheOf(secret: string): TokenCache {
   return verifierOf(secret).cache;
 }
 
+/** One accepted subscriber secret; `kid` (JWT header) names it during a rotation. */
+export interface SubscriberKey {
+  kid: string | null;
+  secret: string;
+}
+
+/**
+ * A secret, or several (a rotation: the first signs, all verify). A token whose
+ * header names a `kid` of the ring is checked against that secret only; a token
+ * without `kid`, or with one the ring does not name, is tried against each
+ * secret without a kid, then (no kid at all) each secret, in order.
+ */
+export type SecretSource = string | readonly SubscriberKey[];
+
 /**
  * The claims of `token` when a previous verification under `secret` is still good,
  * synchronously; undefined when it needs full verification. Throws TokenError
  * like verifySubscriberToken for a missing, overlong or expired token.
  */
-export function cachedSubscriberClaims(secret: string, token: string | null | undefined, now?: Date): SubscriberClaims | undefined {
+export function cachedSubscriberClaims(secret: SecretSource, token: string | null | undefined, now?: Date): SubscriberClaims | undefined {
   if (!token) throw new TokenError('missing', 'subscriber token missing');
   if (token.length > MAX_TOKEN_LENGTH) throw new TokenError('invalid', `token longer than ${MAX_TOKEN_LENGTH} characters`);
-  return verifierOf(secret).cache.get(token, now ? now.getTime() : Date.now());
+  const t = now ? now.getTime() : Date.now();
+  if (typeof secret === 'string') return verifierOf(secret).cache.get(token, t);
+  for (const k of secret) {
+    const hit = verifierOf(k.secret).cache.get(token, t);
+    if (hit !== undefined) return hit;
+  }
+  return undefined;
 }
 
 const B64URL = /^[A-Za-z0-9_-]*$/;
@@ -187,11 +207,43 @@ function checkTimes(payload: Record<string, unknown>, nowS: number): void {
   if (exp <= nowS) throw new TokenError('expired', 'token expired');
 }
 
-export async function verifySubscriberToken(secret: string, token: string | null | undefined, now?: Date): Promise<SubscriberClaims> {
+/** The secrets to try for `token`, in order (see SecretSource). */
+function candidates(ring: readonly SubscriberKey[], token: string): readonly SubscriberKey[] {
+  if (ring.length === 1) return ring;
+  const header = jsonSegment(token.slice(0, Math.max(0, token.indexOf('.'))));
+  if (header === null) throw new TokenError('invalid', 'token invalid');
+  const kid = header.kid;
+  if (typeof kid === 'string') {
+    const named = ring.filter((k) => k.kid === kid);
+    if (named.length > 0) return named;
+    const plain = ring.filter((k) => k.kid === null);
+    if (plain.length > 0) return plain;
+    throw new TokenError('invalid', `token kid "${kid.slice(0, 64)}" names no configured secret`);
+  }
+  return ring;
+}
+
+export async function verifySubscriberToken(secret: SecretSource, token: string | null | undefined, now?: Date): Promise<SubscriberClaims> {
   const hit = cachedSubscriberClaims(secret, token, now);
   if (hit !== undefined) return hit;
+  if (typeof secret === 'string') return verifyWith(secret, token!, now);
+  let last: unknown = new TokenError('invalid', 'token invalid');
+  for (const k of candidates(secret, token!)) {
+    try {
+      return await verifyWith(k.secret, token!, now);
+    } catch (err) {
+      // A bad signature means "not this secret": try the next. Anything else (expired,
+      // bad claims) comes after the signature matched: that is the answer.
+      if (!(err instanceof TokenError) || err.code !== 'invalid') throw err;
+      last = err;
+    }
+  }
+  throw last;
+}
+
+async function verifyWith(secret: string, token: string, now: Date | undefined): Promise<SubscriberClaims> {
   const { key, cache } = verifierOf(secret);
-  const payload = verifyHs256(token!, key);
+  const payload = verifyHs256(token, key);
   if (payload === null) throw new TokenError('invalid', 'token invalid');
   checkTimes(payload, Math.floor((now ? now.getTime() : Date.now()) / 1000));
   const { sub, ch, exp, nbf } = payload;
@@ -204,18 +256,19 @@ export async function verifySubscriberToken(secret: string, token: string | null
   return claims;
 }
 
-/** For the demo and tests: sign a token valid for `ttlSeconds` from `now`. */
+/** Sign a token valid for `ttlSeconds` from `now` (demo, `tidings-server token`, tests); with a ring, its first secret and kid. */
 export async function signSubscriberToken(
-  secret: string,
+  secret: SecretSource,
   claims: { sub: string; ch: string[]; ttlSeconds: number },
   now: number = Date.now(),
 ): Promise<string> {
   const iat = Math.floor(now / 1000);
+  const k: SubscriberKey = typeof secret === 'string' ? { kid: null, secret } : secret[0]!;
   const { SignJWT } = await import('jose');
   return new SignJWT({ ch: claims.ch })
-    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
+    .setProtectedHeader(k.kid === null ? { alg: 'HS256', typ: 'JWT' } : { alg: 'HS256', typ: 'JWT', kid: k.kid })
     .setSubject(claims.sub)
     .setIssuedAt(iat)
     .setExpirationTime(iat + claims.ttlSeconds)
-    .sign(verifierOf(secret).key);
+    .sign(verifierOf(k.secret).key);
 }

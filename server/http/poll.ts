@@ -3,6 +3,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { cachedSubscriberClaims, TokenError, verifySubscriberToken, type SubscriberClaims } from '../auth/tokens.js';
 import type { ServerContext } from '../context.js';
+import { subscriberKeyring } from '../config.js';
 import type { Bus, Replay, StoredEvent } from '../pubsub/bus.js';
 import { CHANNEL_RE, parseChannelList } from '../pubsub/channels.js';
 import { CURSOR_RE } from '../pubsub/cursor.js';
@@ -41,10 +42,11 @@ export function resetMessage(channel: string, head: string): string {
  * If-None-Match). 304 when any validator names the current head of every channel
  * (RFC 9110 §13.1.2: If-None-Match is false if any tag matches). Otherwise the
  * events after the first validator's cursors, or a reset per channel; a channel
- * the validator does not mention starts "from now on": no messages, its head in the ETag.
+ * the validator does not mention gets a reset too (nothing proves the client has
+ * every event of it), with its head in the ETag.
  */
 export async function evaluatePoll(
-  bus: Bus, channels: readonly string[], validators: Cursors[] | null, budget: number = POLL_BUDGET_BYTES,
+  bus: Pick<Bus, 'head' | 'readAfter'>, channels: readonly string[], validators: Cursors[] | null, budget: number = POLL_BUDGET_BYTES,
 ): Promise<PollOutcome> {
   if (validators === null || validators.length > 1) {
     const heads: Cursors = new Map(await Promise.all(channels.map(async (ch) => [ch, await bus.head(ch)] as [string, string])));
@@ -68,7 +70,6 @@ type ChannelRead =
 function outcomeOf(replays: readonly ChannelRead[], budget: number): PollOutcome {
   const after: Cursors = new Map();
   const messages: string[] = [];
-  let complete = true;
   let bytes = 0;
   let more = false;
   /** False once the budget is spent; the first message always fits. */
@@ -84,8 +85,12 @@ function outcomeOf(replays: readonly ChannelRead[], budget: number): PollOutcome
   };
   for (const r of replays) {
     if (r.c === undefined) {
-      complete = false;
-      after.set(r.ch, r.head);
+      // The client sent a validator that does not name this channel (or names
+      // none: If-None-Match: ""). It may be missing events we cannot prove it
+      // has: reset, never a silent "from now on" (PROTOCOL.md "No silent loss").
+      // Cut by the budget: left out of the ETag too, so the next poll asks again.
+      const m = resetMessage(r.ch, r.head);
+      if (fits(m)) { messages.push(m); after.set(r.ch, r.head); }
     } else if (r.replay.kind === 'reset') {
       const m = resetMessage(r.ch, r.replay.head);
       if (fits(m)) messages.push(m);
@@ -102,7 +107,7 @@ function outcomeOf(replays: readonly ChannelRead[], budget: number): PollOutcome
     }
   }
   const etag = buildValidator(after);
-  if (messages.length === 0 && complete) return { kind: 'not-modified', etag };
+  if (messages.length === 0) return { kind: 'not-modified', etag };
   return { kind: 'changed', messages, etag, more };
 }
 
@@ -119,6 +124,8 @@ export function bearerToken(header: string | undefined): string | null {
 export interface PollDeps {
   ctx: ServerContext;
   held: HeldPolls;
+  /** Shared reads for woken long-polls (one read per channel and cursor per event). @default ctx.bus, unshared */
+  reads?: Pick<Bus, 'head' | 'readAfter'>;
   /** Bytes of messages per poll answer. @default POLL_BUDGET_BYTES */
   budget?: number;
   /** For the draining Retry-After spread. @default Math.random */
@@ -190,12 +197,12 @@ export function handlePoll(req: IncomingMessage, res: ServerResponse, channelsPa
     const token = tokenOf(req);
     let claims: SubscriberClaims | undefined;
     try {
-      claims = cachedSubscriberClaims(config.subscriberSecret, token);
+      claims = cachedSubscriberClaims(subscriberKeyring(config), token);
     } catch (err) {
       return tokenFailed(res, cors, deps, err);
     }
     if (claims !== undefined) return authorized(req, res, channelsParam, cors, deps, claims);
-    verifySubscriberToken(config.subscriberSecret, token)
+    verifySubscriberToken(subscriberKeyring(config), token)
       .then((c) => authorized(req, res, channelsParam, cors, deps, c), (err) => tokenFailed(res, cors, deps, err))
       .catch((err) => failed(res, cors, deps, err));
   } catch (err) {
@@ -246,7 +253,7 @@ function authorized(
   const inm = req.headers['if-none-match'];
   const cursor = channels.length === 1 && inm !== undefined && req.headers.prefer === undefined ? soleCursor(inm, channels[0]!) : null;
   if (cursor === null) {
-    poll(req, res, channels, cors, deps).catch((err) => failed(res, cors, deps, err));
+    poll(req, res, channels, cors, deps, claims.sub).catch((err) => failed(res, cors, deps, err));
     return;
   }
   const ch = channels[0]!;
@@ -318,7 +325,9 @@ function writeAnswer(res: ServerResponse, cors: Readonly<Record<string, string>>
 }
 
 /** Everything but the fast 304: validators parsed, history read, long-polls held. */
-async function poll(req: IncomingMessage, res: ServerResponse, channels: string[], cors: Readonly<Record<string, string>>, deps: PollDeps): Promise<void> {
+async function poll(
+  req: IncomingMessage, res: ServerResponse, channels: string[], cors: Readonly<Record<string, string>>, deps: PollDeps, sub: string,
+): Promise<void> {
   const { ctx, held } = deps;
   const { config } = ctx;
 
@@ -353,6 +362,7 @@ async function poll(req: IncomingMessage, res: ServerResponse, channels: string[
   const w: Waiter = {
     channels, deadline, phase: 'evaluating', dirty: false,
     wake: () => void step().catch(onError),
+    sub, source: req.socket.remoteAddress ?? '',
   };
   const finish = () => {
     w.phase = 'done';
@@ -365,10 +375,21 @@ async function poll(req: IncomingMessage, res: ServerResponse, channels: string[
   };
   const step = async (): Promise<void> => {
     w.dirty = false;
-    const out = await evaluatePoll(ctx.bus, channels, validators, deps.budget);
+    const out = await evaluatePoll(deps.reads ?? ctx.bus, channels, validators, deps.budget);
     if (w.phase === 'done') return; // the client went away meanwhile
     if (out.kind === 'changed') return (finish(), answer(out));
     if (w.dirty) return step();
+    if (first) {
+      // One holder must not fill the global cap (and raise X-Poll-Interval for everyone):
+      // per token subject and per address first, 429 as the client's own excess.
+      const n = held.countOf(w);
+      const over = n.sub > config.maxHeldPollsPerSub ? `more than ${config.maxHeldPollsPerSub} long-polls held for this token subject`
+        : n.source > config.maxHeldPollsPerSource ? `more than ${config.maxHeldPollsPerSource} long-polls held from this address` : null;
+      if (over !== null) {
+        finish();
+        return fail(res, cors, deps, new HttpError('too_many_polls', over, { 'Retry-After': secondsText(config.pollIntervalS) }));
+      }
+    }
     if (first && held.size > config.maxHeldPolls) {
       finish();
       const retry = secondsText(currentPollInterval(ctx, held));

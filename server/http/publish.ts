@@ -3,9 +3,11 @@
 // then gets those same bytes.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Config } from '../config.js';
+import { publisherKeysOf, type Config } from '../config.js';
 import type { ServerContext } from '../context.js';
 import { isChannelName } from '../pubsub/channels.js';
+import { dataProblem } from '../pubsub/data-check.js';
+import { fanoutBehind, fanoutRetryAfterS } from '../pubsub/backlog.js';
 import { busUnavailable, HttpError, sendError, sendJson } from './errors.js';
 import { bearerToken } from './poll.js';
 
@@ -18,20 +20,32 @@ export function publishBodyLimit(config: Pick<Config, 'maxBatch' | 'maxMessageBy
   return config.maxBatch * (2 * config.maxMessageBytes + 1024) + 1024;
 }
 
-/** Compare keys in constant time; hashing first makes lengths equal and hides the key's length. */
-export function publisherKeyMatches(given: string | null, key: string): boolean {
-  if (given === null || key === '') return false;
+/**
+ * Compare keys in constant time; hashing first makes lengths equal and hides the
+ * key's length. With several keys (a rotation) every one is compared, matched or
+ * not, so the time does not tell which one matched.
+ */
+export function publisherKeyMatches(given: string | null, keys: string | readonly string[]): boolean {
+  if (given === null) return false;
   const a = createHash('sha256').update(given).digest();
-  const b = createHash('sha256').update(key).digest();
-  return timingSafeEqual(a, b);
+  let ok = false;
+  for (const key of typeof keys === 'string' ? [keys] : keys) {
+    if (key === '') continue;
+    if (timingSafeEqual(a, createHash('sha256').update(key).digest())) ok = true;
+  }
+  return ok;
 }
+
+/** config.maxDataDepth's default, for callers that pass a partial config. */
+export const DEFAULT_MAX_DATA_DEPTH = 100;
 
 export type ParsedPublish =
   | { ok: true; batch: boolean; events: { channel: string; json: string }[] }
   | { ok: false; error: HttpError };
 
 /** Validate a parsed body: every event is checked before any is published. */
-export function parsePublishBody(body: unknown, config: Pick<Config, 'maxBatch' | 'maxMessageBytes'>): ParsedPublish {
+export function parsePublishBody(body: unknown, config: Pick<Config, 'maxBatch' | 'maxMessageBytes'> & Partial<Pick<Config, 'maxDataDepth'>>): ParsedPublish {
+  const maxDepth = config.maxDataDepth ?? DEFAULT_MAX_DATA_DEPTH;
   const bad = (msg: string): ParsedPublish => ({ ok: false, error: new HttpError('bad_event', msg) });
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return bad('body must be {"channel","data"} or {"events":[...]}');
   const batch = 'events' in body;
@@ -54,13 +68,10 @@ export function parsePublishBody(body: unknown, config: Pick<Config, 'maxBatch' 
     const { channel, data } = item as { channel?: unknown; data?: unknown };
     if (!isChannelName(channel)) return bad(`${where}bad channel name: must match ^[A-Za-z0-9:_.\\-]{1,128}$`);
     if (data === undefined) return bad(`${where}data is required (any JSON value, null included)`);
-    let json: string;
-    try {
-      json = JSON.stringify(data);
-    } catch {
-      // JSON.parse takes any depth; JSON.stringify recurses and overflows the stack (~10k levels).
-      return bad(`${where}data nests too deeply`);
-    }
+    // Before JSON.stringify (which would overflow the stack on a deep enough value) and before any event is stored.
+    const problem = dataProblem(data, maxDepth);
+    if (problem !== null) return bad(where + problem);
+    const json = JSON.stringify(data);
     const bytes = Buffer.byteLength(json);
     if (bytes > config.maxMessageBytes) {
       return { ok: false, error: new HttpError('too_large', `${where}data is ${bytes} bytes, over the ${config.maxMessageBytes}-byte limit`) };
@@ -106,7 +117,7 @@ function tooLarge(res: ServerResponse, message: string): void {
 export async function handlePublish(req: IncomingMessage, res: ServerResponse, ctx: ServerContext): Promise<void> {
   const started = process.hrtime.bigint();
   const { config } = ctx;
-  if (!publisherKeyMatches(bearerToken(req.headers.authorization), config.publisherKey)) {
+  if (!publisherKeyMatches(bearerToken(req.headers.authorization), publisherKeysOf(config))) {
     res.shouldKeepAlive = false; // the body is left unread
     return sendError(res, new HttpError('bad_publisher_key', 'publisher key missing or wrong', { 'WWW-Authenticate': 'Bearer realm="tidings-publish"' }));
   }
@@ -131,16 +142,35 @@ export async function handlePublish(req: IncomingMessage, res: ServerResponse, c
   const parsed = parsePublishBody(body, config);
   if (!parsed.ok) return sendError(res, parsed.error);
 
+  // Backpressure: an event accepted now would reach subscribers too late to matter.
+  const backlog = ctx.fanout?.();
+  const behind = backlog === undefined ? null : fanoutBehind(backlog, config);
+  if (behind !== null) {
+    ctx.metrics.publishesRefused.inc();
+    return sendError(res, new HttpError('fanout_behind', behind + '; retry later', { 'Retry-After': String(fanoutRetryAfterS(backlog!)) }));
+  }
+
   let cursors: string[];
   try {
     cursors = await ctx.bus.publish(parsed.events);
   } catch (err) {
     const outage = busUnavailable(err);
-    if (!outage) throw err;
-    ctx.log.warn({ err }, 'publish: bus unavailable');
-    return sendError(res, outage);
+    if (outage) {
+      ctx.log.warn({ err: errSummary(err) }, 'publish: bus unavailable');
+      return sendError(res, outage);
+    }
+    // Never the error object itself: a Redis ReplyError carries the command and
+    // its arguments, i.e. the event payload (personal data, up to 64 KiB a line).
+    ctx.log.error({ err: errSummary(err), events: parsed.events.length }, 'publish failed');
+    return sendError(res, new HttpError('internal', 'internal error'));
   }
   ctx.metrics.publishes.inc(parsed.events.length);
   ctx.metrics.publishDuration.observe(Number(process.hrtime.bigint() - started) / 1e9);
   sendJson(res, 200, parsed.batch ? { cursors } : { cursor: cursors[0] }, { 'Cache-Control': 'no-store' });
+}
+
+/** An error for a log line: its name and the start of its message, nothing it may carry besides. */
+export function errSummary(err: unknown): { name: string; message: string } {
+  const e = err as { name?: unknown; message?: unknown } | null;
+  return { name: String(e?.name ?? 'Error'), message: String(e?.message ?? err).slice(0, 200) };
 }

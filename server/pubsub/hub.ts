@@ -15,6 +15,7 @@
 // request, stream bookkeeping), so under bursts the cost per delivery falls
 // roughly by the batch size. The queue is drained on a microtask, so events
 // emitted in one synchronous run (one Redis read) meet in the queue.
+import type { Backlog } from './backlog.js';
 import type { Bus, StoredEvent } from './bus.js';
 import { encodeText } from '../ws/frame.js';
 
@@ -84,6 +85,10 @@ interface Job<S> {
   events: number;
   /** Set once merged: each event's cursor and frame. */
   parts: Parts | null;
+  /** Hub clock when queued (delivery lag). */
+  at: number;
+  /** This event's frame bytes as queued (the backlog's byte count; unchanged by a merge). */
+  bytes: number;
 }
 
 /** Writes between two looks at the clock in a slice: cheap enough, and fine-grained enough (~1 ms). */
@@ -101,6 +106,8 @@ export class Hub<S extends object> {
   private readonly onWritten: ((messages: number, bytes: number) => void) | undefined;
   private readonly batch: number;
   private scheduled = false;
+  /** Frame bytes of the unfinished jobs (backlog()). */
+  private queuedBytes = 0;
   private readonly runSoon = (): void => { this.scheduled = false; this.run(); };
 
   constructor(private readonly bus: Pick<Bus, 'watch' | 'unwatch'>, private readonly deliver: Deliver<S>, opts: HubOptions = {}) {
@@ -160,6 +167,13 @@ export class Hub<S extends object> {
     return this.jobs.length - this.jobHead;
   }
 
+  /** What the fan-out queue holds and how far behind it is (publish admission, /readyz, metrics). */
+  backlog(): Backlog {
+    const jobs = this.jobs.length - this.jobHead;
+    if (jobs === 0) return { jobs: 0, bytes: 0, lagMs: 0 };
+    return { jobs, bytes: this.queuedBytes, lagMs: Math.max(0, this.now() - this.jobs[this.jobHead]!.at) };
+  }
+
   /** The bus's live-event listener. */
   onEvent(event: StoredEvent): void {
     if (!this.subs.has(event.channel)) return;
@@ -174,10 +188,13 @@ export class Hub<S extends object> {
 
   private enqueue(channel: string, cursor: string | null, frame: Buffer): void {
     const cur = this.subs.get(channel)!;
+    const at = this.now();
+    const bytes = frame.length;
     const job: Job<S> = cur instanceof Set
-      ? { channel, cursor, frame, one: null, iter: cur.values(), target: cur, started: false, events: 1, parts: null }
-      : { channel, cursor, frame, one: cur, iter: null, target: cur, started: false, events: 1, parts: null };
+      ? { channel, cursor, frame, one: null, iter: cur.values(), target: cur, started: false, events: 1, parts: null, at, bytes }
+      : { channel, cursor, frame, one: cur, iter: null, target: cur, started: false, events: 1, parts: null, at, bytes };
     this.jobs.push(job);
+    this.queuedBytes += bytes;
     if (this.running || this.scheduled) return;
     if (this.batch === 1) {
       // The first slice runs inline (lowest latency); only what is left waits for setImmediate.
@@ -258,11 +275,13 @@ export class Hub<S extends object> {
         }
         if (job.iter !== null) break;
       }
+      this.queuedBytes -= job.bytes;
       this.jobHead++;
     }
     if (this.jobHead === this.jobs.length) {
       this.jobs.length = 0;
       this.jobHead = 0;
+      this.queuedBytes = 0;
       this.running = false;
     } else {
       if (this.jobHead > 1024) { this.jobs.splice(0, this.jobHead); this.jobHead = 0; }

@@ -1,22 +1,29 @@
-// The bus for several nodes: Redis Streams as history, Pub/Sub as live delivery.
+// The bus for several nodes: Redis Streams as history, sharded Pub/Sub as live
+// delivery, on one Redis (TIDINGS_REDIS_URL) or a Redis Cluster
+// (TIDINGS_REDIS_CLUSTER).
 //
-// One command connection (FCALL of the `tidings` library, redis-scripts.ts) and
-// one subscriber connection per node, whatever the number of WebSocket clients:
-// a channel is SUBSCRIBEd while at least one local client watches it and
-// UNSUBSCRIBEd at zero, so a channel nobody here listens to costs this node nothing.
+// Commands (FCALL of the `tidings` library, redis-scripts.ts) go through one
+// ioredis client (a Redis, or a Cluster routing by slot). Live events arrive on
+// our own subscriber connections, one per node that owns a watched channel
+// (redis-shard.ts): a channel is SSUBSCRIBEd while at least one local client
+// watches it and SUNSUBSCRIBEd at zero, so a channel nobody here listens to
+// costs this node nothing.
 //
 // Per watched channel the bus delivers to `onEvent` one ordered sequence with
 // no gap and no duplicate, starting at the channel's head read just after the
-// SUBSCRIBE took effect. After a reconnect it replays from the last ID it
-// delivered (XRANGE inside tidings_read) or, when it cannot prove continuity,
-// calls `onGap` so the hub sends `reset` (PROTOCOL.md "No silent loss").
-import { Redis } from 'ioredis';
+// SSUBSCRIBE took effect. Whenever live delivery may have been cut (connection
+// dropped, failover, slot moved) the channel goes back to `syncing`: it is
+// resubscribed where its slot lives now, and catches up from the last ID it
+// delivered (tidings_read) or, when continuity cannot be proven, calls `onGap`
+// so the hub sends `reset` (PROTOCOL.md "No silent loss").
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import calculateSlot from 'cluster-key-slot';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { BusUnavailableError, type Bus, type Replay, type StoredEvent } from './bus.js';
-import {
-  EPOCH_KEY, LIBRARY, LIVE_PREFIX, compareCursors, liveKey, parseCursor, streamKey,
-} from './redis-scripts.js';
+import { LIBRARY, channelOfLiveKey, compareCursors, epochKey, liveKey, parseCursor, streamKey } from './redis-scripts.js';
+import { Shard } from './redis-shard.js';
+import { parseSeed } from './seeds.js';
 
 // publish/head/readAfter throw BusUnavailableError (code BUS_UNAVAILABLE, with
 // retryAfterS) while Redis is unreachable: the HTTP side answers 503 + Retry-After.
@@ -24,13 +31,20 @@ export { BusUnavailableError };
 
 /** Tunables of the Redis connections, each with its default and why. */
 export interface RedisBusOptions {
-  /** A command that gets no answer within this is failed (503) rather than left hanging a publisher. @default 2000 */
+  /** A command that gets no answer within this is failed (503) rather than left hanging a caller. @default 2000 */
   commandTimeoutMs: number;
+  /**
+   * A publish not stored (and, on a cluster, acknowledged by a replica) within
+   * this answers 503 (config.publishTimeoutMs). ioredis' retries during a
+   * failover can hold a command for seconds; the publisher hears within this.
+   * @default 2000
+   */
+  publishTimeoutMs: number;
   /** First reconnect delay; doubles per failed attempt (full jitter). @default 100 */
   backoffBaseMs: number;
   /** Cap of the reconnect delay, so a restarted Redis is found within seconds. @default 3000 */
   backoffCapMs: number;
-  /** Channels per SUBSCRIBE command when resubscribing after a reconnect. @default 1000 */
+  /** Channels per SSUBSCRIBE command when resubscribing after a reconnect. @default 1000 */
   subscribeChunk: number;
   /** Random source for the backoff jitter (tests pass a seeded one). @default Math.random */
   random: () => number;
@@ -38,6 +52,7 @@ export interface RedisBusOptions {
 
 export const REDIS_BUS_DEFAULTS: RedisBusOptions = {
   commandTimeoutMs: 2_000,
+  publishTimeoutMs: 2_000,
   backoffBaseMs: 100,
   backoffCapMs: 3_000,
   subscribeChunk: 1_000,
@@ -56,91 +71,179 @@ export function reconnectDelay(attempt: number, base: number, cap: number, rando
   return Math.round(floor + random() * (ceiling - floor));
 }
 
-/** A watched channel. `syncing`: SUBSCRIBE sent, head or catch-up pending, live messages buffered. */
-type Watch =
-  | { phase: 'syncing'; refs: number; last: string | null; pending: [string, string][]; waiters: Waiter[]; gen: number }
-  | { phase: 'live'; refs: number; last: string; pending: null; waiters: null; gen: number };
+/**
+ * Pure: what a failed publish command means. `redirect`/`retry`: Redis refused
+ * before running it (MOVED, ASK, TRYAGAIN, CLUSTERDOWN, LOADING, MASTERDOWN),
+ * so sending it again cannot store the event twice. `refused`: a stable error
+ * of the library (BADCHANNEL...). `unknown`: the connection failed or timed
+ * out; the event may or may not be stored, so it is never sent again (503).
+ */
+export function classifyPublishError(err: unknown): 'moved' | 'ask' | 'retry' | 'noscript' | 'refused' | 'unknown' {
+  const name = (err as { name?: string } | null)?.name;
+  const msg = String((err as { message?: string } | null)?.message ?? err);
+  if (name !== 'ReplyError') return 'unknown';
+  if (/^MOVED /.test(msg)) return 'moved';
+  if (/^ASK /.test(msg)) return 'ask';
+  if (/^(TRYAGAIN|CLUSTERDOWN|LOADING|MASTERDOWN|BUSY)\b/.test(msg)) return 'retry';
+  if (/Function not found/i.test(msg)) return 'noscript';
+  if (/^(BADCHANNEL|BADJSON|BADHISTORY|BADTTL|BADKEY)\b/.test(msg)) return 'refused';
+  return 'unknown';
+}
+
+/** A watched channel. `syncing`: (re)subscribe or catch-up pending, live messages buffered. */
+interface Watch {
+  phase: 'syncing' | 'live';
+  refs: number;
+  /** Last cursor delivered to onEvent (or the starting head); null before the first sync. */
+  last: string | null;
+  /** Live messages buffered while syncing. */
+  pending: [string, string][];
+  waiters: Waiter[];
+  /** Bumped by every sync attempt; an older attempt finding a newer one gives up. */
+  gen: number;
+  /** A sync attempt is running (reconcile does not start another one). */
+  busy: boolean;
+  readonly slot: number;
+  /** The node this channel is subscribed on (Shard.key), or null while unplaced. */
+  shard: string | null;
+}
 interface Waiter { resolve(): void; reject(err: Error): void }
 
 /** True for errors that mean "Redis is not there" rather than "Redis said no". */
 function isOutage(err: unknown): boolean {
   if (err instanceof BusUnavailableError) return true;
-  const name = (err as { name?: string } | null)?.name;
-  const msg = String((err as { message?: string } | null)?.message ?? err);
-  if (name === 'ReplyError') return /^(LOADING|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN|READONLY|OOM)\b/.test(msg);
-  return true;
+  const c = classifyPublishError(err);
+  return c !== 'refused' && c !== 'noscript';
 }
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Where to connect: one Redis URL, or cluster seed nodes. */
+export type RedisTarget = { url: string } | { cluster: string[] };
 
 export class RedisBus implements Bus {
   onEvent: ((event: StoredEvent) => void) | null = null;
   onGap: ((channel: string, head: string) => void) | null = null;
 
   private readonly watches = new Map<string, Watch>();
-  private readonly history: number;
-  /** config.historyTtlS as the function's argument. */
+  private readonly shards = new Map<string, Shard>();
+  private readonly history: string;
   private readonly ttl: string;
   private readonly opts: RedisBusOptions;
-  /** Channels watched since the last flush: one SUBSCRIBE for all of them (see watch()). */
-  private toSync: string[] = [];
-  private readonly flushSoon = (): void => this.flushWatches();
-  /** Resolves once the library is loaded on the current command connection. */
+  /** Resolves once the library is loaded (single Redis: on the command connection). */
   private loaded: Promise<void> = Promise.resolve();
+  /** Cluster: primaries (host:port) the library was loaded on by this node. */
+  private readonly loadedOn = new Set<string>();
   private attempts = 0;
   private closed = false;
   /** Outage bookkeeping for logs: warn once per outage, not per retry. */
   private down = false;
+  private reconcileTimer: NodeJS.Timeout | null = null;
+  /** Channels watched since the last flush: their SSUBSCRIBEs leave together (see watch()). */
+  private toSync: string[] = [];
+  private readonly flushSoon = (): void => this.flushWatches();
+  private reconcileAttempts = 0;
+  private reconciling = false;
 
   private constructor(
-    private readonly cmd: Redis,
-    private readonly sub: Redis,
+    /** Commands: a Redis (single) or a Cluster (routes by slot, follows MOVED/ASK). */
+    private readonly cmd: Redis | Cluster,
+    /** Options for subscriber connections (credentials, timeouts). */
+    private readonly subOptions: RedisOptions,
+    /** Single Redis: where the one subscriber connection goes. */
+    private readonly single: RedisOptions | null,
     config: Config,
     private readonly log: Logger,
     opts: RedisBusOptions,
   ) {
-    this.history = config.history;
+    this.history = String(config.history);
     this.ttl = String(config.historyTtlS);
     this.opts = opts;
-    for (const [name, conn] of [['command', cmd], ['subscriber', sub]] as const) {
-      // ioredis emits 'error' on every failed attempt; an unhandled 'error' would crash the process.
-      conn.on('error', (err: Error) => this.onConnError(name, err));
-      conn.on('close', () => this.onConnClose());
+    cmd.on('error', (err: Error) => this.onConnError('command', err));
+    if (cmd instanceof Cluster) {
+      cmd.on('node error', (err: Error, key: string) => this.log.debug({ err: err.message, node: key }, 'redis cluster node error'));
+      // New primaries (failover, resharding onto a new node) get the library; placements follow the slots.
+      cmd.on('refresh', () => { this.loadOnNewPrimaries(); this.reconcileSoon(0); });
+      cmd.on('-node', (_redis: Redis, key: string) => { if (key) this.loadedOn.delete(key); });
+    } else {
+      cmd.on('close', () => this.onConnClose());
+      cmd.on('ready', () => {
+        this.loaded = this.loadLibrary(cmd);
+        // Channels left syncing while only the command connection was down resume here.
+        this.loaded.then(() => this.reconcileSoon(0), () => {});
+        this.onConnReady();
+      });
     }
-    cmd.on('ready', () => {
-      this.loaded = this.loadLibrary();
-      // Channels left syncing while only the command connection was down resume here.
-      this.loaded.then(() => this.syncWaiting(), () => {});
-      this.onConnReady();
-    });
-    sub.on('ready', () => { this.onConnReady(); this.resync(); });
-    sub.on('message', (key: string, payload: string) => this.onMessage(key, payload));
   }
 
-  /** Connect both connections and load the library; rejects with a clear error if Redis is unreachable. */
+  /** Connect to a single Redis and load the library; rejects with a clear error if Redis is unreachable. */
   static async connect(url: string, config: Config, log: Logger, options: Partial<RedisBusOptions> = {}): Promise<RedisBus> {
+    return RedisBus.open({ url }, config, log, options);
+  }
+
+  /** Connect as config says (TIDINGS_REDIS_URL or TIDINGS_REDIS_CLUSTER). */
+  static async fromConfig(config: Config, log: Logger, options: Partial<RedisBusOptions> = {}): Promise<RedisBus> {
+    const target: RedisTarget = config.redisCluster.length > 0 ? { cluster: config.redisCluster } : { url: config.redisUrl };
+    return RedisBus.open(target, config, log, { publishTimeoutMs: config.publishTimeoutMs, ...options });
+  }
+
+  static async open(target: RedisTarget, config: Config, log: Logger, options: Partial<RedisBusOptions> = {}): Promise<RedisBus> {
     const opts = { ...REDIS_BUS_DEFAULTS, ...options };
     let bus: RedisBus | null = null;
-    const connOpts = {
+    const retryStrategy = (times: number) => (bus && bus.closed ? null : reconnectDelay(times, opts.backoffBaseMs, opts.backoffCapMs, opts.random));
+    const common: RedisOptions = { commandTimeout: opts.commandTimeoutMs, retryStrategy };
+    let where: string;
+    if ('url' in target) {
+      where = `Redis at ${redact(target.url)}`;
+      const cmd = new Redis(target.url, {
+        ...common, lazyConnect: true, connectionName: 'tidings-cmd',
+        // Auto-pipelining: the head reads of a burst of new subscribers (and the
+        // publishes of a burst) leave in one write instead of one each.
+        enableAutoPipelining: true,
+        // Fail fast while disconnected (publish -> 503) instead of queueing unboundedly.
+        enableOfflineQueue: false, maxRetriesPerRequest: 0,
+      });
+      const single = { ...(cmd.options as RedisOptions), connectionName: 'tidings-sub' };
+      bus = new RedisBus(cmd, { ...common, connectionName: 'tidings-sub' }, single, config, log, opts);
+      try {
+        await cmd.connect();
+        if (cmd.status !== 'ready') await new Promise((resolve) => cmd.once('ready', resolve));
+        const main = bus.shardFor('main');
+        main.start();
+        if (!main.ready) await new Promise((resolve, reject) => { main.conn.once('ready', resolve); main.conn.once('end', () => reject(new Error('subscriber connection ended'))); });
+        await bus.loaded;
+      } catch (err) {
+        await bus.close();
+        throw new Error(`cannot connect to ${where}: ${(err as Error).message}`);
+      }
+      return bus;
+    }
+    const seeds = target.cluster.map(parseSeed);
+    where = `Redis Cluster at ${seeds.map((s) => `${s.host}:${s.port}`).join(',')}`;
+    const auth: RedisOptions = {};
+    if (seeds[0]!.username) auth.username = seeds[0]!.username;
+    if (seeds[0]!.password !== undefined) auth.password = seeds[0]!.password;
+    if (seeds[0]!.tls) auth.tls = {};
+    const cluster = new Cluster(seeds.map((s) => ({ host: s.host, port: s.port })), {
       lazyConnect: true,
-      // Fail fast while disconnected (publish -> 503) instead of queueing unboundedly.
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      commandTimeout: opts.commandTimeoutMs,
-      // We resubscribe ourselves, after a catch-up read, to prove nothing was missed.
-      autoResubscribe: false,
-      retryStrategy: (times: number) => (bus && bus.closed ? null : reconnectDelay(times, opts.backoffBaseMs, opts.backoffCapMs, opts.random)),
-    };
-    // Auto-pipelining: the head reads of a burst of new subscribers (and the
-    // publishes of a burst) leave in one write instead of one each.
-    const cmd = new Redis(url, { ...connOpts, connectionName: 'tidings-cmd', enableAutoPipelining: true });
-    const sub = new Redis(url, { ...connOpts, connectionName: 'tidings-sub' });
-    bus = new RedisBus(cmd, sub, config, log, opts);
+      scaleReads: 'master',
+      // A cluster that cannot be reached at all is retried with our backoff, forever (until close).
+      clusterRetryStrategy: (times: number) => (bus && bus.closed ? null : reconnectDelay(times, opts.backoffBaseMs, opts.backoffCapMs, opts.random)),
+      retryDelayOnFailover: 100,
+      retryDelayOnClusterDown: 100,
+      retryDelayOnTryAgain: 100,
+      slotsRefreshTimeout: 1_000,
+      enableAutoPipelining: true,
+      redisOptions: { ...auth, commandTimeout: opts.commandTimeoutMs, connectionName: 'tidings-cmd' },
+    });
+    bus = new RedisBus(cluster, { ...auth, ...common, connectionName: 'tidings-sub' }, null, config, log, opts);
     try {
-      await Promise.all([cmd.connect(), sub.connect()]);
-      await Promise.all([cmd, sub].map((c) => (c.status === 'ready' ? undefined : new Promise((resolve) => c.once('ready', resolve)))));
-      await bus.loaded;
+      await cluster.connect();
+      if (cluster.status !== 'ready') await new Promise((resolve) => cluster.once('ready', resolve));
+      await bus.loadOnPrimaries(cluster.nodes('master'));
     } catch (err) {
       await bus.close();
-      throw new Error(`cannot connect to Redis at ${redact(url)}: ${(err as Error).message}`);
+      throw new Error(`cannot connect to ${where}: ${(err as Error).message}`);
     }
     return bus;
   }
@@ -149,37 +252,26 @@ export class RedisBus implements Bus {
 
   async publish(events: { channel: string; json: string }[]): Promise<string[]> {
     if (events.length === 0) return [];
-    if (events.length === 1) {
-      const e = events[0]!;
-      return [(await this.fcall('tidings_publish', e.channel, e.json, String(this.history), this.ttl)) as string];
-    }
-    // A batch in MULTI/EXEC: in order, nothing interleaved; each event atomic by the function.
-    return this.run(async () => {
-      const m = this.cmd.multi();
-      for (const e of events) m.fcall('tidings_publish', 2, streamKey(e.channel), EPOCH_KEY, e.channel, e.json, String(this.history), this.ttl);
-      const res = await m.exec();
-      if (!res) throw new BusUnavailableError('Redis transaction aborted', this.retryAfterS());
-      return res.map(([err, cursor]) => { if (err) throw err; return cursor as string; });
-    });
+    return this.withDeadline(this.opts.publishTimeoutMs, 'publish', () =>
+      this.cmd instanceof Cluster ? this.publishCluster(this.cmd, events) : this.publishSingle(events));
   }
 
-  /**
-   * A watched channel's head is what this node last delivered for it (read
-   * from Redis when the watch began, then advanced by every live event): any
-   * later event reaches the hub, so it is a valid starting point without a
-   * second round trip. Unwatched channels (polls) ask Redis, and so does
-   * everyone while a connection is down (the answer is then BUS_UNAVAILABLE:
-   * a subscriber is not welcomed on a head this node cannot keep up to date).
-   */
   async head(channel: string): Promise<string> {
-    await this.whenLive(channel);
     const w = this.watches.get(channel);
-    if (w !== undefined && w.phase === 'live' && this.health() === 'ok') return w.last;
-    return (await this.fcall('tidings_head', channel)) as string;
+    // A live channel's last delivered cursor is a valid head: every event after
+    // it reaches onEvent (and so the hub's subscribers) from now on. No round trip.
+    if (w && w.phase === 'live' && w.last !== null) return w.last;
+    await this.whenLive(channel);
+    const again = this.watches.get(channel);
+    if (again && again.phase === 'live' && again.last !== null) return again.last;
+    return (await this.fcall('tidings_head', channel, this.ttl)) as string;
   }
 
   async readAfter(channel: string, cursor: string): Promise<Replay> {
     await this.whenLive(channel);
+    const w = this.watches.get(channel);
+    // Nothing after what this node delivered last: answered without a round trip.
+    if (w && w.phase === 'live' && w.last === cursor) return { kind: 'events', events: [] };
     return this.read(channel, cursor);
   }
 
@@ -194,16 +286,32 @@ export class RedisBus implements Bus {
   watch(channel: string): void {
     const w = this.watches.get(channel);
     if (w) { w.refs++; return; }
-    this.watches.set(channel, { phase: 'syncing', refs: 1, last: null, pending: [], waiters: [], gen: 0 });
-    // Channels watched in one turn of the event loop (a connect storm) share one
-    // SUBSCRIBE. If the subscriber is not ready, its next 'ready' resyncs every watched channel.
+    const fresh: Watch = {
+      phase: 'syncing', refs: 1, last: null, pending: [], waiters: [], gen: 0, busy: false,
+      slot: calculateSlot(liveKey(channel)), shard: null,
+    };
+    this.watches.set(channel, fresh);
+    const owner = this.ownerOf(fresh.slot);
+    if (owner === null) { this.reconcileSoon(); return; }
+    const shard = this.place(channel, fresh, owner);
+    if (!shard.ready) { shard.start(); return; } // its 'ready' syncs every channel placed on it
+    // Channels watched in one turn of the event loop (a connect storm) share
+    // their SSUBSCRIBE commands (one per slot on a cluster, one in all on a single Redis).
     if (this.toSync.push(channel) === 1) setImmediate(this.flushSoon);
   }
 
   private flushWatches(): void {
-    const channels = [...new Set(this.toSync)].filter((ch) => this.watches.get(ch)?.phase === 'syncing');
+    const byShard = new Map<Shard, string[]>();
+    for (const ch of new Set(this.toSync)) {
+      const w = this.watches.get(ch);
+      if (!w || w.phase !== 'syncing' || w.busy || w.shard === null) continue;
+      const shard = this.shards.get(w.shard);
+      if (!shard || !shard.ready) continue; // its 'ready' or reconcile syncs it
+      const l = byShard.get(shard);
+      if (l) l.push(ch); else byShard.set(shard, [ch]);
+    }
     this.toSync = [];
-    if (channels.length > 0 && this.sub.status === 'ready') void this.sync(channels);
+    for (const [shard, chs] of byShard) void this.sync(shard, chs);
   }
 
   unwatch(channel: string): void {
@@ -211,23 +319,35 @@ export class RedisBus implements Bus {
     if (!w) return;
     if (--w.refs > 0) return;
     this.watches.delete(channel);
-    if (w.waiters) for (const x of w.waiters) x.reject(new BusUnavailableError(`unwatched ${channel}`, 1));
-    if (this.sub.status === 'ready') this.sub.unsubscribe(liveKey(channel)).catch((err) => this.log.debug({ err }, 'redis unsubscribe failed'));
+    for (const x of w.waiters.splice(0)) x.reject(new BusUnavailableError(`unwatched ${channel}`, 1));
+    const shard = w.shard === null ? undefined : this.shards.get(w.shard);
+    if (!shard) return;
+    shard.channels.delete(channel);
+    if (shard.ready) shard.conn.sunsubscribe(liveKey(channel)).catch((err) => this.log.debug({ err }, 'redis sunsubscribe failed'));
+    this.dropIfIdle(shard);
   }
 
   health(): 'ok' | 'degraded' {
-    return this.cmd.status === 'ready' && this.sub.status === 'ready' ? 'ok' : 'degraded';
+    if (this.cmd.status !== 'ready') return 'degraded';
+    for (const s of this.shards.values()) if ((s.channels.size > 0 || s.key === 'main') && !s.ready) return 'degraded';
+    return 'ok';
   }
 
-  /** One PING at a time, whoever asks (probes from several load balancers share it). */
+  /** One PING round at a time, whoever asks (probes from several load balancers share it). */
   private pinging: Promise<boolean> | null = null;
 
+  /**
+   * True once Redis answered PING (a cluster: every known primary) within
+   * `timeoutMs`; false otherwise, never rejects. For /readyz: a frozen Redis
+   * keeps its TCP connections, so only a round trip shows it.
+   */
   ping(timeoutMs: number): Promise<boolean> {
     if (this.pinging) return this.pinging;
     const p = new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), timeoutMs);
-      this.cmd.ping().then(
-        () => { clearTimeout(timer); resolve(true); },
+      const nodes = this.cmd instanceof Cluster ? this.cmd.nodes('master') : [this.cmd];
+      Promise.all(nodes.map((n) => n.ping())).then(
+        () => { clearTimeout(timer); resolve(nodes.length > 0); },
         () => { clearTimeout(timer); resolve(false); },
       );
     });
@@ -239,11 +359,17 @@ export class RedisBus implements Bus {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const w of this.watches.values()) if (w.waiters) for (const x of w.waiters) x.reject(new BusUnavailableError('bus closed', 1));
+    if (this.reconcileTimer) clearTimeout(this.reconcileTimer);
+    for (const w of this.watches.values()) for (const x of w.waiters.splice(0)) x.reject(new BusUnavailableError('bus closed', 1));
     this.watches.clear();
-    await Promise.all([this.cmd, this.sub].map(async (c) => {
-      try { if (c.status === 'ready') await c.quit(); else c.disconnect(); } catch { c.disconnect(); }
-    }));
+    const shards = [...this.shards.values()];
+    this.shards.clear();
+    await Promise.all([
+      ...shards.map((s) => s.close()),
+      (async () => {
+        try { if (this.cmd.status === 'ready') await this.cmd.quit(); else this.cmd.disconnect(); } catch { this.cmd.disconnect(); }
+      })(),
+    ]);
   }
 
   /** For tests and metrics: how many local watchers a channel has (0 when not subscribed). */
@@ -251,12 +377,126 @@ export class RedisBus implements Bus {
     return this.watches.get(channel)?.refs ?? 0;
   }
 
-  // ---- internals ----------------------------------------------------------
+  /** For tests: the node (host:port, or `main`) a channel is subscribed on, and whether it is live. */
+  placement(channel: string): { shard: string | null; live: boolean } | null {
+    const w = this.watches.get(channel);
+    return w ? { shard: w.shard, live: w.phase === 'live' } : null;
+  }
+
+  // ---- publish --------------------------------------------------------------
+
+  private async publishSingle(events: { channel: string; json: string }[]): Promise<string[]> {
+    const cmd = this.cmd as Redis;
+    if (events.length === 1) {
+      const e = events[0]!;
+      return [(await this.fcall('tidings_publish', e.channel, e.json, this.history, this.ttl)) as string];
+    }
+    // A batch in MULTI/EXEC: in order, nothing interleaved; each event atomic by the function.
+    return this.run(async () => {
+      const m = cmd.multi();
+      for (const e of events) m.fcall('tidings_publish', 2, streamKey(e.channel), epochKey(e.channel), e.channel, e.json, this.history, this.ttl);
+      const res = await m.exec();
+      if (!res) throw new BusUnavailableError('Redis transaction aborted', this.retryAfterS());
+      return res.map(([err, cursor]) => { if (err) throw err; return cursor as string; });
+    });
+  }
+
+  /**
+   * Cluster: each event goes to the primary owning its channel's slot, on that
+   * primary's own connection, so the `WAIT 1` that follows counts the replicas
+   * that acknowledged exactly these writes (a cluster-level WAIT goes to a
+   * random node). Events of one channel go one after the other (order);
+   * channels in parallel (the batch is atomic per event, PROTOCOL.md).
+   */
+  private async publishCluster(cluster: Cluster, events: { channel: string; json: string }[]): Promise<string[]> {
+    const deadline = Date.now() + this.opts.publishTimeoutMs;
+    const byChannel = new Map<string, number[]>();
+    events.forEach((e, i) => { const l = byChannel.get(e.channel); if (l) l.push(i); else byChannel.set(e.channel, [i]); });
+    const cursors: string[] = new Array(events.length);
+    /** Primaries written to, with their replica count at the time. */
+    const written = new Map<Redis, number>();
+    await Promise.all([...byChannel].map(async ([channel, idx]) => {
+      for (const i of idx) {
+        const r = await this.publishOnOwner(cluster, channel, events[i]!.json, deadline);
+        cursors[i] = r.cursor;
+        written.set(r.node, Math.max(written.get(r.node) ?? 0, r.replicas));
+      }
+    }));
+    // Never a 200 for an event a failover could lose: a primary that has a
+    // replica must hear from one. One with none has nothing to wait for (a
+    // fixed WAIT 1 would refuse every publish on it forever).
+    await Promise.all([...written].filter(([, replicas]) => replicas > 0).map(async ([node]) => {
+      const left = Math.max(1, deadline - Date.now());
+      let acked: number;
+      try {
+        acked = Number(await node.call('WAIT', '1', String(left)));
+      } catch (err) {
+        throw new BusUnavailableError(`Redis unavailable while waiting for a replica: ${(err as Error).message}`, this.retryAfterS());
+      }
+      if (acked < 1) {
+        throw new BusUnavailableError(`no replica of ${nodeKey(node)} acknowledged the event within ${this.opts.publishTimeoutMs} ms; it may still be delivered, retry`, this.retryAfterS());
+      }
+    }));
+    return cursors;
+  }
+
+  private async publishOnOwner(cluster: Cluster, channel: string, json: string, deadline: number): Promise<{ cursor: string; node: Redis; replicas: number }> {
+    const slot = calculateSlot(liveKey(channel));
+    let ask: string | null = null;
+    for (let attempt = 1; ; attempt++) {
+      if (Date.now() >= deadline) throw new BusUnavailableError(`publish to ${channel} not stored within ${this.opts.publishTimeoutMs} ms (cluster failing over?)`, this.retryAfterS());
+      const owner = ask ?? cluster.slots[slot]?.[0];
+      const node = owner ? findNode(cluster, owner) : undefined;
+      // Only a connection that is up: a command queued on a connection still
+      // being opened may fail after being written, and would then be unsafe to retry.
+      if (!node || node.status !== 'ready') {
+        if (node && node.status === 'wait') node.connect().catch(() => {});
+        cluster.refreshSlotsCache();
+        await sleep(Math.min(50 * attempt, 250));
+        continue;
+      }
+      try {
+        if (ask !== null) {
+          ask = null;
+          const [, res] = await Promise.all([node.call('ASKING'), node.fcall('tidings_publish', 2, streamKey(channel), epochKey(channel), channel, json, this.history, this.ttl)]);
+          return { cursor: res as string, node, replicas: this.replicasOf(cluster, slot) };
+        }
+        const cursor = (await node.fcall('tidings_publish', 2, streamKey(channel), epochKey(channel), channel, json, this.history, this.ttl)) as string;
+        return { cursor, node, replicas: this.replicasOf(cluster, slot) };
+      } catch (err) {
+        switch (classifyPublishError(err)) {
+          case 'moved':
+            await new Promise<void>((resolve) => cluster.refreshSlotsCache(() => resolve()));
+            continue;
+          case 'ask':
+            ask = String((err as Error).message).split(' ')[2] ?? null;
+            continue;
+          case 'retry':
+            await sleep(100);
+            continue;
+          case 'noscript':
+            await this.loadLibrary(node).catch(() => {});
+            this.loadedOn.add(nodeKey(node));
+            continue;
+          case 'refused':
+            throw err;
+          default:
+            throw new BusUnavailableError(`Redis unavailable: ${(err as Error)?.message ?? err}`, this.retryAfterS());
+        }
+      }
+    }
+  }
+
+  private replicasOf(cluster: Cluster, slot: number): number {
+    return Math.max(0, (cluster.slots[slot]?.length ?? 1) - 1);
+  }
+
+  // ---- reads ----------------------------------------------------------------
 
   private async read(channel: string, cursor: string): Promise<Replay> {
     const parsed = parseCursor(cursor);
-    if (!parsed) return { kind: 'reset', head: (await this.fcall('tidings_head', channel)) as string };
-    const r = (await this.fcall('tidings_read', channel, parsed.epoch, parsed.id)) as string[];
+    if (!parsed) return { kind: 'reset', head: (await this.fcall('tidings_head', channel, this.ttl)) as string };
+    const r = (await this.fcall('tidings_read', channel, parsed.epoch, parsed.id, this.ttl)) as string[];
     if (r[0] === 'reset') return { kind: 'reset', head: r[1]! };
     const events: StoredEvent[] = [];
     for (let i = 2; i < r.length; i += 2) events.push({ channel, cursor: r[i]!, json: r[i + 1]! });
@@ -265,18 +505,31 @@ export class RedisBus implements Bus {
 
   /**
    * head/readAfter of a channel this node just started watching wait until its
-   * SUBSCRIBE is in effect: whatever they return is then older than what live
+   * SSUBSCRIBE is in effect: whatever they return is then older than what live
    * delivery starts with, so replay + live leaves no hole (the hub drops the overlap).
    */
   private whenLive(channel: string): Promise<void> {
     const w = this.watches.get(channel);
     if (!w || w.phase === 'live') return Promise.resolve();
-    if (this.sub.status !== 'ready') return Promise.reject(new BusUnavailableError('Redis subscriber connection is down', this.retryAfterS()));
-    return new Promise((resolve, reject) => w.waiters.push({ resolve, reject }));
+    const shard = w.shard === null ? undefined : this.shards.get(w.shard);
+    if (this.isDown(shard)) return Promise.reject(new BusUnavailableError('Redis subscriber connection is down', this.retryAfterS()));
+    return new Promise((resolve, reject) => {
+      const waiter = { resolve, reject };
+      w.waiters.push(waiter);
+      // Bounded: a channel whose node does not answer fails its waiters (retryable).
+      setTimeout(() => {
+        const i = w.waiters.indexOf(waiter);
+        if (i >= 0) { w.waiters.splice(i, 1); reject(new BusUnavailableError('Redis subscription not ready', this.retryAfterS())); }
+      }, this.opts.commandTimeoutMs).unref();
+    });
+  }
+
+  private isDown(shard: Shard | undefined): boolean {
+    return shard !== undefined && (shard.conn.status === 'reconnecting' || shard.conn.status === 'close' || shard.conn.status === 'end');
   }
 
   private async fcall(fn: string, channel: string, ...args: string[]): Promise<unknown> {
-    return this.run(() => this.cmd.fcall(fn, 2, streamKey(channel), EPOCH_KEY, channel, ...args));
+    return this.run(() => this.cmd.fcall(fn, 2, streamKey(channel), epochKey(channel), channel, ...args));
   }
 
   /** Run a command; map outages to BusUnavailableError; reload the library once if Redis lost it. */
@@ -284,52 +537,149 @@ export class RedisBus implements Bus {
     if (this.cmd.status !== 'ready') throw new BusUnavailableError('Redis is unreachable', this.retryAfterS());
     try {
       await this.loaded;
-      return await op();
+      return await this.withDeadline(this.opts.commandTimeoutMs, 'command', op);
     } catch (err) {
-      if (/Function not found/i.test(String((err as Error)?.message))) {
-        // Redis restarted without persistence between our 'ready' and this call.
-        try { this.loaded = this.loadLibrary(); await this.loaded; return await op(); } catch (again) { err = again; }
+      if (classifyPublishError(err) === 'noscript') {
+        // Redis restarted without persistence (or a new primary appeared) between our load and this call.
+        try {
+          if (this.cmd instanceof Cluster) { this.loadedOn.clear(); await this.loadOnPrimaries(this.cmd.nodes('master')); }
+          else { this.loaded = this.loadLibrary(this.cmd); await this.loaded; }
+          return await op();
+        } catch (again) { err = again; }
       }
       if (isOutage(err)) throw new BusUnavailableError(`Redis unavailable: ${(err as Error)?.message ?? err}`, this.retryAfterS());
       throw err;
     }
   }
 
-  private async loadLibrary(): Promise<void> {
-    await this.cmd.call('FUNCTION', 'LOAD', 'REPLACE', LIBRARY);
-  }
-
-  /** Subscribe (or resubscribe) channels, then establish each one's starting point. */
-  private async sync(channels: string[]): Promise<void> {
+  /** Our own time limit: ioredis' queues and cluster retries can hold a command longer. */
+  private async withDeadline<T>(ms: number, what: string, op: () => Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new BusUnavailableError(`Redis ${what} got no answer within ${ms} ms`, this.retryAfterS())), ms);
+    });
     try {
-      for (let i = 0; i < channels.length; i += this.opts.subscribeChunk) {
-        await this.sub.subscribe(...channels.slice(i, i + this.opts.subscribeChunk).map(liveKey));
-      }
-    } catch (err) {
-      // The subscriber dropped mid-way: its next 'ready' resyncs everything.
-      this.log.debug({ err }, 'redis subscribe failed; will resync on reconnect');
-      return;
+      return await Promise.race([op(), timeout]);
+    } finally {
+      clearTimeout(timer);
     }
-    await Promise.all(channels.map((ch) => this.syncOne(ch)));
   }
 
-  private async syncOne(channel: string): Promise<void> {
+  private async loadLibrary(conn: Redis): Promise<void> {
+    await conn.call('FUNCTION', 'LOAD', 'REPLACE', LIBRARY);
+  }
+
+  /** ioredis Cluster sends FUNCTION LOAD to one node only: load on every primary ourselves. */
+  private async loadOnPrimaries(masters: Redis[]): Promise<void> {
+    await Promise.all(masters.map(async (m) => {
+      const key = nodeKey(m);
+      if (this.loadedOn.has(key)) return;
+      await this.loadLibrary(m);
+      this.loadedOn.add(key);
+    }));
+  }
+
+  private loadOnNewPrimaries(): void {
+    if (!(this.cmd instanceof Cluster) || this.closed) return;
+    this.loadOnPrimaries(this.cmd.nodes('master')).catch((err) => this.log.debug({ err: err.message }, 'redis: loading the library on a primary failed; retried on next refresh or on use'));
+  }
+
+  // ---- placement and sync ---------------------------------------------------
+
+  /** The node owning a slot now: `main` for a single Redis, else the primary's host:port (null if unknown). */
+  private ownerOf(slot: number): string | null {
+    if (!(this.cmd instanceof Cluster)) return 'main';
+    return this.cmd.slots[slot]?.[0] ?? null;
+  }
+
+  private shardFor(key: string): Shard {
+    let s = this.shards.get(key);
+    if (s) return s;
+    let options: RedisOptions;
+    if (key === 'main' && this.single) options = { ...this.single, ...this.subOptions };
+    else {
+      const i = key.lastIndexOf(':');
+      options = { ...this.subOptions, host: key.slice(0, i), port: Number(key.slice(i + 1)) };
+    }
+    s = new Shard(key, options, {
+      ready: (sh) => this.onShardReady(sh),
+      down: (sh) => this.onShardDown(sh),
+      moved: (sh) => this.onShardMoved(sh),
+      message: (sh, k, p) => this.onMessage(sh, k, p),
+      error: (sh, err) => this.onConnError(`subscriber ${sh.key}`, err),
+    });
+    this.shards.set(key, s);
+    return s;
+  }
+
+  private place(channel: string, w: Watch, owner: string): Shard {
+    const shard = this.shardFor(owner);
+    shard.channels.add(channel);
+    w.shard = owner;
+    return shard;
+  }
+
+  /** A cluster subscriber connection with no channel left is closed (the single Redis one stays). */
+  private dropIfIdle(shard: Shard): void {
+    if (shard.channels.size > 0 || shard.key === 'main') return;
+    this.shards.delete(shard.key);
+    void shard.close();
+  }
+
+  /** Live delivery of a channel may have been cut: buffer, and catch up before trusting it again. */
+  private toSyncing(w: Watch): void {
+    if (w.phase === 'live') { w.phase = 'syncing'; w.pending = []; }
+  }
+
+  /** (Re)subscribe channels on their node, then establish each one's starting point. */
+  private async sync(shard: Shard, channels: string[]): Promise<void> {
+    // SSUBSCRIBE takes channels of one slot per command in a cluster; a single Redis takes any.
+    const perSlot = this.cmd instanceof Cluster;
+    const bySlot = new Map<number, string[]>();
+    for (const ch of channels) {
+      const w = this.watches.get(ch);
+      if (!w || w.shard !== shard.key) continue;
+      w.busy = true;
+      const k = perSlot ? w.slot : 0;
+      const l = bySlot.get(k);
+      if (l) l.push(ch); else bySlot.set(k, [ch]);
+    }
+    const done = (chs: string[]) => { for (const ch of chs) { const w = this.watches.get(ch); if (w) w.busy = false; } };
+    await Promise.all([...bySlot.values()].map(async (group) => {
+      try {
+        for (let i = 0; i < group.length; i += this.opts.subscribeChunk) {
+          await shard.conn.ssubscribe(...group.slice(i, i + this.opts.subscribeChunk).map(liveKey));
+        }
+      } catch (err) {
+        // MOVED (the slot left this node), or the connection dropped: reconcile retries.
+        this.log.debug({ err: (err as Error).message, node: shard.key }, 'redis ssubscribe failed; will retry');
+        done(group);
+        this.rejectWaiters(group);
+        this.reconcileSoon();
+        return;
+      }
+      await Promise.all(group.map((ch) => this.syncOne(ch, shard.key)));
+      done(group);
+    }));
+  }
+
+  private async syncOne(channel: string, shardKey: string): Promise<void> {
     const w = this.watches.get(channel);
-    if (!w || w.phase !== 'syncing') return;
+    if (!w || w.phase !== 'syncing' || w.shard !== shardKey) return;
     // A newer attempt (a reconnect while this one waits) supersedes this one.
     const gen = ++w.gen;
-    const current = () => this.watches.get(channel) === w && w.phase === 'syncing' && w.gen === gen;
+    const current = () => this.watches.get(channel) === w && w.phase === 'syncing' && w.gen === gen && w.shard === shardKey;
     try {
       let last: string;
       if (w.last === null) {
-        last = (await this.fcall('tidings_head', channel)) as string;
+        last = (await this.fcall('tidings_head', channel, this.ttl)) as string;
       } else {
-        // Reconnected: prove nothing was missed since the last delivered event, or reset.
+        // Resubscribed: prove nothing was missed since the last delivered event, or reset.
         const replay = await this.read(channel, w.last);
         if (!current()) return;
         if (replay.kind === 'reset') {
           last = replay.head;
-          this.log.warn({ channel, head: last }, 'redis: cannot prove continuity after reconnect, sending reset');
+          this.log.warn({ channel, head: last }, 'redis: cannot prove continuity after resubscribing, sending reset');
           this.onGap?.(channel, last);
         } else {
           last = w.last;
@@ -339,45 +689,105 @@ export class RedisBus implements Bus {
       if (!current()) return;
       const pending = w.pending;
       const waiters = w.waiters;
-      const live = w as unknown as Extract<Watch, { phase: 'live' }>;
-      live.phase = 'live'; live.last = last; live.pending = null; live.waiters = null;
-      for (const [cursor, json] of pending) this.offer(live, channel, cursor, json);
+      w.phase = 'live'; w.last = last; w.pending = []; w.waiters = [];
+      for (const [cursor, json] of pending) { if (w.phase !== 'live') { w.pending.push([cursor, json]); continue; } this.offer(w, channel, cursor, json); }
       for (const x of waiters) x.resolve();
     } catch (err) {
-      // Still 'syncing': the next reconnect retries. Waiters learn now rather than hang.
-      this.log.debug({ err, channel }, 'redis sync failed; will retry on reconnect');
-      if (current()) {
-        const waiters = w.waiters.splice(0);
-        for (const x of waiters) x.reject(new BusUnavailableError('Redis unavailable', this.retryAfterS()));
-      }
+      // Still 'syncing': reconcile retries. Waiters learn now rather than hang.
+      this.log.debug({ err: (err as Error).message, channel }, 'redis sync failed; will retry');
+      if (current()) this.rejectWaiters([channel]);
+      this.reconcileSoon();
     }
   }
 
-  /** Subscriber is (re)connected: every watched channel goes back to syncing from its last delivered ID. */
-  private resync(): void {
-    const channels: string[] = [];
-    for (const [ch, w] of this.watches) {
-      if (w.phase === 'live') {
-        const s = w as unknown as Extract<Watch, { phase: 'syncing' }>;
-        s.phase = 'syncing'; s.pending = []; s.waiters = [];
-      }
-      channels.push(ch);
+  private rejectWaiters(channels: string[]): void {
+    for (const ch of channels) {
+      const w = this.watches.get(ch);
+      if (w) for (const x of w.waiters.splice(0)) x.reject(new BusUnavailableError('Redis unavailable', this.retryAfterS()));
     }
-    if (channels.length) void this.sync(channels);
   }
 
-  /** Retry channels still syncing (their last attempt failed on the command connection). */
-  private syncWaiting(): void {
-    if (this.sub.status !== 'ready') return;
-    const channels = [...this.watches].filter(([, w]) => w.phase === 'syncing').map(([ch]) => ch);
-    if (channels.length) void this.sync(channels);
+  private onShardReady(shard: Shard): void {
+    this.onConnReady();
+    const chs = [...shard.channels];
+    for (const ch of chs) { const w = this.watches.get(ch); if (w) this.toSyncing(w); }
+    if (chs.length) void this.sync(shard, chs);
   }
 
-  private onMessage(key: string, payload: string): void {
-    if (!key.startsWith(LIVE_PREFIX)) return;
-    const channel = key.slice(LIVE_PREFIX.length);
+  private onShardDown(shard: Shard): void {
+    if (this.closed) return;
+    this.attempts++;
+    const chs = [...shard.channels];
+    for (const ch of chs) { const w = this.watches.get(ch); if (w) this.toSyncing(w); }
+    // Waiters of these channels would otherwise wait for the whole outage.
+    this.rejectWaiters(chs);
+    // A cluster primary that died is replaced by a replica elsewhere: look for it.
+    if (this.cmd instanceof Cluster && chs.length) this.reconcileSoon();
+  }
+
+  /** Redis pushed an unsolicited SUNSUBSCRIBE: a slot left this node. Resubscribe where it lives now. */
+  private onShardMoved(shard: Shard): void {
+    for (const ch of shard.channels) { const w = this.watches.get(ch); if (w) this.toSyncing(w); }
+    this.reconcileSoon(0);
+  }
+
+  /**
+   * Schedule a reconcile: refresh the slot map (cluster), move channels whose
+   * slot changed owner, and sync every channel not live on a ready node. It
+   * reschedules itself with backoff until every channel is live.
+   */
+  private reconcileSoon(delayMs?: number): void {
+    if (this.closed || this.reconcileTimer) return;
+    const ms = delayMs ?? reconnectDelay(++this.reconcileAttempts, this.opts.backoffBaseMs, Math.min(this.opts.backoffCapMs, 1_000), this.opts.random);
+    this.reconcileTimer = setTimeout(() => { this.reconcileTimer = null; void this.reconcile(); }, ms);
+  }
+
+  private async reconcile(): Promise<void> {
+    if (this.closed || this.reconciling) return;
+    this.reconciling = true;
+    try {
+      const cluster = this.cmd instanceof Cluster ? this.cmd : null;
+      if (cluster && [...this.watches.values()].some((w) => w.phase !== 'live')) {
+        await new Promise<void>((resolve) => cluster.refreshSlotsCache(() => resolve()));
+      }
+      if (this.closed) return;
+      const toSync = new Map<Shard, string[]>();
+      let waiting = false;
+      for (const [ch, w] of this.watches) {
+        const owner = this.ownerOf(w.slot);
+        if (owner === null) { waiting = true; continue; }
+        if (w.shard !== owner) {
+          const old = w.shard === null ? undefined : this.shards.get(w.shard);
+          if (old) {
+            old.channels.delete(ch);
+            if (old.ready) old.conn.sunsubscribe(liveKey(ch)).catch(() => {});
+            this.dropIfIdle(old);
+          }
+          this.toSyncing(w);
+          this.place(ch, w, owner);
+        }
+        if (w.phase === 'live') continue;
+        waiting = true;
+        if (w.busy) continue;
+        const shard = this.shards.get(owner)!;
+        if (!shard.ready) { shard.start(); continue; }
+        const l = toSync.get(shard);
+        if (l) l.push(ch); else toSync.set(shard, [ch]);
+      }
+      for (const [shard, chs] of toSync) void this.sync(shard, chs);
+      if (waiting) this.reconcileSoon();
+      else this.reconcileAttempts = 0;
+    } finally {
+      this.reconciling = false;
+    }
+  }
+
+  private onMessage(shard: Shard, key: string, payload: string): void {
+    const channel = channelOfLiveKey(key);
+    if (channel === null) return;
     const w = this.watches.get(channel);
-    if (!w) return;
+    // A late message from a node the channel left: it is in history, the catch-up has it.
+    if (!w || w.shard !== shard.key) return;
     const sp = payload.indexOf(' ');
     if (sp <= 0) { this.log.warn({ channel }, 'redis: malformed live message ignored'); return; }
     const cursor = payload.slice(0, sp);
@@ -387,8 +797,19 @@ export class RedisBus implements Bus {
   }
 
   /** Deliver a live message unless it is at or before what was already delivered (catch-up overlap). */
-  private offer(w: Extract<Watch, { phase: 'live' }>, channel: string, cursor: string, json: string): void {
-    if (!this.isAfter(cursor, w.last)) return;
+  private offer(w: Watch, channel: string, cursor: string, json: string): void {
+    const last = w.last!;
+    const pc = parseCursor(cursor);
+    const pl = parseCursor(last);
+    if (pc && pl && pc.epoch !== pl.epoch) {
+      // The channel's epoch changed under us (its keys were lost, e.g. a failover
+      // before the epoch was replicated, or they expired): prove or reset.
+      w.phase = 'syncing';
+      w.pending = [[cursor, json]];
+      this.reconcileSoon(0);
+      return;
+    }
+    if (!this.isAfter(cursor, last)) return;
     w.last = cursor;
     this.deliver({ channel, cursor, json });
   }
@@ -406,16 +827,10 @@ export class RedisBus implements Bus {
   private onConnClose(): void {
     if (this.closed) return;
     this.attempts++;
-    // Waiters of channels still syncing would otherwise wait for the whole outage.
-    if (this.sub.status !== 'ready') {
-      for (const w of this.watches.values()) {
-        if (w.phase === 'syncing') for (const x of w.waiters.splice(0)) x.reject(new BusUnavailableError('Redis unavailable', this.retryAfterS()));
-      }
-    }
   }
 
   private onConnReady(): void {
-    if (this.cmd.status === 'ready' && this.sub.status === 'ready') {
+    if (this.health() === 'ok') {
       if (this.down) this.log.info('redis reconnected');
       this.down = false;
       this.attempts = 0;
@@ -427,6 +842,15 @@ export class RedisBus implements Bus {
     const ms = reconnectDelay(this.attempts + 1, this.opts.backoffBaseMs, this.opts.backoffCapMs, () => 1);
     return Math.max(1, Math.ceil(ms / 1000));
   }
+}
+
+function nodeKey(node: Redis): string {
+  return `${node.options.host}:${node.options.port}`;
+}
+
+/** The cluster client's own connection to a node (host:port), if it has one. */
+function findNode(cluster: Cluster, key: string): Redis | undefined {
+  return cluster.nodes('all').find((n) => nodeKey(n) === key);
 }
 
 /** Never log a password that may sit in the URL. */

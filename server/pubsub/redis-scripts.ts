@@ -1,23 +1,31 @@
 // The Redis side of the bus: key names, the cursor format, and the `tidings`
-// Redis 7 FUNCTION library that every node loads (FUNCTION LOAD REPLACE) and
-// that storage backends may call directly (docs/redis.md).
+// Redis 7 FUNCTION library that every node loads (FUNCTION LOAD REPLACE) on
+// every primary and that storage backends may call directly (docs/redis.md).
 //
-// Why a FUNCTION and not MULTI from the client: XADD and PUBLISH must happen as
+// Why a FUNCTION and not MULTI from the client: XADD and SPUBLISH must happen as
 // one step, so the order of live delivery and the order of history agree, and a
 // backend that publishes without HTTP gets exactly the same semantics.
+//
+// Every key and the live channel of a Tidings channel carry the channel name as
+// a hash tag (`tidings:{user:42}:h`), so they live in one Redis Cluster slot:
+// the function touches one slot (no CROSSSLOT) and its SPUBLISH reaches only
+// the shard that owns the channel. The same layout serves a single Redis.
 
 /** Stream holding a channel's history (XADD ... MAXLEN ~ history). */
-export const streamKey = (channel: string): string => `tidings:h:${channel}`;
-/** Pub/Sub channel carrying a channel's live events, as `<cursor> <json>`. */
-export const liveKey = (channel: string): string => `tidings:e:${channel}`;
-/** Prefix of liveKey, to map a Pub/Sub message back to the channel. */
-export const LIVE_PREFIX = 'tidings:e:';
+export const streamKey = (channel: string): string => `tidings:{${channel}}:h`;
 /**
- * The Redis dataset's epoch: created on first use, so it disappears with the
- * data. Cursors carry it, so a cursor from before a data loss never passes for a
- * valid resume point in the new dataset (PROTOCOL.md "No silent loss").
+ * The channel's epoch (generation): created on first use, so it disappears with
+ * the data. Cursors carry it, so a cursor from before a data loss never passes
+ * for a valid resume point in the new dataset (PROTOCOL.md "No silent loss").
+ * Per channel, so a loss costs a reset on the channels it touched only.
  */
-export const EPOCH_KEY = 'tidings:epoch';
+export const epochKey = (channel: string): string => `tidings:{${channel}}:g`;
+/** Sharded Pub/Sub channel (SPUBLISH/SSUBSCRIBE) carrying live events, as `<cursor> <json>`. */
+export const liveKey = (channel: string): string => `tidings:{${channel}}:e`;
+/** Pure: the Tidings channel of a liveKey, or null for anything else. */
+export function channelOfLiveKey(key: string): string | null {
+  return key.startsWith('tidings:{') && key.endsWith('}:e') ? key.slice(9, -3) : null;
+}
 export const LIBRARY_NAME = 'tidings';
 /** Stream entry ID of a channel that has never been published to. */
 export const ZERO_ID = '0-0';
@@ -63,15 +71,27 @@ export function compareCursors(a: ParsedCursor, b: ParsedCursor): number {
 
 /**
  * The library. Keys are declared (KEYS[1] stream, KEYS[2] epoch) as Redis asks of
- * functions. Errors are replies with a stable first word (BADCHANNEL, BADJSON,
- * BADHISTORY, BADKEY) so callers can tell them from outages.
+ * functions, and both carry the channel as hash tag. Errors are replies with a
+ * stable first word (BADCHANNEL, BADJSON, BADHISTORY, BADTTL, BADKEY) so callers
+ * can tell them from outages.
+ *
+ * `ttl` (seconds, 0 = none) bounds the memory of channels nobody publishes to:
+ * every publish sets it on both keys together, so they expire together and a
+ * cursor from before the expiry meets a new epoch (reset), never an empty
+ * history that passes for "nothing happened".
  */
 export const LIBRARY = `#!lua name=${LIBRARY_NAME}
 
 local B36 = '0123456789abcdefghijklmnopqrstuvwxyz'
 
--- The dataset's epoch; created (from TIME, in base 36) when missing.
-local function epoch(key)
+local function check_ttl(ttl)
+  local n = tonumber(ttl or '0')
+  if not n or n < 0 or n ~= math.floor(n) then return nil end
+  return n
+end
+
+-- The channel's epoch; created (from TIME, in base 36) when missing, with the ttl.
+local function epoch(key, ttl)
   local e = redis.call('GET', key)
   if e then return e end
   local t = redis.call('TIME')
@@ -82,7 +102,7 @@ local function epoch(key)
     s = string.sub(B36, d + 1, d + 1) .. s
     n = math.floor(n / 36)
   until n == 0
-  redis.call('SET', key, s)
+  if ttl > 0 then redis.call('SET', key, s, 'EX', ttl) else redis.call('SET', key, s) end
   return s
 end
 
@@ -91,8 +111,8 @@ local function check_channel(keys, channel)
     or not string.match(channel, '^[A-Za-z0-9:_%.%-]+$') then
     return redis.error_reply('BADCHANNEL channel must match ^[A-Za-z0-9:_.-]{1,128}$')
   end
-  if keys[1] ~= 'tidings:h:' .. channel or keys[2] ~= '${EPOCH_KEY}' then
-    return redis.error_reply('BADKEY keys must be tidings:h:<channel> and ${EPOCH_KEY}')
+  if keys[1] ~= 'tidings:{' .. channel .. '}:h' or keys[2] ~= 'tidings:{' .. channel .. '}:g' then
+    return redis.error_reply('BADKEY keys must be tidings:{<channel>}:h and tidings:{<channel>}:g')
   end
   return nil
 end
@@ -133,16 +153,10 @@ local function stream_info(stream)
   return s
 end
 
--- FCALL tidings_publish 2 tidings:h:<channel> ${EPOCH_KEY} <channel> <json> [history=1000] [ttl_s=0]
--- Appends to history and publishes live in one step; returns the cursor.
--- ttl_s > 0: the stream expires after that many seconds without a publish, so
--- the history of users who never come back does not stay in Redis forever.
+-- FCALL tidings_publish 2 tidings:{<ch>}:h tidings:{<ch>}:g <ch> <json> [history=1000] [ttl=0]
+-- Appends to history and publishes live (SPUBLISH, same slot) in one step; returns the cursor.
 redis.register_function('tidings_publish', function(keys, args)
   local channel, json, history = args[1], args[2], args[3] or '1000'
-  local ttl = tonumber(args[4] or '0')
-  if not ttl or ttl < 0 or ttl ~= math.floor(ttl) then
-    return redis.error_reply('BADTTL ttl must be a non-negative integer (seconds)')
-  end
   local bad = check_channel(keys, channel)
   if bad then return bad end
   if type(json) ~= 'string' or not pcall(cjson.decode, json) then
@@ -152,35 +166,48 @@ redis.register_function('tidings_publish', function(keys, args)
   if not n or n < 1 or n ~= math.floor(n) then
     return redis.error_reply('BADHISTORY history must be a positive integer')
   end
-  local e = epoch(keys[2])
+  local ttl = check_ttl(args[4])
+  if not ttl then return redis.error_reply('BADTTL ttl must be a non-negative integer (seconds)') end
+  local e = epoch(keys[2], ttl)
   -- MAXLEN ~ trims whole macro nodes: Redis may keep more than n, never fewer.
   local id = redis.call('XADD', keys[1], 'MAXLEN', '~', n, '*', 'd', json)
-  if ttl > 0 then redis.call('EXPIRE', keys[1], ttl) end
+  if ttl > 0 then
+    redis.call('EXPIRE', keys[1], ttl)
+    redis.call('EXPIRE', keys[2], ttl)
+  else
+    redis.call('PERSIST', keys[1])
+    redis.call('PERSIST', keys[2])
+  end
   local cursor = e .. '.' .. id
-  redis.call('PUBLISH', 'tidings:e:' .. channel, cursor .. ' ' .. json)
+  redis.call('SPUBLISH', 'tidings:{' .. channel .. '}:e', cursor .. ' ' .. json)
   return cursor
 end)
 
--- FCALL tidings_head 2 tidings:h:<channel> ${EPOCH_KEY} <channel> -> cursor (epoch.0-0 if never published)
+-- FCALL tidings_head 2 tidings:{<ch>}:h tidings:{<ch>}:g <ch> [ttl=0] -> cursor (epoch.0-0 if never published)
 redis.register_function('tidings_head', function(keys, args)
   local bad = check_channel(keys, args[1])
   if bad then return bad end
-  return epoch(keys[2]) .. '.' .. stream_info(keys[1]).last
+  local ttl = check_ttl(args[2])
+  if not ttl then return redis.error_reply('BADTTL ttl must be a non-negative integer (seconds)') end
+  return epoch(keys[2], ttl) .. '.' .. stream_info(keys[1]).last
 end)
 
--- FCALL tidings_read 2 tidings:h:<channel> ${EPOCH_KEY} <channel> <epoch> <id>
--- -> {'events', head, id1, json1, id2, json2, ...} or {'reset', head}.
+-- FCALL tidings_read 2 tidings:{<ch>}:h tidings:{<ch>}:g <ch> <epoch> <id> [ttl=0]
+-- -> {'events', head, cursor1, json1, cursor2, json2, ...} or {'reset', head}.
 -- Continuity proof: same epoch; cursor not ahead of the last generated ID;
+-- the cursor's own entry still exists (unless it is 0-0, or was XDELed: at
+-- or before max-deleted-entry-id), which catches a cursor of an entry a
+-- failover lost even after newer IDs were generated (replication is in
+-- order: a replicated XDEL at or after the cursor implies its XADD was too);
 -- nothing after the cursor deleted (max-deleted-entry-id <= cursor); and if
 -- anything was ever trimmed, the first retained entry is at or before the
--- cursor; and the cursor's entry belongs to this stream: an entry cursor older
--- than the first entry of a stream that never lost one comes from a stream that
--- expired (ttl) and was created anew. Otherwise reset: we may hold more than
--- asked, never guess.
+-- cursor. Otherwise reset: we may hold more than asked, never guess.
 redis.register_function('tidings_read', function(keys, args)
   local bad = check_channel(keys, args[1])
   if bad then return bad end
-  local e = epoch(keys[2])
+  local ttl = check_ttl(args[4])
+  if not ttl then return redis.error_reply('BADTTL ttl must be a non-negative integer (seconds)') end
+  local e = epoch(keys[2], ttl)
   local s = stream_info(keys[1])
   local last = s.last
   local head = e .. '.' .. last
@@ -188,7 +215,7 @@ redis.register_function('tidings_read', function(keys, args)
   if ce ~= e or type(cid) ~= 'string' or not string.match(cid, '^%d+%-%d+$')
     or cmp_id(cid, last) > 0 or cmp_id(s.maxdel, cid) > 0
     or (s.removed and cmp_id(cid, last) < 0 and (not s.first or cmp_id(s.first, cid) > 0))
-    or (cid ~= '0-0' and s.first and cmp_id(s.first, cid) > 0) then
+    or (cid ~= '0-0' and cmp_id(cid, s.maxdel) > 0 and #redis.call('XRANGE', keys[1], cid, cid) == 0) then
     return {'reset', head}
   end
   local out = {'events', head}

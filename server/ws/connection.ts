@@ -17,6 +17,7 @@ import type { Hub, Parts } from '../pubsub/hub.js';
 import type { TimerWheel, WheelItem } from '../timer-wheel.js';
 import type { ReceiverState } from './receiver.js';
 import { closeFrame } from './sender.js';
+import type { RateLimitedLog, SourceCounts } from '../admission.js';
 
 /**
  * The connection's state, one small integer (a union of literals, not strings,
@@ -61,8 +62,16 @@ export interface Runtime {
   readonly conns: Set<Connection>;
   /** Sockets accepted and not yet decided (HEAD) plus connections before `welcome` (HELLO, SUBSCRIBING). */
   handshakes: number;
-  /** Sockets whose request head is still being read: only the gateway knows them (close() destroys them). */
+  /** Sockets whose request head is still being read, oldest first: only the gateway knows them (close() destroys them). */
   readonly heads: Set<Connection>;
+  /** Open sockets accepted by the gateway (WebSocket, HTTP, still deciding), against config.maxSockets. */
+  sockets: number;
+  /** Pending heads per remote address (config.headsPerSource). */
+  readonly sources: SourceCounts;
+  /** The "socket budget reached" warning, at most once per interval. */
+  readonly refusedLog: RateLimitedLog;
+  /** Bytes of replay events read and not yet written, over all connections (config.maxReplayBytes). */
+  replayBytes: number;
 }
 
 export class Connection implements ReceiverState, WheelItem {
@@ -103,7 +112,7 @@ export function setState(c: Connection, next: ConnState): void {
   const prev = c.state;
   if (prev === next) return;
   if (isHandshake(prev) && !isHandshake(next)) c.rt.handshakes--;
-  if (prev === S_HEAD) c.rt.heads.delete(c);
+  if (prev === S_HEAD && c.rt.heads.delete(c)) c.rt.sources.remove(c.socket.remoteAddress ?? '');
   c.state = next;
 }
 

@@ -15,6 +15,7 @@ export const PROTOCOL_ERRORS = {
   BAD_CLOSE_CODE: 1002,          // §7.4: close code not allowed on the wire
   INVALID_UTF8: 1007,            // §8.1: text (or close reason) not valid UTF-8
   MESSAGE_TOO_BIG: 1009,         // message over the configured limit
+  TOO_MANY_FRAGMENTS: 1009,      // message in more frames than config.maxFragments (too big, counted in frames)
 } as const;
 export type ProtocolErrorCode = keyof typeof PROTOCOL_ERRORS;
 

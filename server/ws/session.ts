@@ -38,7 +38,7 @@ function onFrames(this: Socket, chunk: Buffer): void {
 
 function feed(c: Connection, chunk: Buffer): void {
   try {
-    receive(c, chunk, c.rt.config.maxMessageBytes, sink);
+    receive(c, chunk, c.rt.config.maxMessageBytes, sink, c.rt.config.maxFragments);
   } catch (err) {
     // Bad input is answered by the receiver with a close code; anything thrown
     // here is our bug. It costs this connection, never the process.

@@ -4,8 +4,10 @@ import { eventMessage, resetMessage } from '../pubsub/hub.js';
 import type { Replay } from '../pubsub/bus.js';
 import { CURSOR_RE } from '../pubsub/cursor.js';
 import { TokenError, verifySubscriberToken } from '../auth/tokens.js';
+import { subscriberKeyring } from '../config.js';
 import { encodeText } from './frame.js';
 import { parseHello, welcomeMessage } from './hello.js';
+import { admitReplay, replayBytes } from './replay-budget.js';
 import { S_OPEN, S_SUBSCRIBING, closeConnection, overOutboundLimit, send, setState, type Connection } from './connection.js';
 
 const EMPTY = Buffer.alloc(0);
@@ -20,7 +22,7 @@ export async function hello(c: Connection, msg: unknown): Promise<void> {
   }
   let granted: string[];
   try {
-    granted = (await verifySubscriberToken(config.subscriberSecret, h.token)).ch;
+    granted = (await verifySubscriberToken(subscriberKeyring(config), h.token)).ch;
   } catch (err) {
     if (err instanceof TokenError) return closeConnection(c, 4401, 'token ' + err.code);
     rt.ctx.log.error({ err }, 'token verification failed');
@@ -58,6 +60,13 @@ export async function hello(c: Connection, msg: unknown): Promise<void> {
   }
   if (c.state !== S_SUBSCRIBING) return; // closed while we read
 
+  const held = replayBytes(replays);
+  if (!admitReplay(rt.replayBytes, held, config.maxReplayBytes)) {
+    rt.ctx.metrics.replaysRefused.inc();
+    return closeConnection(c, 1013, 'replay capacity reached; retry later');
+  }
+  rt.replayBytes += held;
+
   // Welcome, replay, then the queued live events. A replay may be far larger
   // than the outbound limit: before a write that would pass it, we wait for the
   // queue to flush, so a long replay flows at the client's pace and only a
@@ -67,7 +76,8 @@ export async function hello(c: Connection, msg: unknown): Promise<void> {
   let messages = 0;
   let bytes = 0;
   const out = async (frame: Buffer): Promise<boolean> => {
-    if (socket.writableLength > 0 && overOutboundLimit(socket.writableLength, frame.length, config.maxOutboundBytes)) {
+    // The replay window, not the outbound limit: an unread replay pins at most this much here.
+    if (socket.writableLength > 0 && overOutboundLimit(socket.writableLength, frame.length, Math.min(config.replayWindowBytes, config.maxOutboundBytes))) {
       // Would pass the limit: first let the kernel take what is queued (the
       // callback of an empty write runs once everything before it is flushed).
       await new Promise<void>((resolve) => socket.write(EMPTY, () => resolve()));
@@ -113,6 +123,7 @@ export async function hello(c: Connection, msg: unknown): Promise<void> {
     }
     c.pending = null;
   } finally {
+    rt.replayBytes -= held;
     rt.ctx.metrics.messagesOut.inc(messages);
     rt.ctx.metrics.bytesOut.inc(bytes);
   }

@@ -3,6 +3,7 @@ import { createClient, TidingsError, type ClientOptions } from '../../src/index.
 import { useFake } from './helpers.js';
 
 const { fake, client } = useFake();
+const CHANNELS = 'BAD_OPTIONS: channels must be a non-empty list of distinct names matching [A-Za-z0-9:_.-]{1,128}, or an object of such names to a cursor or null';
 const base: ClientOptions = { url: 'https://mail.example.com', token: 't', channels: ['user:42'], transport: 'polling', fetch: async () => new Response(null, { status: 304 }) };
 
 function thrown(o: Partial<ClientOptions>): unknown {
@@ -17,10 +18,13 @@ describe('createClient options', () => {
   it.each([
     ['a url that does not parse', { url: 'not a url' }, 'BAD_OPTIONS: url must be an absolute http(s):// or ws(s):// URL'],
     ['a url with another scheme', { url: 'ftp://x' }, 'BAD_OPTIONS: url must be an absolute http(s):// or ws(s):// URL'],
-    ['no channels', { channels: [] }, 'BAD_OPTIONS: channels must be a non-empty list of distinct names matching [A-Za-z0-9:_.-]{1,128}'],
-    ['a channel name with a space', { channels: ['user 42'] }, 'BAD_OPTIONS: channels must be a non-empty list of distinct names matching [A-Za-z0-9:_.-]{1,128}'],
-    ['a channel name of 129 characters', { channels: ['c'.repeat(129)] }, 'BAD_OPTIONS: channels must be a non-empty list of distinct names matching [A-Za-z0-9:_.-]{1,128}'],
-    ['a duplicate channel', { channels: ['a', 'a'] }, 'BAD_OPTIONS: channels must be a non-empty list of distinct names matching [A-Za-z0-9:_.-]{1,128}'],
+    ['no channels', { channels: [] }, CHANNELS],
+    ['a channel name with a space', { channels: ['user 42'] }, CHANNELS],
+    ['a channel name of 129 characters', { channels: ['c'.repeat(129)] }, CHANNELS],
+    ['a duplicate channel', { channels: ['a', 'a'] }, CHANNELS],
+    ['an empty channel object', { channels: {} }, CHANNELS],
+    ['a malformed starting cursor', { channels: { a: 'bad cursor' } }, CHANNELS],
+    ['a starting cursor that is not a string', { channels: { a: 5 as unknown as string } }, CHANNELS],
     ['a token that is neither string nor function', { token: 42 as unknown as string }, 'BAD_OPTIONS: token must be a string or a function returning one'],
   ])('throws TidingsError BAD_OPTIONS for %s', (_, o, message) => {
     const e = thrown(o);
@@ -75,13 +79,18 @@ describe('createClient options', () => {
     expect(urls[0]).toBe('https://mail.example.com/push/v1/poll?channels=a,b');
   });
 
-  it('ignores corrupt persisted cursors and starts fresh', async () => {
-    sessionStorage.setItem('tidings:cursors:http://tidings.test', '{broken');
+  it('ignores a malformed persisted cursor (no BAD_REQUEST on every reload) and keeps the valid ones', async () => {
+    sessionStorage.setItem('tidings:cursor:http://tidings.test:a', 'not a cursor!');
+    sessionStorage.setItem('tidings:cursor:http://tidings.test:b', 'a-0');
+    fake.publish('b', 1);
     const h = client({ persist: true });
     await h.tick();
     expect(h.c.state).toBe('open');
-    expect(fake.log.hellos[0]!.channels).toEqual({ a: null, b: null });
-    expect(JSON.parse(sessionStorage.getItem('tidings:cursors:http://tidings.test')!)).toEqual({ a: 'a-0', b: 'a-0' });
+    expect(fake.log.hellos[0]!.channels).toEqual({ a: null, b: 'a-0' });
+    expect(h.events.map((e) => e.data)).toEqual([1]);
+    expect(sessionStorage.getItem('tidings:cursor:http://tidings.test:a')).toBe('a-0');
+    expect(sessionStorage.getItem('tidings:cursor:http://tidings.test:b')).toBe('a-1');
+    expect(h.errors).toEqual([]);
   });
 
   it('off() removes a handler', async () => {

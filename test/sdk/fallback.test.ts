@@ -6,15 +6,15 @@ const half = () => 0.5;
 const WS_FLAG = 'tidings:ws:http://tidings.test';
 
 describe('fallback to polling and probe back to websocket', () => {
-  it('falls back after fallbackAfter (2) attempts that never reached welcome, and remembers it', async () => {
+  it('after fallbackAfter (2) failed attempts checks with one poll; it succeeds and WebSocket fails once more: falls back and remembers it', async () => {
     fake.knobs.ws = 'refuse';
     const h = client({ random: half });
     await h.tick();
     expect(fake.log.polls).toHaveLength(0);
-    await h.tick(500); // second attempt fails too
-    expect(fake.log.connections).toBe(2);
+    await h.tick(500); // second attempt fails too: the check poll goes out, then one more attempt at once
     await h.tick();
-    expect(fake.log.polls.length).toBeGreaterThan(0);
+    expect(fake.log.connections).toBe(3);
+    expect(fake.log.polls[0]).toMatchObject({ prefer: null });
     expect(h.c.state).toBe('polling');
     expect(h.c.transport).toBe('polling');
     expect(sessionStorage.getItem(WS_FLAG)).toBe('1');
@@ -27,8 +27,58 @@ describe('fallback to polling and probe back to websocket', () => {
     await h.tick(500);
     expect(fake.log.polls).toHaveLength(0);
     await h.tick(1000);
-    expect(fake.log.connections).toBe(3);
+    expect(fake.log.connections).toBe(4); // 3 failures, the check poll, the confirming attempt
     expect(fake.log.polls.length).toBeGreaterThan(0);
+    expect(h.c.transport).toBe('polling');
+  });
+
+  it('never falls back while the server is down (WebSocket and the check poll both fail), and is back on WebSocket when it is up', async () => {
+    fake.knobs.ws = 'refuse';
+    const h = client({ random: half });
+    for (let i = 0; i < 40; i++) {
+      fake.knobs.pollQueue.push('network');
+      await h.tick(1000);
+    }
+    expect(fake.log.polls.length).toBeGreaterThan(3);
+    expect(h.c.transport).toBe(null);
+    expect(h.c.state).toBe('connecting');
+    expect(sessionStorage.getItem(WS_FLAG)).toBeNull();
+    fake.knobs.ws = 'ok';
+    fake.knobs.pollQueue.length = 0;
+    await h.tick(31_000);
+    expect(h.c.transport).toBe('websocket');
+  });
+
+  it('a server back by the time of the check poll: the confirming attempt reaches welcome, no fallback', async () => {
+    fake.knobs.ws = 'refuse';
+    const h = client({
+      random: half,
+      // The server finishes restarting just as the check poll goes out.
+      fetch: (input, init) => ((fake.knobs.ws = 'ok'), fetch(input, init)),
+    });
+    await h.tick();
+    await h.tick(500);
+    await h.tick();
+    expect(fake.log.polls).toHaveLength(1);
+    expect(fake.log.connections).toBe(3);
+    expect(h.c.transport).toBe('websocket');
+    expect(h.c.state).toBe('open');
+    expect(sessionStorage.getItem(WS_FLAG)).toBeNull();
+  });
+
+  it('reconnect() called again and again while connecting never falls back', async () => {
+    const h = client({ random: half, fallbackAfter: 1 });
+    fake.knobs.ws = 'mute';
+    for (let i = 0; i < 20; i++) {
+      h.c.reconnect();
+      await h.tick(50);
+    }
+    expect(fake.log.polls).toHaveLength(0);
+    fake.knobs.ws = 'ok';
+    h.c.reconnect();
+    await h.tick();
+    expect(h.c.state).toBe('open');
+    expect(h.c.transport).toBe('websocket');
   });
 
   it('does not start polling when an error handler closed the client', async () => {

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { parseFrame } from '../../src/messages.js';
-import { reaction } from '../../src/close-codes.js';
 
 describe('parseFrame', () => {
   it('accepts the PROTOCOL.md messages', () => {
@@ -29,25 +28,5 @@ describe('parseFrame', () => {
 
   it('accepts a cursor of exactly 64 characters', () => {
     expect(parseFrame(JSON.stringify({ type: 'event', channel: 'a', cursor: 'x'.repeat(64), data: 1 }))).toBeDefined();
-  });
-});
-
-describe('close code reactions', () => {
-  it.each([
-    [1000, 'backoff'],
-    [1002, 'backoff'],
-    [1006, 'backoff'],
-    [1007, 'backoff'],
-    [1009, 'backoff'],
-    [1011, 'backoff'],
-    [1012, 'restart'],
-    [1013, 'backoff'],
-    [4400, 'stop'],
-    [4401, 'token'],
-    [4403, 'stop'],
-    [4408, 'backoff'],
-    [4999, 'backoff'],
-  ])('%i → %s', (code, r) => {
-    expect(reaction(code)).toBe(r);
   });
 });

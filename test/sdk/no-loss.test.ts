@@ -59,7 +59,8 @@ describe('no loss, no duplicates', () => {
         for (const e of h.events) got[e.channel]!.push(e.data);
         h.c.close();
         expect(h.resets).toEqual([]);
-        expect(h.errors).toEqual([]);
+        // Failed attempts and polls are reported (NETWORK, HTTP); nothing else may be.
+        expect(h.errors.filter((e) => e.code !== 'NETWORK' && e.code !== 'HTTP')).toEqual([]);
         expect(got).toEqual(published);
       }),
       { numRuns: 25, seed: 1234 },

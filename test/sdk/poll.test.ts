@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_POLL_INTERVAL, MIN_POLL_GAP, headerDelay } from '../../src/transport/poll.js';
+import { headerDelay } from '../../src/messages.js';
+import { DEFAULT_POLL_INTERVAL, MIN_POLL_GAP } from '../../src/policy.js';
 import { useFake } from './helpers.js';
 
 const { fake, client, doc } = useFake();
@@ -116,8 +117,7 @@ describe('polling transport', () => {
 
   it('a held long-poll answering 304 within MIN_POLL_GAP does not loop hot', async () => {
     const h = client(polling);
-    await h.tick();
-    await h.tick(1000);
+    await h.tick(); // heads, then at once the long-poll, held
     fake.release(); // "held" for 0 ms
     await h.tick();
     expect(fake.log.polls).toHaveLength(2);
@@ -128,21 +128,21 @@ describe('polling transport', () => {
   it('a server that ignores Prefer: wait gets the X-Poll-Interval pace, not a hot loop', async () => {
     fake.knobs.longPoll = false;
     const h = client(polling);
-    await h.tick();
-    await h.tick(1000);
+    await h.tick(); // heads, then at once a long-poll the server answers 304 without holding
     await h.tick(999);
     expect(fake.log.polls).toHaveLength(2);
     await h.tick(1);
     expect(fake.log.polls).toHaveLength(3);
   });
 
-  it.each([429, 503])('waits Retry-After seconds after %i', async (status) => {
-    const h = client(polling);
+  it.each([429, 503])('waits Retry-After seconds after %i, jittered up to 1.5x (random 0.5: 1.25x)', async (status) => {
+    const h = client({ ...polling, longPoll: 0 });
     await h.tick();
     fake.knobs.pollQueue.push({ status, headers: { 'Retry-After': '7' } });
     await h.tick(1000);
     expect(h.c.state).toBe('connecting');
-    await h.tick(6999);
+    expect(h.errors.map((e) => [e.code, e.status])).toEqual([['HTTP', status]]);
+    await h.tick(8749);
     expect(fake.log.polls).toHaveLength(2);
     await h.tick(1);
     expect(fake.log.polls).toHaveLength(3);
@@ -150,19 +150,19 @@ describe('polling transport', () => {
   });
 
   it('understands Retry-After as an HTTP-date (RFC 9110 §10.2.3)', async () => {
-    const h = client(polling);
+    const h = client({ ...polling, longPoll: 0 });
     await h.tick();
     const at = new Date(h.clock.now() + 1000 + 20_000).toUTCString();
     fake.knobs.pollQueue.push({ status: 503, headers: { 'Retry-After': at } });
     await h.tick(1000);
-    await h.tick(19_000);
+    await h.tick(24_000);
     expect(fake.log.polls).toHaveLength(2);
     await h.tick(1000);
     expect(fake.log.polls).toHaveLength(3);
   });
 
-  it('backs off with jitter on 429 without Retry-After and on network errors', async () => {
-    const h = client(polling);
+  it('backs off with jitter on 429 without Retry-After and on network errors, reporting each', async () => {
+    const h = client({ ...polling, longPoll: 0 });
     await h.tick();
     fake.knobs.pollQueue.push({ status: 429 }, 'network', 'network');
     await h.tick(1000); // 429: backoff n=0 → 500
@@ -175,7 +175,8 @@ describe('polling transport', () => {
     await h.tick(1);
     expect(fake.log.polls).toHaveLength(5);
     expect(h.c.state).toBe('polling');
-    expect(h.errors).toEqual([]);
+    expect(h.errors.map((e) => [e.code, e.status])).toEqual([['HTTP', 429], ['NETWORK', undefined], ['NETWORK', undefined]]);
+    expect(h.errors[1]!.cause).toBeInstanceOf(Error);
   });
 
   it('on 401 calls token() again and retries at once', async () => {
@@ -183,7 +184,7 @@ describe('polling transport', () => {
     fake.knobs.accept = (t) => t === 'fresh';
     const h = client({ ...polling, token: () => (n++ ? 'fresh' : 'stale') });
     await h.tick();
-    expect(fake.log.polls.map((p) => p.auth)).toEqual(['Bearer stale', 'Bearer fresh']);
+    expect(fake.log.polls.map((p) => p.auth).slice(0, 2)).toEqual(['Bearer stale', 'Bearer fresh']);
     expect(h.c.state).toBe('polling');
   });
 
@@ -211,7 +212,7 @@ describe('polling transport', () => {
   });
 
   it('reports a body that is not {"messages":[...]} as PROTOCOL and backs off', async () => {
-    const h = client(polling);
+    const h = client({ ...polling, longPoll: 0 });
     await h.tick();
     fake.knobs.pollQueue.push({ status: 200, body: '{"messages":{}}' }, { status: 200, body: 'nope' });
     await h.tick(1000);
@@ -227,12 +228,12 @@ describe('polling transport', () => {
   it('aborts a long-poll that outlives its wait + pingGrace and polls again', async () => {
     const h = client({ ...polling, pingGrace: 5000 });
     await h.tick();
-    await h.tick(1000);
     expect(fake.log.polls).toHaveLength(2);
     await h.tick(25_000 + 5000 - 1);
     expect(h.c.state).toBe('polling');
     await h.tick(1);
     expect(h.c.state).toBe('connecting');
+    expect(h.errors.map((e) => e.message)).toEqual(['NETWORK: poll']);
     await h.tick(500);
     expect(fake.log.polls).toHaveLength(3);
   });
@@ -273,7 +274,7 @@ describe('polling transport', () => {
   it('keeps held cursors when another channel still needs its head (no loss on a partial resume)', async () => {
     fake.publish('a', 1);
     fake.publish('a', 2);
-    sessionStorage.setItem('tidings:cursors:http://tidings.test', JSON.stringify({ a: 'a-1' }));
+    sessionStorage.setItem('tidings:cursor:http://tidings.test:a', 'a-1');
     const h = client({ ...polling, persist: true });
     await h.tick();
     expect(fake.log.polls[0]!.inm).toBeNull();

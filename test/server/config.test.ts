@@ -1,3 +1,4 @@
+import { parseSeed } from '../../server/pubsub/seeds.js';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, DEFAULTS, helpText, loadConfig, SETTINGS } from '../../server/config.js';
 
@@ -25,9 +26,9 @@ describe('loadConfig', () => {
   });
 
   it('keeps secrets given in the environment and reports none generated', () => {
-    const { config, generated } = loadConfig({ TIDINGS_SUBSCRIBER_SECRET: 's3cret', TIDINGS_PUBLISHER_KEY: 'pk' }, []);
-    expect(config.subscriberSecret).toBe('s3cret');
-    expect(config.publisherKey).toBe('pk');
+    const { config, generated } = loadConfig({ TIDINGS_SUBSCRIBER_SECRET: 's3cret-s3cret-s3cret-s3cret-s3cret', TIDINGS_PUBLISHER_KEY: 'pk-0123456789abcdef' }, []);
+    expect(config.subscriberSecret).toBe('s3cret-s3cret-s3cret-s3cret-s3cret');
+    expect(config.publisherKey).toBe('pk-0123456789abcdef');
     expect(generated).toEqual([]);
   });
 
@@ -77,6 +78,11 @@ describe('loadConfig', () => {
     ['a poll wait past 30 s', {}, ['--max-poll-wait-s', '31'], /at most 30/],
     ['workers 0', {}, ['--workers', '0'], /workers must be at least 1/],
     ['several workers without Redis', {}, ['--workers', '2'], /needs TIDINGS_REDIS_URL/],
+    ['both a Redis URL and a cluster', { TIDINGS_REDIS_URL: 'redis://x:6379', TIDINGS_REDIS_CLUSTER: '127.0.0.1:7000' }, [], /TIDINGS_REDIS_URL and TIDINGS_REDIS_CLUSTER are both set/],
+    ['a cluster seed without a port', { TIDINGS_REDIS_CLUSTER: '127.0.0.1:7000,10.0.0.2' }, [], /TIDINGS_REDIS_CLUSTER: "10.0.0.2" is not a seed node; expected host:port/],
+    ['a cluster seed with port 0', { TIDINGS_REDIS_CLUSTER: '10.0.0.2:0' }, [], /is not a seed node/],
+    ['a cluster seed past port 65535', { TIDINGS_REDIS_CLUSTER: '10.0.0.2:65536' }, [], /is not a seed node/],
+    ['a publish timeout of 0', {}, ['--publish-timeout-ms', '0'], /publish-timeout-ms must be at least 1/],
   ])('refuses %s with a ConfigError', (_name, env, argv, msg) => {
     expect(() => loadConfig(env as Record<string, string>, argv as string[])).toThrow(ConfigError);
     expect(() => loadConfig(env as Record<string, string>, argv as string[])).toThrow(msg);
@@ -86,6 +92,15 @@ describe('loadConfig', () => {
     expect(loadConfig({}, ['--port', '65535', '--history', '1', '--ping-ms', '100', '--max-poll-wait-s', '30']).config)
       .toMatchObject({ port: 65535, history: 1, pingMs: 100, maxPollWaitS: 30 });
     expect(loadConfig({ TIDINGS_REDIS_URL: 'redis://x' }, ['--workers', '2']).config.workers).toBe(2);
+    expect(loadConfig({ TIDINGS_REDIS_CLUSTER: '10.0.0.1:1, redis://u:p%40ss@r1.example:65535,[::1]:7000' }, ['--workers', '2']).config)
+      .toMatchObject({ workers: 2, redisCluster: ['10.0.0.1:1', 'redis://u:p%40ss@r1.example:65535', '[::1]:7000'] });
+    expect(loadConfig({}, ['--publish-timeout-ms', '1', '--history-ttl-s', '0']).config).toMatchObject({ publishTimeoutMs: 1, historyTtlS: 0 });
+  });
+
+  it('parses cluster seeds with credentials (decoded) and IPv6 hosts', () => {
+    expect(parseSeed('redis://u:p%40ss@r1.example:6380')).toEqual({ host: 'r1.example', port: 6380, username: 'u', password: 'p@ss', tls: false });
+    expect(parseSeed('rediss://:secret@10.0.0.1:6379/')).toEqual({ host: '10.0.0.1', port: 6379, password: 'secret', tls: true });
+    expect(parseSeed('[::1]:7000')).toEqual({ host: '::1', port: 7000, tls: false });
   });
 });
 

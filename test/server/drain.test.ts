@@ -48,7 +48,7 @@ describe('drain', () => {
   });
 
   it('keeps listening for drainListenMs, answering probes, polls, publishes and upgrades 503, then stops accepting', async () => {
-    const s = await startTestServer({ drainListenMs: 400, drainWindowMs: 3000 });
+    const s = await startTestServer({ drainListenMs: 2000, drainWindowMs: 3000 });
     servers.push(s);
     const keep = await subscribe(s.wsUrl, await s.token(['a']), { a: null });
     const drained = s.server.drain();
@@ -162,12 +162,16 @@ describe('tidings-server CLI', () => {
     const child = run([]);
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
+    let err = '';
+    child.stderr.on('data', (d) => { err += d; });
     await expect.poll(() => /listening on http:\/\/127\.0\.0\.1:(\d+)\n/.test(out), { timeout: 15_000 }).toBe(true);
     const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1]);
     expect(port).toBeGreaterThan(0);
     expect(out.match(/listening on/g)).toHaveLength(1);
-    expect(out.match(/TIDINGS_SUBSCRIBER_SECRET=\S+/g)).toHaveLength(1);
-    expect(out.match(/TIDINGS_PUBLISHER_KEY=\S+/g)).toHaveLength(1);
+    expect(err.match(/TIDINGS_SUBSCRIBER_SECRET=\S+/g)).toHaveLength(1);
+    // The banner goes to stderr: stdout carries the JSON log stream, which must hold no secret.
+    expect(err.match(/TIDINGS_PUBLISHER_KEY=\S+/g)).toHaveLength(1);
+    expect(out).not.toMatch(/TIDINGS_SUBSCRIBER_SECRET=|TIDINGS_PUBLISHER_KEY=/);
     const health = await fetch(`http://127.0.0.1:${port}/healthz`);
     expect(health.status).toBe(200);
     child.kill('SIGTERM');
@@ -176,12 +180,14 @@ describe('tidings-server CLI', () => {
   });
 
   it('does not print secrets that were configured', async () => {
-    const child = run([], { TIDINGS_SUBSCRIBER_SECRET: 'configured-secret-xyz', TIDINGS_PUBLISHER_KEY: 'configured-key-xyz' });
+    const child = run([], { TIDINGS_SUBSCRIBER_SECRET: 'configured-secret-xyz-0123456789abcdef', TIDINGS_PUBLISHER_KEY: 'configured-key-xyz-0123456789abcdef' });
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
+    let err = '';
+    child.stderr.on('data', (d) => { err += d; });
     await expect.poll(() => out.includes('listening on'), { timeout: 15_000 }).toBe(true);
-    expect(out).not.toContain('configured-');
-    expect(out).not.toContain('Generated secrets');
+    expect(out + err).not.toContain('configured-');
+    expect(out + err).not.toContain('Generated secrets');
     child.kill('SIGINT');
     const [code] = await once(child, 'exit');
     expect(code).toBe(0);
@@ -203,12 +209,14 @@ describe('tidings-server CLI', () => {
       const child = run(['--workers', '2'], { TIDINGS_REDIS_URL: redis.url });
       let out = '';
       child.stdout.on('data', (d) => { out += d; });
+      let err = '';
+      child.stderr.on('data', (d) => { err += d; });
       await expect.poll(() => out.includes('listening on'), { timeout: 15_000 }).toBe(true);
       await new Promise((r) => setTimeout(r, 200)); // a second line would show up now
       expect(out.match(/listening on/g)).toHaveLength(1);
       const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1]);
-      const secret = /TIDINGS_SUBSCRIBER_SECRET=(\S+)/.exec(out)![1]!;
-      const key = /TIDINGS_PUBLISHER_KEY=(\S+)/.exec(out)![1]!;
+      const secret = /TIDINGS_SUBSCRIBER_SECRET=(\S+)/.exec(err)![1]!;
+      const key = /TIDINGS_PUBLISHER_KEY=(\S+)/.exec(err)![1]!;
       const token = await signSubscriberToken(secret, { sub: 'u', ch: ['w'], ttlSeconds: 60 });
       // Several subscribers: round-robin puts them on both workers.
       const subs = await Promise.all([0, 1, 2, 3].map(() => subscribe(`ws://127.0.0.1:${port}/v1/ws`, token, { w: null })));

@@ -222,13 +222,28 @@ describe('GET /v1/poll', () => {
     expect(r.json()).toEqual({ messages: [{ type: 'reset', channel: 'a', cursor: `${E}-3` }] });
   });
 
-  it('answers 200 with the head for a requested channel missing from the validator ("from now on")', async () => {
+  it('sends a reset for a requested channel missing from the validator (it cannot be proved complete)', async () => {
+    // Before: 200 with no messages and the head in the ETag: the client silently lost b's event.
     const h = await start();
     await h.ctx.bus.publish([{ channel: 'b', json: '1' }]);
     const r = await h.poll('a,b', { 'if-none-match': `"a=${E}-0"` });
     expect(r.status).toBe(200);
-    expect(r.json()).toEqual({ messages: [] });
+    expect(r.json()).toEqual({ messages: [{ type: 'reset', channel: 'b', cursor: `${E}-1` }] });
     expect(r.headers.etag).toBe(`"a=${E}-0;b=${E}-1"`);
+  });
+
+  it('sends a reset per channel for an empty validator (If-None-Match: "")', async () => {
+    const h = await start();
+    await h.ctx.bus.publish([{ channel: 'a', json: '1' }]);
+    const r = await h.poll('a,b', { 'if-none-match': '""' });
+    expect(r.status).toBe(200);
+    expect(r.json()).toEqual({ messages: [
+      { type: 'reset', channel: 'a', cursor: `${E}-1` }, { type: 'reset', channel: 'b', cursor: `${E}-0` },
+    ] });
+    expect(r.headers.etag).toBe(`"a=${E}-1;b=${E}-0"`);
+    // Long-poll too: answered at once, not held.
+    const w = await h.poll('a', { 'if-none-match': '""', prefer: 'wait=5' });
+    expect(w.json().messages).toEqual([{ type: 'reset', channel: 'a', cursor: `${E}-1` }]);
   });
 
   it.each([
@@ -574,7 +589,7 @@ describe('POST /v1/publish', () => {
     const deep = '['.repeat(10_000) + ']'.repeat(10_000);
     const r = await h.publish(`{"channel":"a","data":${deep}}`);
     expect(r.status).toBe(400);
-    expect(r.json()).toMatchObject({ error: 'bad_event', message: 'data nests too deeply' });
+    expect(r.json()).toMatchObject({ error: 'bad_event', message: 'data nests deeper than 100 levels' });
   });
 
   it('accepts data of exactly maxMessageBytes and answers 413 one byte past it', async () => {

@@ -120,7 +120,7 @@ describe('several nodes on one Redis', () => {
     const ch = channel();
     const admin = new Redis(redis.url);
     try {
-      const numsub = async () => Number(((await admin.call('PUBSUB', 'NUMSUB', liveKey(ch))) as [string, number])[1]);
+      const numsub = async () => Number(((await admin.call('PUBSUB', 'SHARDNUMSUB', liveKey(ch))) as [string, number])[1]);
       expect(await numsub()).toBe(0);
       const x = await sub(a, { [ch]: null });
       const y = await sub(a, { [ch]: null });
@@ -199,7 +199,7 @@ describe('a storage backend publishing without HTTP (docs/examples/publish-redis
 });
 
 describe('Redis killed and restarted mid-stream', () => {
-  it('answers 503 + Retry-After and degrades /healthz while down, keeps sockets, and loses nothing silently', async () => {
+  it('answers 503 + Retry-After and degrades /readyz while down, keeps sockets, and loses nothing silently', async () => {
     const [a, b] = [await node(), await node()];
     const ch = channel();
     const watchers = [await sub(a, { [ch]: null }), await sub(b, { [ch]: null })];
@@ -208,7 +208,7 @@ describe('Redis killed and restarted mid-stream', () => {
     expect((await fetch(`${a.url}/healthz`)).status).toBe(200);
 
     await redis.kill();
-    await until(async () => (await fetch(`${a.url}/healthz`)).status === 503, '/healthz 503 while degraded');
+    await until(async () => (await fetch(`${a.url}/readyz`)).status === 503, '/readyz 503 while degraded');
     const res = await publish(b, ch, 'during');
     expect(res.status).toBe(503);
     expect(Number(res.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
@@ -220,7 +220,7 @@ describe('Redis killed and restarted mid-stream', () => {
     expect((await newcomer.closed).code).toBe(1011);
 
     await redis.start();
-    await until(async () => (await fetch(`${a.url}/healthz`)).status === 200 && (await fetch(`${b.url}/healthz`)).status === 200, 'healthy again');
+    await until(async () => (await fetch(`${a.url}/readyz`)).status === 200 && (await fetch(`${b.url}/readyz`)).status === 200, 'ready again');
     // The restarted Redis kept nothing, so the nodes cannot prove continuity: a reset, never silence.
     for (const { c } of watchers) {
       const m = await c.next();

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { PROTOCOL_ERRORS, type ProtocolError, type ProtocolErrorCode } from '../../server/ws/errors.js';
 import {
-  FRAGMENT_COALESCE_AT, RECEIVER_STOPPED, framePhase, initReceiver, receive, type ReceiverSink, type ReceiverState,
+  DEFAULT_MAX_FRAGMENTS, RECEIVER_STOPPED, framePhase, initReceiver, receive, type ReceiverSink, type ReceiverState,
 } from '../../server/ws/receiver.js';
 import { clientClose, clientFrame, clientText, hex, OP } from '../support/frames.js';
 
@@ -92,6 +92,7 @@ describe('receive: protocol errors (each code, with its close code)', () => {
     ['BAD_CLOSE_CODE', clientClose(1005)],
     ['INVALID_UTF8', clientFrame(OP.text, hex('c3 28'))],
     ['MESSAGE_TOO_BIG', clientFrame(OP.binary, Buffer.alloc(LIMIT + 1))],
+    ['TOO_MANY_FRAGMENTS', bytesOf(clientText('a', { fin: false }), ...Array.from({ length: DEFAULT_MAX_FRAGMENTS }, () => clientFrame(OP.cont, '', { fin: false })))],
   ];
   it('covers every code in PROTOCOL_ERRORS', () => {
     expect(new Set(cases.map(([c]) => c))).toEqual(new Set(Object.keys(PROTOCOL_ERRORS)));
@@ -162,17 +163,40 @@ describe('receive: buffers held', () => {
     receive(conn, clientFrame(OP.cont, 'def'), LIMIT, sink);
     expect(conn.events).toEqual([['text', 'abcdef']]);
   });
-  it(`joins a long run of fragments so it never holds more than ${FRAGMENT_COALESCE_AT} pieces`, () => {
+  it(`accepts a message in exactly maxFragments frames (default ${DEFAULT_MAX_FRAGMENTS}) and fails one frame past it with 1009`, () => {
+    const ok = newConn();
+    receive(ok, clientText('', { fin: false }), 1000, sink);
+    for (let i = 1; i < DEFAULT_MAX_FRAGMENTS - 1; i++) receive(ok, clientFrame(OP.cont, String(i % 10), { fin: false }), 1000, sink);
+    receive(ok, clientFrame(OP.cont, '!'), 1000, sink);
+    expect(ok.events).toHaveLength(1);
+    expect(ok.events[0]![0]).toBe('text');
+
+    const past = newConn();
+    receive(past, clientText('', { fin: false }), 1000, sink);
+    for (let i = 1; i < DEFAULT_MAX_FRAGMENTS; i++) receive(past, clientFrame(OP.cont, '', { fin: false }), 1000, sink);
+    expect(past.events).toEqual([]);
+    receive(past, clientFrame(OP.cont, ''), 1000, sink);
+    expect(past.events).toEqual([['error', 'TOO_MANY_FRAGMENTS', 1009]]);
+    expect([past.spill, past.frags]).toEqual([null, null]);
+  });
+  it('closes an endless run of empty continuation frames after maxFragments, whatever the size limit', () => {
     const conn = newConn();
-    let most = 0;
-    receive(conn, clientText('', { fin: false }), 1000, sink);
-    for (let i = 0; i < 500; i++) {
-      receive(conn, clientFrame(OP.cont, String(i % 10), { fin: false }), 1000, sink);
-      most = Math.max(most, conn.frags!.length);
-    }
-    receive(conn, clientFrame(OP.cont, '!'), 1000, sink);
-    expect(most).toBeLessThanOrEqual(FRAGMENT_COALESCE_AT);
-    expect(conn.events).toEqual([['text', '0123456789'.repeat(50) + '!']]);
+    receive(conn, clientText('x', { fin: false }), 65536, sink, 8);
+    let frames = 1;
+    // Bounded: the attack is 18 million frames; 10,000 shows it is cut off.
+    for (let i = 0; i < 10_000 && conn.events.length === 0; i++, frames++) receive(conn, clientFrame(OP.cont, '', { fin: false }), 65536, sink, 8);
+    expect(conn.events).toEqual([['error', 'TOO_MANY_FRAGMENTS', 1009]]);
+    expect(frames).toBe(9);
+  });
+  it('keeps the pieces as they came and joins them once (a large first fragment is never copied again mid-message)', () => {
+    const conn = newConn();
+    const big = 'a'.repeat(60_000);
+    receive(conn, clientText(big, { fin: false }), 100_000, sink);
+    const first = conn.frags![0]!;
+    for (let i = 0; i < 120; i++) receive(conn, clientFrame(OP.cont, '', { fin: false }), 100_000, sink);
+    expect(conn.frags![0]).toBe(first);
+    receive(conn, clientFrame(OP.cont, '!'), 100_000, sink);
+    expect(conn.events).toEqual([['text', big + '!']]);
   });
 });
 

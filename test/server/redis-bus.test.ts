@@ -4,7 +4,7 @@ import { pino } from 'pino';
 import { DEFAULTS, type Config } from '../../server/config.js';
 import type { StoredEvent } from '../../server/pubsub/bus.js';
 import { BusUnavailableError, RedisBus, reconnectDelay } from '../../server/pubsub/redis-bus.js';
-import { EPOCH_KEY, compareCursors, liveKey, parseCursor, streamKey } from '../../server/pubsub/redis-scripts.js';
+import { compareCursors, epochKey, liveKey, parseCursor, streamKey } from '../../server/pubsub/redis-scripts.js';
 import { startRedis, type TestRedis } from '../support/redis.js';
 
 const log = pino({ level: 'silent' });
@@ -155,6 +155,57 @@ describe('RedisBus against a real redis-server', () => {
     expect(await bus.readAfter(ch, cs[1]!)).toMatchObject({ kind: 'events', events: [{ cursor: cs[2] }] });
   });
 
+  it('answers reset for a cursor whose entry is gone although newer IDs exist (what a failover leaves behind)', async () => {
+    const bus = await open();
+    const ch = channel();
+    const cs = await bus.publish([1, 2, 3].map((i) => ({ channel: ch, json: json(i) })));
+    const id = (c: string) => c.split('.')[1]!;
+    // A promoted replica that never got event 3 (asynchronous replication),
+    // then took new writes: its stream has 1, 2 and an ID after 3, and no XDEL trace.
+    const admin = new Redis(redis.url);
+    const entries = (await admin.xrange(streamKey(ch), '-', '+')).slice(0, 2);
+    await admin.del(streamKey(ch));
+    for (const [eid, fields] of entries) await admin.xadd(streamKey(ch), eid, ...fields);
+    admin.disconnect();
+    const [c4] = await bus.publish([{ channel: ch, json: json(4) }]);
+    expect(bus.isAfter(c4!, cs[2]!)).toBe(true);
+    expect(id(c4!) > id(cs[2]!) || id(c4!).length > id(cs[2]!).length).toBe(true);
+    // The client holding event 3 cannot be told "only 4 followed": 3 never existed here.
+    expect(await bus.readAfter(ch, cs[2]!)).toEqual({ kind: 'reset', head: c4 });
+    // Cursors of surviving entries still resume (and see 4 after 2).
+    expect(await bus.readAfter(ch, cs[1]!)).toMatchObject({ kind: 'events', events: [{ cursor: c4 }] });
+  });
+
+  it('gives each channel its own epoch: losing the keys of one channel resets that channel only', async () => {
+    const bus = await open();
+    const [a, b] = [channel(), channel()];
+    const [ca] = await bus.publish([{ channel: a, json: json(1) }]);
+    const [cb] = await bus.publish([{ channel: b, json: json(1) }]);
+    const admin = new Redis(redis.url);
+    await admin.del(streamKey(a), epochKey(a));
+    admin.disconnect();
+    expect((await bus.readAfter(a, ca!)).kind).toBe('reset');
+    expect(await bus.readAfter(b, cb!)).toEqual({ kind: 'events', events: [] });
+  });
+
+  it('sets TIDINGS_HISTORY_TTL_S on both keys of a channel at every publish, and none with 0', async () => {
+    const admin = new Redis(redis.url);
+    try {
+      const ch = channel();
+      const week = await open({ historyTtlS: 3600 });
+      await week.head(ch);
+      expect(await admin.ttl(epochKey(ch))).toBeGreaterThan(3590);
+      await week.publish([{ channel: ch, json: json(1) }]);
+      for (const k of [streamKey(ch), epochKey(ch)]) expect(await admin.ttl(k), k).toBeGreaterThan(3590);
+      const forever = await open({ historyTtlS: 0 });
+      await forever.publish([{ channel: ch, json: json(2) }]);
+      for (const k of [streamKey(ch), epochKey(ch)]) expect(await admin.ttl(k), k).toBe(-1);
+      await expect(admin.fcall('tidings_publish', 2, streamKey(ch), epochKey(ch), ch, '1', '10', '-1')).rejects.toThrow(/^BADTTL/);
+    } finally {
+      admin.disconnect();
+    }
+  });
+
   /** Calls of one command so far (INFO commandstats counts calls made inside functions too). */
   async function calls(admin: Redis, cmd: string): Promise<number> {
     const info = await admin.info('commandstats');
@@ -162,16 +213,16 @@ describe('RedisBus against a real redis-server', () => {
     return m ? Number(m[1]) : 0;
   }
 
-  it('subscribes the channels watched in one turn of the event loop with ONE SUBSCRIBE, and answers a watched head without a round trip', async () => {
+  it('subscribes the channels watched in one turn of the event loop with ONE SSUBSCRIBE (single Redis), and answers a watched head without a round trip', async () => {
     const bus = await open();
     const admin = new Redis(redis.url);
     try {
       const names = Array.from({ length: 100 }, () => channel());
-      const sub0 = await calls(admin, 'subscribe');
+      const sub0 = await calls(admin, 'ssubscribe');
       const fcall0 = await calls(admin, 'fcall');
       for (const ch of names) bus.watch(ch);
       const heads = await Promise.all(names.map((ch) => bus.head(ch)));
-      expect(await calls(admin, 'subscribe')).toBe(sub0 + 1);
+      expect(await calls(admin, 'ssubscribe')).toBe(sub0 + 1);
       // One head read per channel when its watch begins; the hello's head() reuses it.
       expect(await calls(admin, 'fcall')).toBe(fcall0 + 100);
       for (const h of heads) expect(h).toMatch(/\.0-0$/);
@@ -211,6 +262,42 @@ describe('RedisBus against a real redis-server', () => {
     } finally {
       admin.disconnect();
     }
+  });
+
+  it('sends a reset, not a silent jump, when the epoch of a watched channel changes under live delivery', async () => {
+    const [pub, node] = [await open(), await open()];
+    const got = collect(node);
+    const ch = channel();
+    node.watch(ch); await node.head(ch);
+    const [c1] = await pub.publish([{ channel: ch, json: json(1) }]);
+    await until(() => got.events.length === 1, 'first event');
+    const admin = new Redis(redis.url);
+    await admin.del(streamKey(ch), epochKey(ch));
+    admin.disconnect();
+    const [c2] = await pub.publish([{ channel: ch, json: json(2) }]);
+    await until(() => got.gaps.length === 1, 'reset for the new epoch');
+    expect(got.gaps[0]![0]).toBe(ch);
+    expect(node.isAfter(c2!, c1!)).toBe(true); // newer epoch sorts later: only the epoch check catches it
+    // The reset's head covers event 2 or event 2 follows it: either way nothing after is lost.
+    const [c3] = await pub.publish([{ channel: ch, json: json(3) }]);
+    await until(() => got.events.some((e) => e.cursor === c3), 'live again');
+    expect(got.events.map((e) => e.cursor).filter((c) => c !== c2)).toEqual([c1, c3]);
+  });
+
+  it('answers ping true while Redis answers, and false within the timeout when Redis is frozen', async () => {
+    const bus = await open();
+    expect(await bus.ping(1_000)).toBe(true);
+    const admin = new Redis(redis.url);
+    try {
+      await admin.call('CLIENT', 'PAUSE', '1500', 'ALL');
+      const started = Date.now();
+      expect(await bus.ping(300)).toBe(false);
+      expect(Date.now() - started).toBeLessThan(1_200);
+    } finally {
+      await admin.call('CLIENT', 'UNPAUSE');
+      admin.disconnect();
+    }
+    expect(await bus.ping(1_000)).toBe(true);
   });
 
   it('answers reset to a cursor from a stream that expired, even once the channel has a new stream', async () => {
@@ -270,7 +357,7 @@ describe('RedisBus against a real redis-server', () => {
     const got = collect(node);
     const ch = channel();
     const admin = new Redis(redis.url);
-    const subs = async () => Number(((await admin.call('PUBSUB', 'NUMSUB', liveKey(ch))) as [string, number])[1]);
+    const subs = async () => Number(((await admin.call('PUBSUB', 'SHARDNUMSUB', liveKey(ch))) as [string, number])[1]);
     node.watch(ch); node.watch(ch); node.watch(ch);
     await node.head(ch);
     expect(node.watchers(ch)).toBe(3);
@@ -309,14 +396,14 @@ describe('RedisBus against a real redis-server', () => {
     const ch = channel();
     node.watch(ch); await node.head(ch);
     const backend = new Redis(redis.url);
-    const cursor = await backend.fcall('tidings_publish', 2, streamKey(ch), EPOCH_KEY, ch, '{"from":"backend"}', '1000');
+    const cursor = await backend.fcall('tidings_publish', 2, streamKey(ch), epochKey(ch), ch, '{"from":"backend"}', '1000');
     await until(() => got.events.length === 1, 'backend event');
     expect(got.events[0]).toEqual({ channel: ch, cursor, json: '{"from":"backend"}' });
-    await expect(backend.fcall('tidings_publish', 2, streamKey(ch), EPOCH_KEY, ch, '{nope')).rejects.toThrow(/^BADJSON/);
-    await expect(backend.fcall('tidings_publish', 2, streamKey('a b'), EPOCH_KEY, 'a b', '1')).rejects.toThrow(/^BADCHANNEL/);
-    await expect(backend.fcall('tidings_publish', 2, streamKey('x'), EPOCH_KEY, ch, '1')).rejects.toThrow(/^BADKEY/);
-    await expect(backend.fcall('tidings_publish', 2, streamKey(ch), EPOCH_KEY, ch, '1', '0')).rejects.toThrow(/^BADHISTORY/);
-    await expect(backend.fcall('tidings_publish', 2, streamKey(ch), EPOCH_KEY, 'c'.repeat(129), '1')).rejects.toThrow(/^BADCHANNEL/);
+    await expect(backend.fcall('tidings_publish', 2, streamKey(ch), epochKey(ch), ch, '{nope')).rejects.toThrow(/^BADJSON/);
+    await expect(backend.fcall('tidings_publish', 2, streamKey('a b'), epochKey('a b'), 'a b', '1')).rejects.toThrow(/^BADCHANNEL/);
+    await expect(backend.fcall('tidings_publish', 2, streamKey('x'), epochKey('x'), ch, '1')).rejects.toThrow(/^BADKEY/);
+    await expect(backend.fcall('tidings_publish', 2, streamKey(ch), epochKey(ch), ch, '1', '0')).rejects.toThrow(/^BADHISTORY/);
+    await expect(backend.fcall('tidings_publish', 2, streamKey('c'.repeat(129)), epochKey('c'.repeat(129)), 'c'.repeat(129), '1')).rejects.toThrow(/^BADCHANNEL/);
     backend.disconnect();
   });
 
@@ -380,7 +467,7 @@ describe('RedisBus against a real redis-server', () => {
     for (const ch of chs) cursors.push(...(await pub.publish([{ channel: ch, json: json(1) }])));
     await until(() => got.events.length === 5, 'one event per channel');
     expect(got.events.map((e) => e.cursor).sort()).toEqual([...cursors].sort());
-    const subs = await (async () => { const a = new Redis(redis.url); try { return await a.call('PUBSUB', 'NUMSUB', ...chs.map(liveKey)); } finally { a.disconnect(); } })() as (string | number)[];
+    const subs = await (async () => { const a = new Redis(redis.url); try { return await a.call('PUBSUB', 'SHARDNUMSUB', ...chs.map(liveKey)); } finally { a.disconnect(); } })() as (string | number)[];
     expect(subs.filter((_, i) => i % 2 === 1)).toEqual(chs.map(() => 1));
   });
 

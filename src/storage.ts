@@ -1,0 +1,10 @@
+/** sessionStorage, guarded: it throws in sandboxed iframes and with storage disabled. */
+export function session(key: string, value?: string | null): string | null | undefined {
+  try {
+    const s = sessionStorage;
+    if (value === undefined) return s.getItem(key);
+    value === null ? s.removeItem(key) : s.setItem(key, value);
+  } catch {
+    /* storage unavailable: behave as a fresh session */
+  }
+}
