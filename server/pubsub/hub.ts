@@ -108,6 +108,10 @@ export class Hub<S extends object> {
   private scheduled = false;
   /** Frame bytes of the unfinished jobs (backlog()). */
   private queuedBytes = 0;
+  /** Jobs ever queued / ever finished, and who waits for a count of finished ones (flushed()). */
+  private queuedTotal = 0;
+  private doneTotal = 0;
+  private flushWaiters: { until: number; resolve: () => void }[] = [];
   private readonly runSoon = (): void => { this.scheduled = false; this.run(); };
 
   constructor(private readonly bus: Pick<Bus, 'watch' | 'unwatch'>, private readonly deliver: Deliver<S>, opts: HubOptions = {}) {
@@ -174,6 +178,25 @@ export class Hub<S extends object> {
     return { jobs, bytes: this.queuedBytes, lagMs: Math.max(0, this.now() - this.jobs[this.jobHead]!.at) };
   }
 
+  /**
+   * Null when the queue is empty; else a promise resolved once every job queued
+   * until now has been written to all its subscribers. A subscriber that is
+   * about to go live waits for it: an event it replayed may still be queued
+   * here for it, and must reach it while it can still drop the duplicate.
+   */
+  flushed(): Promise<void> | null {
+    if (this.jobHead === this.jobs.length) return null;
+    const until = this.queuedTotal;
+    return new Promise((resolve) => this.flushWaiters.push({ until, resolve }));
+  }
+
+  private wakeFlushed(): void {
+    const done = this.doneTotal;
+    const still: { until: number; resolve: () => void }[] = [];
+    for (const w of this.flushWaiters) (done >= w.until ? w.resolve() : still.push(w));
+    this.flushWaiters = still;
+  }
+
   /** The bus's live-event listener. */
   onEvent(event: StoredEvent): void {
     if (!this.subs.has(event.channel)) return;
@@ -195,6 +218,7 @@ export class Hub<S extends object> {
       : { channel, cursor, frame, one: cur, iter: null, target: cur, started: false, events: 1, parts: null, at, bytes };
     this.jobs.push(job);
     this.queuedBytes += bytes;
+    this.queuedTotal++;
     if (this.running || this.scheduled) return;
     if (this.batch === 1) {
       // The first slice runs inline (lowest latency); only what is left waits for setImmediate.
@@ -277,7 +301,9 @@ export class Hub<S extends object> {
       }
       this.queuedBytes -= job.bytes;
       this.jobHead++;
+      this.doneTotal++;
     }
+    if (this.flushWaiters.length > 0) this.wakeFlushed();
     if (this.jobHead === this.jobs.length) {
       this.jobs.length = 0;
       this.jobHead = 0;

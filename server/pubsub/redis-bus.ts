@@ -21,6 +21,7 @@ import calculateSlot from 'cluster-key-slot';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { BusUnavailableError, type Bus, type Replay, type StoredEvent } from './bus.js';
+import { LiveBarrier } from './live-barrier.js';
 import { LIBRARY, channelOfLiveKey, compareCursors, epochKey, liveKey, parseCursor, streamKey } from './redis-scripts.js';
 import { Shard } from './redis-shard.js';
 import { parseSeed } from './seeds.js';
@@ -129,6 +130,8 @@ export class RedisBus implements Bus {
   onGap: ((channel: string, head: string) => void) | null = null;
 
   private readonly watches = new Map<string, Watch>();
+  /** Subscribers waiting for the live feed to reach their replay's end (Bus.settled). */
+  private readonly barrier = new LiveBarrier((a, b) => this.isAfter(a, b));
   private readonly shards = new Map<string, Shard>();
   private readonly history: string;
   private readonly ttl: string;
@@ -281,6 +284,13 @@ export class RedisBus implements Bus {
     return this.read(channel, cursor);
   }
 
+  /** Bus.settled: resolves once the live feed of `channel` has delivered `cursor` (see live-barrier.ts). */
+  settled(channel: string, cursor: string): Promise<void> | null {
+    const w = this.watches.get(channel);
+    if (!w) return null;
+    return this.barrier.wait(channel, cursor, w.phase === 'live' ? w.last : null);
+  }
+
   isAfter(a: string, b: string): boolean {
     const pa = parseCursor(a);
     const pb = parseCursor(b);
@@ -326,6 +336,7 @@ export class RedisBus implements Bus {
     if (--w.refs > 0) return;
     this.watches.delete(channel);
     for (const x of w.waiters.splice(0)) x.reject(new BusUnavailableError(`unwatched ${channel}`, 1));
+    this.barrier.releaseAll(channel);
     const shard = w.shard === null ? undefined : this.shards.get(w.shard);
     if (!shard) return;
     shard.channels.delete(channel);
@@ -368,6 +379,7 @@ export class RedisBus implements Bus {
     if (this.reconcileTimer) clearTimeout(this.reconcileTimer);
     for (const w of this.watches.values()) for (const x of w.waiters.splice(0)) x.reject(new BusUnavailableError('bus closed', 1));
     this.watches.clear();
+    this.barrier.releaseAll();
     const shards = [...this.shards.values()];
     this.shards.clear();
     await Promise.all([
@@ -726,6 +738,7 @@ export class RedisBus implements Bus {
       const pending = w.pending;
       const waiters = w.waiters;
       w.phase = 'live'; w.last = last; w.pending = []; w.waiters = [];
+      this.barrier.advanced(channel, last);
       for (const [cursor, json] of pending) { if (w.phase !== 'live') { w.pending.push([cursor, json]); continue; } this.offer(w, channel, cursor, json); }
       for (const x of waiters) x.resolve();
     } catch (err) {
@@ -848,6 +861,7 @@ export class RedisBus implements Bus {
     if (!this.isAfter(cursor, last)) return;
     w.last = cursor;
     this.deliver({ channel, cursor, json });
+    this.barrier.advanced(channel, cursor);
   }
 
   private deliver(e: StoredEvent): void {

@@ -138,15 +138,16 @@ describe('close', () => {
 
 describe('tidings-server CLI', () => {
   const root = path.resolve(import.meta.dirname, '../..');
-  const tsx = path.join(root, 'node_modules/.bin/tsx');
   const started: ChildProcess[] = [];
+  // Node with tsx's loader, not tsx's CLI: the CLI relays a signal to its child and,
+  // when the child does not confirm within 30 ms (a loaded machine), sends it again
+  // and then SIGKILL, which the server rightly reads as "stop now" (exit 130/143, 1006).
   const run = (args: string[], env: Record<string, string> = {}) => {
-    const child = spawn(tsx, [path.join(root, 'server/main.ts'), ...args], {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'server/main.ts'), ...args], {
       cwd: root,
       env: { PATH: `${path.join(root, 'node_modules/.bin')}:${process.env.PATH}`, TIDINGS_PORT: '0', TIDINGS_LOG_LEVEL: 'silent', TIDINGS_DRAIN_LISTEN_MS: '0', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
-      // Its own process group: tsx runs the server in a child of its own, which
-      // a failed test must not leave behind.
+      // Its own process group: --workers children must not outlive a failed test.
       detached: true,
     });
     started.push(child);
