@@ -111,6 +111,9 @@ function startLine(config: Config, host: string, port: number): Record<string, u
     } catch {
       bus = 'redis';
     }
+  } else if (config.redisCluster.length > 0) {
+    // Seeds may carry credentials (redis://:secret@host:port): only host:port.
+    bus = 'redis-cluster://' + config.redisCluster.map((s) => s.replace(/^[a-z]+:\/\/(?:[^@/]*@)?/, '').replace(/\/$/, '')).join(',');
   }
   return {
     address: `${host}:${port}`, bus, pid: process.pid, demo: config.demo,
