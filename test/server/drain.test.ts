@@ -244,4 +244,30 @@ describe('tidings-server CLI', () => {
     expect(code).toBe(2);
     expect(err).toContain('--port');
   });
+
+  it('exits 2 naming the variable for a publisher key a Bearer header cannot carry, without echoing it', async () => {
+    const child = run([], { TIDINGS_PUBLISHER_KEY: 'user:pass-0123456789abcdef' });
+    let err = '';
+    child.stderr.on('data', (d) => { err += d; });
+    const [code] = await once(child, 'exit');
+    expect(code).toBe(2);
+    expect(err).toContain('TIDINGS_PUBLISHER_KEY contains ":"');
+    expect(err).not.toContain('user:pass');
+  });
+
+  it('--demo warns loudly on stderr and in the log, and its controls refuse nobody on loopback', async () => {
+    const child = run(['--demo'], { TIDINGS_LOG_LEVEL: 'warn' });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { err += d; });
+    await expect.poll(() => out.includes('listening on'), { timeout: 15_000 }).toBe(true);
+    expect(err).toMatch(/\*\*\* DEMO MODE .*loopback clients only.*never run it in production/);
+    expect(out).toMatch(/"level":40,.*DEMO MODE/);
+    const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1]);
+    expect((await fetch(`http://127.0.0.1:${port}/demo/token?user=alice`)).status).toBe(200);
+    child.kill('SIGTERM');
+    const [code] = await once(child, 'exit');
+    expect(code).toBe(0);
+  });
 });
