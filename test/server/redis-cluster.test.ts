@@ -312,7 +312,7 @@ describe('Tidings on a Redis Cluster', { timeout: 60_000 }, () => {
 });
 
 describe('a primary killed while events flow', { timeout: 90_000 }, () => {
-  it('loses no acknowledged event: each is delivered or covered by a reset; publishes meanwhile answer 503 + Retry-After', async () => {
+  it('loses no acknowledged event while a slot moves and a primary dies: each is delivered or covered by a reset; refused publishes answer 503 + Retry-After', async () => {
     // A primary that still has a replica (the test above used up one shard's).
     const all = await cluster.nodes();
     const withReplica = all.filter((x) => x.role === 'master' && !x.failed && x.slots.length > 0
@@ -325,7 +325,12 @@ describe('a primary killed while events flow', { timeout: 90_000 }, () => {
     const recs: Recorder[] = [];
     for (const ch of channels) for (const s of nodes) recs.push(await rec(s, ch));
     const p = pump(nodes, channels);
-    await until(() => p.acked.length > 100, 'traffic before the failover');
+    await until(() => p.acked.length > 100, 'traffic before the move');
+    // A slot of a healthy shard moves while events flow...
+    const moving = channels[2]!;
+    await cluster.moveSlot(calculateSlot(liveKey(moving)), others[1]!);
+    await until(() => p.acked.filter((a) => a.channel === moving).length > 60, 'traffic after the move');
+    // ...then a primary dies while they still flow.
     const killedAt = Date.now();
     await cluster.kill(victim);
     await cluster.waitHealthy(30_000);
@@ -335,6 +340,7 @@ describe('a primary killed while events flow', { timeout: 90_000 }, () => {
     await until(() => p.acked.filter((a) => onVictim.includes(a.channel) && a.t > healthyAt).length > before + 60, 'traffic after the failover', 20_000);
     await p.stop();
     await untilLastDelivered(recs, p.acked);
+    await until(() => nodes.every((s) => (s.ctx.bus as RedisBus).placement(moving)?.shard === `127.0.0.1:${others[1]}`), 'the moved channel subscribed on its new owner');
     const audits = recs.map((r) => audit(r, p.acked));
     const end = Date.now();
     const silence = Math.max(...recs.filter((r) => onVictim.includes(r.channel)).map((r) => longestGap(r, killedAt - 1_000, end)));
