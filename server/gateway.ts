@@ -11,6 +11,7 @@ import net, { type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { HandshakeRejectReason } from './metrics.js';
 import { admitSocket } from './admission.js';
+import { sampled } from './ops-log.js';
 import { HandshakeError, type HandshakeErrorCode } from './ws/errors.js';
 import { WS_PATH, acceptResponse, parseUpgrade, rejectResponse, type UpgradeParse } from './ws/upgrade.js';
 import {
@@ -254,6 +255,7 @@ function overCapacity(message: string): HandshakeError {
 function reject(c: Connection, error: HandshakeError, reason: HandshakeRejectReason, retryAfterS = RETRY_AFTER_S): void {
   const rt = c.rt;
   rt.ctx.metrics.handshakeRejections.inc({ reason });
+  sampled(rt.ctx.log, 'handshake_refused', { reason, status: error.status, message: error.message, ip: c.socket.remoteAddress }, 'WebSocket handshake refused');
   setState(c, S_ENDED);
   c.spill = null;
   c.socket.end(rejectResponse(error, retryAfterS));

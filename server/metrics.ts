@@ -2,7 +2,7 @@
 // tests and several servers in one process do not collide). Metric names are part
 // of the operator-facing surface: change them only with a note in docs/server.md.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Backlog } from './pubsub/backlog.js';
 
 /** Why a WebSocket handshake was refused; the label values of tidings_handshake_rejections_total. */
@@ -42,6 +42,14 @@ export interface Metrics {
   fanoutSource: (() => Backlog) | null;
   /** Time from receiving a publish request to answering it (includes the bus). */
   readonly publishDuration: Histogram;
+  /** WebSocket closes by `code` and `by` (server: we sent the close; client: the peer did; 1006 "abnormal": the socket went without one). */
+  readonly wsCloses: Counter<'code' | 'by'>;
+  /** Bus (Redis) operations that failed, by `op` (publish, subscribe, poll). */
+  readonly busErrors: Counter<'op'>;
+  /** Prometheus text of this server's metrics and the process's (default metrics, build info). */
+  render(): Promise<string>;
+  /** The Content-Type of render()'s text. */
+  readonly contentType: string;
   /**
    * Recent event-loop delay, p99 in ms, over the last window (>= windowMs; the
    * window rolls on read, so there is no timer). Used by the adaptive X-Poll-Interval.
@@ -113,19 +121,53 @@ export function createMetrics(opts: MetricsOptions = {}): Metrics {
     name: 'tidings_publish_duration_seconds', help: 'POST /v1/publish handling time',
     buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1], registers: [registry],
   });
-  new Gauge({
-    name: 'tidings_event_loop_lag_seconds', help: 'Event-loop delay, p99 over the last window', registers: [registry],
-    collect() { this.set(eventLoopLagMs() / 1000); },
+  const wsCloses = new Counter({
+    name: 'tidings_ws_closes_total', help: 'WebSocket closes, by close code and by which side closed',
+    labelNames: ['code', 'by'] as const, registers: [registry],
   });
-  new Gauge({
-    name: 'tidings_heap_used_bytes', help: 'V8 heap in use', registers: [registry],
-    collect() { this.set(process.memoryUsage().heapUsed); },
+  const busErrors = new Counter({
+    name: 'tidings_bus_errors_total', help: 'Bus (Redis) operations that failed, by operation', labelNames: ['op'] as const, registers: [registry],
   });
+  const proc = processRegistry();
 
   const m: Metrics = {
     registry, wsConnections, handshakes, handshakeRejections, openSockets, socketsRefused, messagesOut, bytesOut, slowConsumerCloses,
     pollResponses, heldPolls, publishes, publishesRefused, replaysRefused, fanoutSource: null, publishDuration, eventLoopLagMs,
+    wsCloses, busErrors,
+    contentType: registry.contentType,
+    async render() {
+      const [own, shared] = await Promise.all([registry.metrics(), proc.metrics()]);
+      return own + '\n' + shared;
+    },
     close() { loop.disable(); },
   };
   return m;
+}
+
+/** The version of the package this server runs from (set by the CLI; "unknown" when embedded). */
+let buildVersion = 'unknown';
+export function setBuildVersion(v: string): void {
+  buildVersion = v;
+}
+
+let shared: Registry | null = null;
+/**
+ * prom-client's default metrics (process_*, nodejs_*: CPU, memory, heap spaces,
+ * event-loop lag percentiles, GC, handles) and tidings_build_info, once per
+ * process: they describe the process, not a server, and each collector keeps a
+ * sampler running (an event-loop histogram, a GC observer) that one server per
+ * test must not multiply.
+ */
+function processRegistry(): Registry {
+  if (shared !== null) return shared;
+  shared = new Registry();
+  collectDefaultMetrics({ register: shared });
+  new Gauge({
+    name: 'tidings_build_info', help: 'Always 1; the labels say what runs', labelNames: ['version', 'node'] as const, registers: [shared],
+    collect() {
+      this.reset();
+      this.set({ version: buildVersion, node: process.versions.node }, 1);
+    },
+  });
+  return shared;
 }

@@ -9,6 +9,8 @@ import type { Config } from './config.js';
 import type { ServerContext } from './context.js';
 import { createLogger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { Gauge } from 'prom-client';
+import { handleMetrics } from './http/health.js';
 import { BusUnavailableError, type Bus, type StoredEvent } from './pubsub/bus.js';
 import { MemoryBus } from './pubsub/memory-bus.js';
 import { Hub } from './pubsub/hub.js';
@@ -52,6 +54,8 @@ export interface TidingsServer {
   readonly wheel: TimerWheel<Connection>;
   readonly hub: Hub<Connection>;
   readonly runtime: Runtime;
+  /** Where /metrics listens when config.metricsPort is set (after listen()), else null. */
+  metricsAddress(): { host: string; port: number } | null;
 }
 
 /** Until listen() has connected the Redis bus: every call fails as "unavailable". */
@@ -72,6 +76,13 @@ function tickFor(config: Config): number {
 export function createTidingsServer(config: Config, opts: ServerOptions = {}): TidingsServer {
   const log = opts.log ?? createLogger({ level: config.logLevel });
   const metrics = opts.metrics ?? createMetrics();
+  // Connection state of the bus, read at scrape time (one gauge per registry: a test may share one).
+  if (metrics.registry.getSingleMetric('tidings_bus_up') === undefined) {
+    new Gauge({
+      name: 'tidings_bus_up', help: '1 while the bus (Redis) is connected, 0 during an outage', registers: [metrics.registry],
+      collect() { this.set(ctx.bus.health() === 'ok' ? 1 : 0); },
+    });
+  }
   const liveListeners = new Set<(e: StoredEvent) => void>();
   const useRedis = !opts.bus && (config.redisUrl !== '' || config.redisCluster.length > 0);
   let bus: Bus = opts.bus ?? (useRedis ? pendingBus() : new MemoryBus({ history: config.history }));
@@ -175,9 +186,32 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
       });
     });
     gateway.on('error', (err) => log.error({ err }, 'listener error'));
+    if (config.metricsPort > 0) await listenMetrics();
     listening = true;
     const addr = gateway.address() as AddressInfo;
     return { host: addr.address, port: addr.port };
+  }
+
+  /**
+   * TIDINGS_METRICS_PORT: /metrics on a listener of its own (a private address,
+   * a port the Service does not expose), and not on the public port.
+   */
+  let metricsServer: http.Server | null = null;
+  async function listenMetrics(): Promise<void> {
+    const srv = http.createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      if (path === '/metrics' && (req.method === 'GET' || req.method === 'HEAD')) {
+        void handleMetrics(req, res, ctx).catch((err) => { log.error({ err }, 'metrics failed'); res.destroy(); });
+        return;
+      }
+      const body = JSON.stringify({ error: 'not_found', message: 'this port serves GET /metrics only' });
+      res.writeHead(404, { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(body)) }).end(body);
+    });
+    await new Promise<void>((resolve, reject) => {
+      srv.once('error', (err) => reject(new Error(`cannot listen on TIDINGS_METRICS_PORT ${config.metricsPort}: ${err.message}`)));
+      srv.listen(config.metricsPort, config.metricsHost || config.host, () => resolve());
+    });
+    metricsServer = srv;
   }
 
   /** Resolves when the gateway has no socket left (node:http's handed-off sockets included), or after the cap. */
@@ -254,8 +288,16 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
     // Stops node:http's connection-checking interval (it never listened: no error to report).
     httpServer.close(() => {});
     metrics.close();
+    if (metricsServer !== null) {
+      metricsServer.closeAllConnections();
+      metricsServer.close();
+    }
     await bus.close();
   }
 
-  return { listen, drain, close, ctx, wheel, hub, runtime };
+  const metricsAddress = () => {
+    const a = metricsServer?.address();
+    return a && typeof a === 'object' ? { host: a.address, port: a.port } : null;
+  };
+  return { listen, drain, close, ctx, wheel, hub, runtime, metricsAddress };
 }

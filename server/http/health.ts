@@ -82,9 +82,9 @@ function writeProbe({ status, text }: ProbeResult, req: IncomingMessage, res: Se
 }
 
 export async function handleMetrics(_req: IncomingMessage, res: ServerResponse, ctx: ServerContext): Promise<void> {
-  const text = await ctx.metrics.registry.metrics();
+  const text = await ctx.metrics.render();
   res.writeHead(200, {
-    'Content-Type': ctx.metrics.registry.contentType,
+    'Content-Type': ctx.metrics.contentType,
     'Content-Length': String(Buffer.byteLength(text)),
     'Cache-Control': 'no-store',
   });

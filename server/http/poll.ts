@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { cachedSubscriberClaims, TokenError, verifySubscriberToken, type SubscriberClaims } from '../auth/tokens.js';
 import type { ServerContext } from '../context.js';
 import { subscriberKeyring } from '../config.js';
+import { claimedSub, clientAddress, sampled } from '../ops-log.js';
 import type { Bus, Replay, StoredEvent } from '../pubsub/bus.js';
 import { CHANNEL_RE, parseChannelList } from '../pubsub/channels.js';
 import { CURSOR_RE } from '../pubsub/cursor.js';
@@ -199,19 +200,23 @@ export function handlePoll(req: IncomingMessage, res: ServerResponse, channelsPa
     try {
       claims = cachedSubscriberClaims(subscriberKeyring(config), token);
     } catch (err) {
-      return tokenFailed(res, cors, deps, err);
+      return tokenFailed(req, res, cors, deps, err);
     }
     if (claims !== undefined) return authorized(req, res, channelsParam, cors, deps, claims);
     verifySubscriberToken(subscriberKeyring(config), token)
-      .then((c) => authorized(req, res, channelsParam, cors, deps, c), (err) => tokenFailed(res, cors, deps, err))
+      .then((c) => authorized(req, res, channelsParam, cors, deps, c), (err) => tokenFailed(req, res, cors, deps, err))
       .catch((err) => failed(res, cors, deps, err));
   } catch (err) {
     failed(res, cors, deps, err);
   }
 }
 
-function tokenFailed(res: ServerResponse, cors: Readonly<Record<string, string>>, deps: PollDeps, err: unknown): void {
+function tokenFailed(req: IncomingMessage, res: ServerResponse, cors: Readonly<Record<string, string>>, deps: PollDeps, err: unknown): void {
   if (!(err instanceof TokenError)) return failed(res, cors, deps, err);
+  const { ctx } = deps;
+  sampled(ctx.log, 'auth_failed', {
+    transport: 'polling', reason: err.code, sub: claimedSub(bearerToken(req.headers.authorization)), ip: clientAddress(req, ctx.config),
+  }, 'subscriber token refused (401)');
   const challenge = err.code === 'missing' ? 'Bearer realm="tidings"' : 'Bearer realm="tidings", error="invalid_token"';
   fail(res, cors, deps, new HttpError(TOKEN_CODES[err.code], err.message, { 'WWW-Authenticate': challenge }));
 }
@@ -225,7 +230,10 @@ function fail(res: ServerResponse, cors: Readonly<Record<string, string>>, deps:
 /** A bus outage is 503 + Retry-After; anything else is logged and 500. */
 function failed(res: ServerResponse, cors: Readonly<Record<string, string>>, deps: PollDeps, err: unknown): void {
   const outage = busUnavailable(err);
-  if (outage) return fail(res, cors, deps, outage);
+  if (outage) {
+    deps.ctx.metrics.busErrors.inc({ op: 'poll' });
+    return fail(res, cors, deps, outage);
+  }
   deps.ctx.log.error({ err }, 'poll failed');
   fail(res, cors, deps, new HttpError('internal', 'internal error'));
 }
@@ -362,7 +370,9 @@ async function poll(
   const w: Waiter = {
     channels, deadline, phase: 'evaluating', dirty: false,
     wake: () => void step().catch(onError),
-    sub, source: req.socket.remoteAddress ?? '',
+    // Behind a proxy (TIDINGS_TRUST_PROXY) every poll comes from the proxy's address:
+    // the per-address cap must count the client's.
+    sub, source: clientAddress(req, deps.ctx.config) ?? '',
   };
   const finish = () => {
     w.phase = 'done';

@@ -155,8 +155,10 @@ export async function handlePublish(req: IncomingMessage, res: ServerResponse, c
     cursors = await ctx.bus.publish(parsed.events);
   } catch (err) {
     const outage = busUnavailable(err);
+    ctx.metrics.busErrors.inc({ op: 'publish' });
     if (outage) {
-      ctx.log.warn({ err: errSummary(err) }, 'publish: bus unavailable');
+      // The bus logs the outage once; one line per refused publish would flood the log.
+      ctx.log.debug({ err: errSummary(err) }, 'publish: bus unavailable');
       return sendError(res, outage);
     }
     // Never the error object itself: a Redis ReplyError carries the command and

@@ -193,6 +193,8 @@ export function createHttpHandler(ctx: ServerContext, opts: HttpHandlerOptions =
         void Promise.resolve(handleProbe(path.slice(1) as 'healthz' | 'livez' | 'readyz', req, res, ctx)).catch((err) => fail(res, err));
         return;
       case '/metrics':
+        // With TIDINGS_METRICS_PORT, only that listener serves them.
+        if (ctx.config.metricsPort > 0) throw new HttpError('not_found', 'metrics are served on TIDINGS_METRICS_PORT');
         void handleMetrics(req, res, ctx).catch((err) => fail(res, err));
         return;
     }

@@ -129,6 +129,8 @@ export function internalError(c: Connection, err: unknown): void {
 export function finish(c: Connection): void {
   if (c.state === S_CLOSED) return;
   const rt = c.rt;
+  // Gone without a closing handshake (reset, destroyed, dropAll(0)): what a client sees as 1006.
+  if (c.state < S_CLOSING && rt.conns.has(c)) rt.ctx.metrics.wsCloses.inc({ code: '1006', by: 'abnormal' });
   leaveChannels(c);
   setState(c, S_CLOSED);
   rt.wheel.cancel(c);
@@ -220,6 +222,7 @@ export function closeConnection(c: Connection, code: number, reason = '', endNow
   if (c.state >= S_CLOSING) return;
   const rt = c.rt;
   leaveChannels(c);
+  rt.ctx.metrics.wsCloses.inc({ code: String(code), by: 'server' });
   c.socket.write(closeFrame(code, reason));
   if (endNow) {
     setState(c, S_ENDED);

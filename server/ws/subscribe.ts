@@ -5,6 +5,7 @@ import type { Replay } from '../pubsub/bus.js';
 import { CURSOR_RE } from '../pubsub/cursor.js';
 import { TokenError, verifySubscriberToken } from '../auth/tokens.js';
 import { subscriberKeyring } from '../config.js';
+import { claimedSub, sampled } from '../ops-log.js';
 import { encodeText } from './frame.js';
 import { parseHello, welcomeMessage } from './hello.js';
 import { admitReplay, replayBytes } from './replay-budget.js';
@@ -24,7 +25,10 @@ export async function hello(c: Connection, msg: unknown): Promise<void> {
   try {
     granted = (await verifySubscriberToken(subscriberKeyring(config), h.token)).ch;
   } catch (err) {
-    if (err instanceof TokenError) return closeConnection(c, 4401, 'token ' + err.code);
+    if (err instanceof TokenError) {
+      sampled(rt.ctx.log, 'auth_failed', { transport: 'websocket', reason: err.code, sub: claimedSub(h.token), ip: c.socket.remoteAddress }, 'subscriber token refused (4401)');
+      return closeConnection(c, 4401, 'token ' + err.code);
+    }
     rt.ctx.log.error({ err }, 'token verification failed');
     return closeConnection(c, 1011, 'internal error');
   }
@@ -55,7 +59,8 @@ export async function hello(c: Connection, msg: unknown): Promise<void> {
     }
   } catch (err) {
     if (c.state !== S_SUBSCRIBING) return;
-    rt.ctx.log.warn({ err: (err as Error).message }, 'bus failed during subscribe');
+    rt.ctx.metrics.busErrors.inc({ op: 'subscribe' });
+    rt.ctx.log.debug({ err: (err as Error).message }, 'bus failed during subscribe');
     return closeConnection(c, 1011, 'bus unavailable');
   }
   if (c.state !== S_SUBSCRIBING) return; // closed while we read

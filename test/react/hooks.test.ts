@@ -17,16 +17,28 @@ beforeAll(() => {
 
 type Handler = (payload: never) => void;
 
-/** A client driven by hand; counts its listeners so cleanup is visible. */
-function fakeClient(initial: State = 'connecting') {
+/** A client driven by hand; counts its listeners and logs (un)subscriptions so cleanup is visible. */
+function fakeClient(initial: State = 'connecting', channels: string[] = ['a', 'b']) {
   const handlers = new Map<string, Set<Handler>>();
   const client = {
     state: initial,
     transport: null,
     closed: 0,
+    subscribed: [...channels],
+    log: [] as string[],
     on(type: string, h: Handler) {
       if (!handlers.has(type)) handlers.set(type, new Set());
       handlers.get(type)!.add(h);
+      return () => client.off(type, h);
+    },
+    channels: () => client.subscribed.slice(),
+    subscribe(c: string) {
+      client.log.push(`+${c}`);
+      if (!client.subscribed.includes(c)) client.subscribed.push(c);
+    },
+    unsubscribe(c: string) {
+      client.log.push(`-${c}`);
+      client.subscribed = client.subscribed.filter((x) => x !== c);
     },
     off(type: string, h?: Handler) {
       if (h) handlers.get(type)?.delete(h);
@@ -164,19 +176,37 @@ describe('useChannel', () => {
     expect(seen).toEqual(['x']);
   });
 
-  it('uses the removal function on() returns when the client has one', async () => {
-    const f = fakeClient('open');
-    const removed: string[] = [];
-    const on = f.on.bind(f);
-    const withRemoval = Object.assign(f, {
-      on: (type: string, h: Handler) => {
-        on(type, h);
-        return () => (removed.push(type), f.off(type, h));
-      },
-    });
-    await render(createElement(ChannelView, { client: asClient(withRemoval), channel: 'a', seen: [] }));
+  it("leaves the client's own channels subscribed", async () => {
+    const f = fakeClient('open', ['a']);
+    await render(createElement(ChannelView, { client: asClient(f), channel: 'a', seen: [] }), true);
     await unmount();
-    expect(removed.sort()).toEqual(['event', 'reset']);
+    await Promise.resolve();
+    expect(f.log).toEqual([]);
+    expect(f.subscribed).toEqual(['a']);
+  });
+
+  it('subscribes a channel the client lacks while any hook uses it, once under StrictMode, and unsubscribes after the last unmount', async () => {
+    const f = fakeClient('open', ['a']);
+    const seen: unknown[] = [];
+    const two = (n: number) =>
+      createElement('div', null, ...Array.from({ length: n }, (_, i) => createElement(ChannelView, { key: i, client: asClient(f), channel: 'news', seen, label: `${i}:` })));
+    await render(two(2), true);
+    expect(f.log).toEqual(['+news']);
+    await act(async () => f.emit('event', event('news', 'x')));
+    expect(seen).toEqual(['0:x', '1:x']);
+    await render(two(1), true);
+    expect(f.log).toEqual(['+news']);
+    await render(two(0), true);
+    expect(f.log).toEqual(['+news', '-news']);
+    expect(f.subscribed).toEqual(['a']);
+  });
+
+  it('moves the subscription when the channel changes', async () => {
+    const f = fakeClient('open', []);
+    await render(createElement(ChannelView, { client: asClient(f), channel: 'x', seen: [] }));
+    await render(createElement(ChannelView, { client: asClient(f), channel: 'y', seen: [] }));
+    expect(f.log).toEqual(['+x', '+y', '-x']);
+    expect(f.subscribed).toEqual(['y']);
   });
 });
 

@@ -99,12 +99,11 @@ describe.skipIf(NGINX === null)('behind nginx with an upstream keepalive pool (d
       url: proxy.url, token: () => s.token([channel]), channels: [channel], transport, longPoll: 5,
     });
     try {
-      await new Promise<void>((resolve) => {
-        const check = () => (client.transport === transport ? resolve() : setTimeout(check, 20));
-        check();
-      });
       const events: unknown[] = [];
       const got = new Promise<void>((resolve) => client.on('event', (e) => { events.push(e.data); if (events.length === 2) resolve(); }));
+      // Outside a browser the client starts with its first listener (or ready()).
+      await client.ready();
+      expect(client.transport).toBe(transport);
       // Both through the proxy: a publish while the client waits, then a second one.
       expect((await publish(channel, 'one')).status).toBe(200);
       expect((await publish(channel, 'two')).status).toBe(200);
