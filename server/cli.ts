@@ -39,6 +39,19 @@ export const PUBLISH_USAGE = `Usage: tidings-server publish CHANNEL JSON [--url 
   TIDINGS_PUBLISHER_KEY (or the first of TIDINGS_PUBLISHER_KEYS; *_FILE too).
   --url: the server (default TIDINGS_URL, else http://TIDINGS_HOST:TIDINGS_PORT).`;
 
+/** What --help adds after the server's flags. */
+export const SUBCOMMANDS_HELP = `Subcommands:
+  tidings-server token --sub ID --channel C [--channel C ...] [--ttl 1h]
+      print a subscriber token signed with the configured secret
+  tidings-server publish CHANNEL JSON [--url URL]
+      publish one event through a running server with the configured publisher key
+  tidings-server --version
+      print the version
+
+Secrets may come from files: TIDINGS_SUBSCRIBER_SECRET_FILE, TIDINGS_SUBSCRIBER_SECRETS_FILE,
+TIDINGS_PUBLISHER_KEY_FILE, TIDINGS_PUBLISHER_KEYS_FILE, TIDINGS_REDIS_URL_FILE.
+Probes: GET /livez (liveness), GET /readyz (readiness), GET /healthz. Deployment: docs/deploy.md.`;
+
 /** Run a subcommand if argv names one; its exit status, or null when argv is for the server. */
 export async function runSubcommand(argv: string[], io: CliIO = defaultIO()): Promise<number | null> {
   const [first, ...rest] = argv;

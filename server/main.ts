@@ -8,7 +8,7 @@
 // so the primary stays at a bare Node process's memory.
 import { ConfigError, helpText, loadConfig, publisherKeysOf, subscriberKeyring, type Config } from './config.js';
 import { isWorker, listenOptions, reportListening, runPrimary } from './cluster.js';
-import { runSubcommand, version } from './cli.js';
+import { runSubcommand, SUBCOMMANDS_HELP, version } from './cli.js';
 
 /** Exit status for a configuration error (the usage convention of sysexits-less CLIs). */
 export const EXIT_CONFIG = 2;
@@ -50,7 +50,7 @@ async function main(): Promise<void> {
   }
   const { config, generated, help, warnings } = loaded;
   if (help) {
-    process.stdout.write(helpText() + '\n');
+    process.stdout.write(helpText() + '\n\n' + SUBCOMMANDS_HELP + '\n');
     return;
   }
   if (!isWorker()) {
@@ -111,6 +111,9 @@ function startLine(config: Config, host: string, port: number): Record<string, u
     } catch {
       bus = 'redis';
     }
+  } else if (config.redisCluster.length > 0) {
+    // Seeds may carry credentials (redis://:secret@host:port): only host:port.
+    bus = 'redis-cluster://' + config.redisCluster.map((s) => s.replace(/^[a-z]+:\/\/(?:[^@/]*@)?/, '').replace(/\/$/, '')).join(',');
   }
   return {
     address: `${host}:${port}`, bus, pid: process.pid, demo: config.demo,

@@ -370,7 +370,9 @@ async function poll(
   const w: Waiter = {
     channels, deadline, phase: 'evaluating', dirty: false,
     wake: () => void step().catch(onError),
-    sub, source: req.socket.remoteAddress ?? '',
+    // Behind a proxy (TIDINGS_TRUST_PROXY) every poll comes from the proxy's address:
+    // the per-address cap must count the client's.
+    sub, source: clientAddress(req, deps.ctx.config) ?? '',
   };
   const finish = () => {
     w.phase = 'done';

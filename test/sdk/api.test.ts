@@ -165,7 +165,7 @@ describe('listeners and diagnostics', () => {
     const log = vi.fn();
     const h = client({ random: half, debug: log });
     await h.tick();
-    expect(log).toHaveBeenCalledWith('tidings', { t: 'welcome' }, [{ e: 'state', phase: 'open', via: 'websocket' }]);
+    expect(log).toHaveBeenCalledWith('tidings', { t: 'welcome' }, [{ e: 'emit', ev: { type: 'state', state: 'open', transport: 'websocket' } }]);
     const quiet = vi.spyOn(console, 'debug');
     client({ random: half });
     await h.tick();

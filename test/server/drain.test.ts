@@ -201,6 +201,8 @@ describe('tidings-server CLI', () => {
     const [code] = await once(child, 'exit');
     expect(code).toBe(0);
     expect(out).toContain('TIDINGS_MAX_CONNECTIONS');
+    expect(out).toContain('tidings-server token --sub ID');
+    expect(out).toContain('TIDINGS_PUBLISHER_KEY_FILE');
     expect(out).not.toContain('listening on');
   });
 
@@ -243,5 +245,53 @@ describe('tidings-server CLI', () => {
     const [code] = await once(child, 'exit');
     expect(code).toBe(2);
     expect(err).toContain('--port');
+  });
+
+  it('after SIGTERM keeps answering probes for TIDINGS_DRAIN_LISTEN_MS (readyz 503, livez 200), logs each drain phase, then exits 0', async () => {
+    const child = run([], { TIDINGS_DRAIN_LISTEN_MS: '1500', TIDINGS_LOG_LEVEL: 'info' });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    await expect.poll(() => /listening on http:\/\/127\.0\.0\.1:(\d+)\n/.test(out), { timeout: 15_000 }).toBe(true);
+    const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1]);
+    expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
+    const exited = once(child, 'exit');
+    child.kill('SIGTERM');
+    await expect.poll(() => out.includes('"phase":"refusing"'), { timeout: 5000 }).toBe(true);
+    const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+    expect([ready.status, ready.headers.get('retry-after'), await ready.text()]).toEqual([503, '10', 'draining\n']);
+    expect((await fetch(`http://127.0.0.1:${port}/livez`)).status).toBe(200);
+    const [code] = await exited;
+    expect(code).toBe(0);
+    const phases = out.split('\n').filter((l) => l.includes('"phase"')).map((l) => JSON.parse(l).phase);
+    expect(phases).toEqual(['refusing', 'closing', 'done']);
+    // The start line: address, bus and limits, no secret.
+    const start = JSON.parse(out.split('\n').find((l) => l.includes('"msg":"listening"'))!);
+    expect(start).toMatchObject({ address: `127.0.0.1:${port}`, bus: 'memory', limits: { maxConnections: 100000 } });
+  });
+
+  it('exits 2 naming the variable for a publisher key a Bearer header cannot carry, without echoing it', async () => {
+    const child = run([], { TIDINGS_PUBLISHER_KEY: 'user:pass-0123456789abcdef' });
+    let err = '';
+    child.stderr.on('data', (d) => { err += d; });
+    const [code] = await once(child, 'exit');
+    expect(code).toBe(2);
+    expect(err).toContain('TIDINGS_PUBLISHER_KEY contains ":"');
+    expect(err).not.toContain('user:pass');
+  });
+
+  it('--demo warns loudly on stderr and in the log, and its controls refuse nobody on loopback', async () => {
+    const child = run(['--demo'], { TIDINGS_LOG_LEVEL: 'warn' });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { err += d; });
+    await expect.poll(() => out.includes('listening on'), { timeout: 15_000 }).toBe(true);
+    expect(err).toMatch(/\*\*\* DEMO MODE .*loopback clients only.*never run it in production/);
+    expect(out).toMatch(/"level":40,.*DEMO MODE/);
+    const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1]);
+    expect((await fetch(`http://127.0.0.1:${port}/demo/token?user=alice`)).status).toBe(200);
+    child.kill('SIGTERM');
+    const [code] = await once(child, 'exit');
+    expect(code).toBe(0);
   });
 });

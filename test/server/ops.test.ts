@@ -56,6 +56,35 @@ describe('metrics', () => {
   });
 });
 
+describe('TIDINGS_TRUST_PROXY', () => {
+  const longPoll = async (s: TestServer, xff: string) => {
+    const head = await s.ctx.bus.head('a');
+    const ac = new AbortController();
+    const answered = fetch(`${s.url}/v1/poll?channels=a`, {
+      signal: ac.signal,
+      headers: { authorization: `Bearer ${await s.token(['a'])}`, 'if-none-match': `"a=${head}"`, prefer: 'wait=20', 'x-forwarded-for': xff },
+    }).then((r) => r.status, () => 0);
+    return { answered, abort: () => ac.abort() };
+  };
+
+  it('behind one proxy, the per-address long-poll cap counts the forwarded client address, not the proxy', async () => {
+    for (const trustProxy of [false, true]) {
+      const s = await startTestServer({ maxHeldPollsPerSource: 1, trustProxy });
+      servers.push(s);
+      const a = await longPoll(s, '203.0.113.1');
+      await expect.poll(() => s.ctx.metrics.heldPolls.get().then((m) => m.values[0]?.value)).toBe(1);
+      const b = await longPoll(s, '203.0.113.2');
+      if (trustProxy) {
+        await expect.poll(() => s.ctx.metrics.heldPolls.get().then((m) => m.values[0]?.value)).toBe(2);
+      } else {
+        expect(await b.answered).toBe(429); // both came from 127.0.0.1: one "address"
+      }
+      a.abort();
+      b.abort();
+    }
+  });
+});
+
 describe('log lines', () => {
   it('auth failures: one sampled info line with the claimed sub, never the token', async () => {
     const sink = logSink();

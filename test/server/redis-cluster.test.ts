@@ -231,6 +231,47 @@ describe('Tidings on a Redis Cluster', { timeout: 60_000 }, () => {
     expect(again.log[2]!.m.cursor).toBe(live);
   });
 
+  it('keeps its subscriber connections across idle moments: a returning subscriber costs 4 Redis commands, a new one 3', async () => {
+    const ports = await primaries();
+    // Top-level commands Tidings sends (commandstats also counts those a function runs, and our own admin's).
+    const counted = ['fcall', 'ssubscribe', 'sunsubscribe', 'client|setname', 'client|setinfo'];
+    const sent = async (): Promise<number> => {
+      let t = 0;
+      for (const port of ports) {
+        const a = cluster.admin(port);
+        try {
+          const info = await a.info('commandstats');
+          for (const m of info.matchAll(/cmdstat_([a-z|]+):calls=(\d+)/g)) if (counted.includes(m[1]!)) t += Number(m[2]);
+        } finally { a.disconnect(); }
+      }
+      return t;
+    };
+    const N = 30;
+    const chs = Array.from({ length: N }, () => `ret:${++n}`);
+    const cursors: string[] = [];
+    for (const ch of chs) cursors.push((await publish(nodes[0]!, ch, 1)).cursor!);
+    for (const ch of chs) await publish(nodes[0]!, ch, 2);
+    const one = async (ch: string, cursor: string | null) => {
+      const { c } = await subscribe(nodes[1]!.wsUrl, await nodes[1]!.token([ch]), { [ch]: cursor });
+      if (cursor !== null) await c.next(5_000); // the replayed event
+      c.ws.close();
+      await c.closed;
+      await until(() => (nodes[1]!.ctx.bus as RedisBus).watchers(ch) === 0, 'unwatched');
+    };
+    // Warm: a subscriber connection to every primary exists (its set-up is counted once, not per subscriber).
+    for (const port of ports) await one(await channelOn(port), null);
+    let t0 = await sent();
+    for (const [i, ch] of chs.entries()) await one(ch, cursors[i]!);
+    const returning = ((await sent()) - t0) / N;
+    t0 = await sent();
+    for (const ch of chs) await one(ch, null);
+    const fresh = ((await sent()) - t0) / N;
+    if (FIGURES) console.log(`[figures] Redis commands per subscriber (subscribe, welcome, leave): returning ${returning.toFixed(2)}, new ${fresh.toFixed(2)}`);
+    // SSUBSCRIBE, the head read that starts the watch, the replay read, SUNSUBSCRIBE; a new subscriber needs no replay.
+    expect(returning).toBeLessThanOrEqual(4.05);
+    expect(fresh).toBeLessThanOrEqual(3.05);
+  });
+
   it('moves a slot to another primary while events flow: subscribers follow it, nothing acknowledged is lost', async () => {
     const ports = await primaries();
     const channels = [await channelOn(ports[0]!), await channelOn(ports[0]!), await channelOn(ports[1]!)];
@@ -312,7 +353,7 @@ describe('Tidings on a Redis Cluster', { timeout: 60_000 }, () => {
 });
 
 describe('a primary killed while events flow', { timeout: 90_000 }, () => {
-  it('loses no acknowledged event: each is delivered or covered by a reset; publishes meanwhile answer 503 + Retry-After', async () => {
+  it('loses no acknowledged event while a slot moves and a primary dies: each is delivered or covered by a reset; refused publishes answer 503 + Retry-After', async () => {
     // A primary that still has a replica (the test above used up one shard's).
     const all = await cluster.nodes();
     const withReplica = all.filter((x) => x.role === 'master' && !x.failed && x.slots.length > 0
@@ -325,7 +366,12 @@ describe('a primary killed while events flow', { timeout: 90_000 }, () => {
     const recs: Recorder[] = [];
     for (const ch of channels) for (const s of nodes) recs.push(await rec(s, ch));
     const p = pump(nodes, channels);
-    await until(() => p.acked.length > 100, 'traffic before the failover');
+    await until(() => p.acked.length > 100, 'traffic before the move');
+    // A slot of a healthy shard moves while events flow...
+    const moving = channels[2]!;
+    await cluster.moveSlot(calculateSlot(liveKey(moving)), others[1]!);
+    await until(() => p.acked.filter((a) => a.channel === moving).length > 60, 'traffic after the move');
+    // ...then a primary dies while they still flow.
     const killedAt = Date.now();
     await cluster.kill(victim);
     await cluster.waitHealthy(30_000);
@@ -335,6 +381,7 @@ describe('a primary killed while events flow', { timeout: 90_000 }, () => {
     await until(() => p.acked.filter((a) => onVictim.includes(a.channel) && a.t > healthyAt).length > before + 60, 'traffic after the failover', 20_000);
     await p.stop();
     await untilLastDelivered(recs, p.acked);
+    await until(() => nodes.every((s) => (s.ctx.bus as RedisBus).placement(moving)?.shard === `127.0.0.1:${others[1]}`), 'the moved channel subscribed on its new owner');
     const audits = recs.map((r) => audit(r, p.acked));
     const end = Date.now();
     const silence = Math.max(...recs.filter((r) => onVictim.includes(r.channel)).map((r) => longestGap(r, killedAt - 1_000, end)));
