@@ -231,6 +231,47 @@ describe('Tidings on a Redis Cluster', { timeout: 60_000 }, () => {
     expect(again.log[2]!.m.cursor).toBe(live);
   });
 
+  it('keeps its subscriber connections across idle moments: a returning subscriber costs 4 Redis commands, a new one 3', async () => {
+    const ports = await primaries();
+    // Top-level commands Tidings sends (commandstats also counts those a function runs, and our own admin's).
+    const counted = ['fcall', 'ssubscribe', 'sunsubscribe', 'client|setname', 'client|setinfo'];
+    const sent = async (): Promise<number> => {
+      let t = 0;
+      for (const port of ports) {
+        const a = cluster.admin(port);
+        try {
+          const info = await a.info('commandstats');
+          for (const m of info.matchAll(/cmdstat_([a-z|]+):calls=(\d+)/g)) if (counted.includes(m[1]!)) t += Number(m[2]);
+        } finally { a.disconnect(); }
+      }
+      return t;
+    };
+    const N = 30;
+    const chs = Array.from({ length: N }, () => `ret:${++n}`);
+    const cursors: string[] = [];
+    for (const ch of chs) cursors.push((await publish(nodes[0]!, ch, 1)).cursor!);
+    for (const ch of chs) await publish(nodes[0]!, ch, 2);
+    const one = async (ch: string, cursor: string | null) => {
+      const { c } = await subscribe(nodes[1]!.wsUrl, await nodes[1]!.token([ch]), { [ch]: cursor });
+      if (cursor !== null) await c.next(5_000); // the replayed event
+      c.ws.close();
+      await c.closed;
+      await until(() => (nodes[1]!.ctx.bus as RedisBus).watchers(ch) === 0, 'unwatched');
+    };
+    // Warm: a subscriber connection to every primary exists (its set-up is counted once, not per subscriber).
+    for (const port of ports) await one(await channelOn(port), null);
+    let t0 = await sent();
+    for (const [i, ch] of chs.entries()) await one(ch, cursors[i]!);
+    const returning = ((await sent()) - t0) / N;
+    t0 = await sent();
+    for (const ch of chs) await one(ch, null);
+    const fresh = ((await sent()) - t0) / N;
+    if (FIGURES) console.log(`[figures] Redis commands per subscriber (subscribe, welcome, leave): returning ${returning.toFixed(2)}, new ${fresh.toFixed(2)}`);
+    // SSUBSCRIBE, the head read that starts the watch, the replay read, SUNSUBSCRIBE; a new subscriber needs no replay.
+    expect(returning).toBeLessThanOrEqual(4.05);
+    expect(fresh).toBeLessThanOrEqual(3.05);
+  });
+
   it('moves a slot to another primary while events flow: subscribers follow it, nothing acknowledged is lost', async () => {
     const ports = await primaries();
     const channels = [await channelOn(ports[0]!), await channelOn(ports[0]!), await channelOn(ports[1]!)];
