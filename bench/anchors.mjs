@@ -14,7 +14,7 @@ import { startLoaders } from './lib/loaders.mjs';
 import { interleaved } from './lib/bench.mjs';
 import { nowMs } from './lib/stats.mjs';
 import { BENCH_SECRET, BENCH_PUBLISHER_KEY } from './lib/token.mjs';
-import { findBun, findNode20, startProcess } from './lib/procs.mjs';
+import { findBun, findNode20, startProcess, tidingsMain } from './lib/procs.mjs';
 import { deliverySummary, eventData, publish } from './fanout.mjs';
 
 export const name = 'anchors';
@@ -28,15 +28,16 @@ export const LABELS = {
 };
 
 export function params(quick) {
-  return quick ? { idle: 300, fanout: 300, events: 5, warmup: 50, loaders: 2, runs: 1 } : { idle: 15_000, fanout: 15_000, events: 20, warmup: 500, loaders: 4, runs: 2 };
+  // settleMs: pause after a phase so the server's memory and sockets settle before a reading.
+  return quick ? { idle: 300, fanout: 300, events: 5, warmup: 50, loaders: 2, runs: 1, settleMs: 500 } : { idle: 15_000, fanout: 15_000, events: 20, warmup: 500, loaders: 4, runs: 1, settleMs: 1000 };
 }
 
 /** How to start each server; null when its runtime is not installed here. */
 export function command(kind) {
   const tidingsEnv = { TIDINGS_PORT: '0', TIDINGS_SUBSCRIBER_SECRET: BENCH_SECRET, TIDINGS_PUBLISHER_KEY: BENCH_PUBLISHER_KEY, TIDINGS_LOG_LEVEL: 'warn' };
   switch (kind) {
-    case 'tidings': return { cmd: process.execPath, args: ['dist/server/main.js'], env: tidingsEnv };
-    case 'tidings-nobatch': return { cmd: process.execPath, args: ['dist/server/main.js'], env: { ...tidingsEnv, TIDINGS_FANOUT_BATCH: '1' } };
+    case 'tidings': return { cmd: process.execPath, args: tidingsMain(), env: tidingsEnv };
+    case 'tidings-nobatch': return { cmd: process.execPath, args: tidingsMain(), env: { ...tidingsEnv, TIDINGS_FANOUT_BATCH: '1' } };
     case 'ws': return { cmd: process.execPath, args: ['bench/ref/serve.mjs', 'ws'], env: {} };
     case 'bun': { const bun = findBun(); return bun ? { cmd: bun, args: ['bench/ref/bun-server.mjs'], env: {} } : null; }
     case 'uws': { const node20 = findNode20(); return node20 ? { cmd: node20, args: ['bench/ref/uws-server.mjs'], env: {} } : null; }
@@ -65,20 +66,20 @@ export async function run({ quick = false, servers = defaultServers, log = conso
       // Warm-up (JIT, token checks, first channels), then gone: the baseline is of a server that has served.
       await loaders.connect(p.warmup, { port: srv.port, channelMode: 'per', startIndex: 1_000_000 });
       await loaders.closeAll();
-      await sleep(1000);
+      await sleep(p.settleMs);
       const rss0 = srv.rss();
       const cpu0 = srv.cpu();
       const idle = await loaders.connect(p.idle, { port: srv.port, channelMode: 'per', startIndex: 0 });
-      await sleep(1000);
+      await sleep(p.settleMs);
       const rss1 = srv.rss();
       const cpu1 = srv.cpu();
       if (idle.failed) log(`  ${kind}: ${idle.failed} idle subscribers failed: ${JSON.stringify(idle.why)}`);
       await loaders.closeAll();
-      await sleep(1000);
+      await sleep(p.settleMs);
       const fan = await loaders.connect(p.fanout, { port: srv.port, channelMode: 'one', channel: 'bench', startIndex: 2_000_000 });
       if (fan.failed) log(`  ${kind}: ${fan.failed} fan-out subscribers failed: ${JSON.stringify(fan.why)}`);
       await publish(srv.port, 'warmup', eventData(0), agent);
-      await sleep(300);
+      await sleep(Math.min(300, p.settleMs));
       const outcome = await loaders.expect(p.events, 60_000);
       const cpu2 = srv.cpu();
       const sent = [];

@@ -43,7 +43,7 @@ function freePort() {
 }
 
 /** A throwaway redis-server: no persistence, its own temp dir, killed at the end. */
-async function startRedis() {
+export async function startRedis() {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'tidings-bench-redis-'));
   const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { stdio: 'ignore' });
@@ -57,7 +57,7 @@ async function startRedis() {
     if (Date.now() > deadline) { p.kill('SIGKILL'); throw new Error('redis-server did not start'); }
     await new Promise((r) => setTimeout(r, 50));
   }
-  return { url: `redis://127.0.0.1:${port}`, async stop() { p.kill('SIGKILL'); await new Promise((r) => p.once('exit', r)); rmSync(dir, { recursive: true, force: true }); } };
+  return { url: `redis://127.0.0.1:${port}`, port, pid: p.pid, async stop() { p.kill('SIGKILL'); await new Promise((r) => p.once('exit', r)); rmSync(dir, { recursive: true, force: true }); } };
 }
 
 /** A tidings-server process (dist/server/main.js) on a free port; resolves once it prints `listening on`. */

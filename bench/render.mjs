@@ -27,6 +27,12 @@ function load(quick) {
   return r;
 }
 
+/** A result file of a benchmark that renders its own section. */
+function extraResult(name, quick) {
+  const file = `${OUT}${name}${quick ? '.quick' : ''}.json`;
+  return existsSync(file) ? JSON.parse(readFileSync(file, 'utf8')) : null;
+}
+
 function fmtTarget(t) {
   const v = t.value === null || t.value === undefined ? 'n/a' : Math.abs(t.value) >= 100 ? n0(t.value) : n2(t.value);
   return [t.what, v, `${t.op} ${t.limit}`, t.pass === null || t.pass === undefined ? '—' : t.pass ? '**met**' : '**missed**'];
@@ -127,7 +133,7 @@ export async function render({ quick = false } = {}) {
     '',
     '## Targets',
     '',
-    table(['benchmark', 'measure', 'value', 'target', 'result'], ORDER.flatMap((n) => (res[n]?.targets ?? []).map((t) => [n, ...fmtTarget(t)]))),
+    table(['benchmark', 'measure', 'value', 'target', 'result'], [...ORDER, 'scale'].flatMap((n) => (res[n] ?? extraResult(n, quick))?.targets?.map((t) => [n, ...fmtTarget(t)]) ?? [])),
     '',
   ];
   const notes = `${DIR}NOTES.md`;
@@ -139,7 +145,7 @@ export async function render({ quick = false } = {}) {
     lines.push(sections[n](res[n]), '', `Run took ${res[n].seconds?.toFixed(0)} s.`, '');
   }
   // Benchmarks that render their own section (bench/fanout-redis.mjs).
-  for (const extra of ['fanout-redis']) {
+  for (const extra of ['fanout-redis', 'anchors', 'scale']) {
     const file = `${OUT}${extra}${quick ? '.quick' : ''}.json`;
     if (!existsSync(file)) continue;
     const mod = await import(`./${extra}.mjs`);

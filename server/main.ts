@@ -76,7 +76,9 @@ async function main(): Promise<void> {
     }
     stopping = true;
     server.ctx.log.info({ signal }, 'signal received: draining');
-    server.drain(config.drainWindowMs).then(
+    // SIGTERM comes from an orchestrator whose load balancer must see the node leave;
+    // Ctrl-C (SIGINT) from a person at a terminal, who wants it gone now.
+    server.drain(config.drainWindowMs, signal === 'SIGTERM' ? config.drainListenMs : 0).then(
       () => process.exit(0),
       (err) => {
         server.ctx.log.error({ err }, 'drain failed');

@@ -4,7 +4,7 @@
 // hello, waits for welcome, answers pings, and counts events.
 import net from 'node:net';
 import { upgradeRequest, helloFrame, PONG_FRAME, maskedClose, parseFrames, isPingText, headEnd, acceptFor, CLIENT_KEY } from './wire.mjs';
-import { signToken } from './token.mjs';
+import { signTokenSync } from './token.mjs';
 import { nowMs } from './stats.mjs';
 
 const ACCEPT = acceptFor(CLIENT_KEY);
@@ -97,12 +97,12 @@ async function connect(m) {
   const t0 = nowMs();
   const why = {};
   let ok = 0;
-  const shared = m.channelMode === 'one' ? helloFrame(await signToken('bench', [m.channel]), { [m.channel]: null }) : null;
+  const shared = m.channelMode === 'one' ? helloFrame(signTokenSync('bench', [m.channel]), { [m.channel]: null }) : null;
   await pool(m.count, m.concurrency ?? 64, async (i) => {
     let hello = shared;
     if (!hello) {
       const ch = `user:${m.startIndex + i}`;
-      hello = helloFrame(await signToken(`u${m.startIndex + i}`, [ch]), { [ch]: null });
+      hello = helloFrame(signTokenSync(`u${m.startIndex + i}`, [ch]), { [ch]: null });
     }
     const r = await openOne({ port: m.port, localAddress: m.localAddress, hello, timeoutMs: m.timeoutMs ?? 30_000 });
     r.c.user = m.startIndex + i;

@@ -113,3 +113,8 @@ export function startProcess(cmd, args, { env = {}, timeoutMs = 30_000, label = 
     p.once('exit', (c, sig) => { clearTimeout(t); if (out !== null) reject(new Error(`${label} exited (${c ?? sig}) before listening: ${out.slice(-500)}`)); });
   });
 }
+
+/** Node arguments that run tidings-server: the build when there is one, else the sources through tsx. */
+export function tidingsMain() {
+  return existsSync(join(ROOT, 'dist/server/main.js')) ? ['dist/server/main.js'] : ['--import', 'tsx', 'server/main.ts'];
+}

@@ -2,7 +2,7 @@
 // beyond it publishes answer 503 fanout_behind + Retry-After instead of being
 // accepted to arrive half a minute late, and /readyz and /metrics show it.
 import { afterEach, describe, expect, it } from 'vitest';
-import { fanoutBehind, fanoutRetryAfterS } from '../../server/pubsub/backlog.js';
+import { DrainRate, fanoutBehind, fanoutRetryAfterS } from '../../server/pubsub/backlog.js';
 import { Hub } from '../../server/pubsub/hub.js';
 import { MemoryBus } from '../../server/pubsub/memory-bus.js';
 import { TEST_PUBLISHER_KEY } from '../support/context.js';
@@ -24,7 +24,57 @@ describe('fanoutBehind (pure)', () => {
   });
 });
 
+describe('DrainRate (pure)', () => {
+  it('knows no rate before a full window, then projects queued writes at the measured rate', () => {
+    const r = new DrainRate();
+    r.busy(0);
+    r.add(100, 50);
+    expect(r.projectedMs(1000)).toBe(0);
+    r.add(250, 200); // 250 writes in 250 ms
+    expect(r.projectedMs(1000)).toBe(1000);
+    // Idle time does not count: a new busy period starts its own window.
+    r.idle();
+    r.busy(10_000);
+    r.add(10_250, 750); // 3 writes/ms, smoothed with the 1/ms before: 2/ms
+    expect(r.projectedMs(1000)).toBe(500);
+  });
+});
+
 describe('Hub.backlog', () => {
+  it('estimates the lag of an event queued now from the writes ahead of it, not from the oldest job alone', async () => {
+    // Before: only the oldest job's wait counted. With many jobs queued that is a
+    // fraction of what a new event waits (issue: 29.5 s behind while "2 s" looked fine).
+    let t = 0;
+    const bus = new MemoryBus({ epoch: 'e' });
+    // Each write costs 1 ms of the fake clock: 1 write/ms.
+    const hub = new Hub<{ id: number }>(bus, () => { t += 1; return true; }, { slice: 10, sliceMs: 1e9, now: () => t });
+    bus.onEvent = (e) => hub.onEvent(e);
+    for (let i = 0; i < 10; i++) hub.subscribe('c', { id: i });
+    await bus.publish(Array.from({ length: 100 }, (_, i) => ({ channel: 'c', json: String(i) })));
+    // 1,000 writes queued; let 30 slices (300 writes, 300 ms) run.
+    for (let i = 0; i < 30; i++) await new Promise((r) => setImmediate(r));
+    const b = hub.backlog();
+    expect(b.jobs).toBe(70);
+    // ~700 writes left at 1 write/ms; the oldest job has waited only ~300 ms.
+    expect(b.lagMs).toBeGreaterThan(600);
+    expect(b.lagMs).toBeLessThan(800);
+    await expect.poll(() => hub.pending, { timeout: 5000 }).toBe(0);
+  });
+
+  it('counts a job that will be merged into the one before it as no extra writes', async () => {
+    let t = 0;
+    const bus = new MemoryBus({ epoch: 'e' });
+    const hub = new Hub<{ id: number }>(bus, () => { t += 1; return true; }, { slice: 10, sliceMs: 1e9, now: () => t, batch: 32 });
+    bus.onEvent = (e) => hub.onEvent(e);
+    for (let i = 0; i < 10; i++) hub.subscribe('c', { id: i });
+    // The memory bus hands the events over synchronously; the hub's first slice runs on a microtask.
+    const published = bus.publish(Array.from({ length: 64 }, (_, i) => ({ channel: 'c', json: String(i) })));
+    // 64 events in two merged writes per subscriber: 20 writes in all, not 640.
+    expect((hub as unknown as { queuedWrites: number }).queuedWrites).toBe(20);
+    await published;
+    await expect.poll(() => hub.pending, { timeout: 5000 }).toBe(0);
+  });
+
   it('counts queued jobs, their bytes and the oldest one\'s wait, and is empty once written', async () => {
     let t = 1000;
     const bus = new MemoryBus({ epoch: 'e' });
