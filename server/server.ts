@@ -47,7 +47,7 @@ export interface ServerOptions {
 export interface TidingsServer {
   listen(): Promise<{ host: string; port: number }>;
   /** Stop accepting, close every WebSocket 1012 (reason = window ms), end held polls, close the bus. */
-  drain(windowMs?: number): Promise<void>;
+  drain(windowMs?: number, listenMs?: number): Promise<void>;
   /** Immediate stop: destroy every socket, close the bus. */
   close(): Promise<void>;
   readonly ctx: ServerContext;
@@ -252,11 +252,11 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
    * listener closes and open sockets get DRAIN_HARD_CAP_MS to finish. Then the
    * bus closes. One log line per phase.
    */
-  async function drain(windowMs = config.drainWindowMs): Promise<void> {
+  async function drain(windowMs = config.drainWindowMs, keepListeningMs = config.drainListenMs): Promise<void> {
     if (closed || ctx.draining) return;
     ctx.draining = true;
     const window = Math.max(0, Math.round(windowMs));
-    const listenMs = listening ? config.drainListenMs : 0;
+    const listenMs = listening ? Math.max(0, keepListeningMs) : 0;
     log.info({ phase: 'refusing', websockets: runtime.conns.size, windowMs: window, listenMs }, 'drain: closing WebSockets 1012, answering 503 while still listening');
     // PROTOCOL.md: 1012 with the reconnect window as a decimal number of ms.
     closeAll(runtime, 1012, String(window));

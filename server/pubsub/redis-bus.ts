@@ -170,7 +170,8 @@ export class RedisBus implements Bus {
       cmd.on('node error', (err: Error, key: string) => this.log.debug({ err: err.message, node: key }, 'redis cluster node error'));
       // New primaries (failover, resharding onto a new node) get the library; placements follow the slots.
       cmd.on('refresh', () => { this.loadOnNewPrimaries(); this.reconcileSoon(0); });
-      cmd.on('-node', (_redis: Redis, key: string) => { if (key) this.loadedOn.delete(key); });
+      // A node that comes back (restarted, maybe empty) gets the library again.
+      cmd.on('-node', (redis: Redis) => { this.loadedOn.delete(nodeKey(redis)); this.replicaCounts.delete(nodeKey(redis)); });
     } else {
       cmd.on('close', () => this.onConnClose());
       cmd.on('ready', () => {
