@@ -120,7 +120,7 @@ function startLine(config: Config, host: string, port: number): Record<string, u
   return {
     address: `${host}:${port}`, bus, pid: process.pid, demo: config.demo,
     metricsPort: config.metricsPort || null, trustProxy: config.trustProxy,
-    subscriberSecrets: subscriberKeyring(config).length, publisherKeys: publisherKeysOf(config).length,
+    subscriberSecretCount: subscriberKeyring(config).length, publisherKeyCount: publisherKeysOf(config).length,
     limits: {
       maxConnections: config.maxConnections, maxHandshakes: config.maxHandshakes, maxHeldPolls: config.maxHeldPolls,
       maxMessageBytes: config.maxMessageBytes, maxOutboundBytes: config.maxOutboundBytes, maxHeadBytes: config.maxHeadBytes,
