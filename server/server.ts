@@ -18,7 +18,7 @@ import { Hub } from './pubsub/hub.js';
 import { TimerWheel } from './timer-wheel.js';
 import { createHttpHandler, type HttpHandler } from './http/router.js';
 import { acceptHttpUpgrade, createGateway, isWsUpgrade } from './gateway.js';
-import { RateLimitedLog, SourceCounts } from './admission.js';
+import { RateLimitedLog, SourceHeads } from './admission.js';
 import { CLOSE_GRACE_MS, Connection, closeAll, deliver, type Runtime } from './ws/connection.js';
 import { onDue } from './ws/session.js';
 
@@ -147,7 +147,7 @@ export function createTidingsServer(given: Config, opts: ServerOptions = {}): Ti
   httpServer.emit('listening');
   const runtime: Runtime = {
     ctx, config, hub, wheel, now: wheel.now, httpServer, conns: new Set(), handshakes: 0, heads: new Set(),
-    sockets: 0, sources: new SourceCounts(), refusedLog: new RateLimitedLog(10_000), replayBytes: 0,
+    sockets: 0, sources: new SourceHeads<Connection>(), refusedLog: new RateLimitedLog(10_000), replayBytes: 0,
   };
   const gateway: NetServer = createGateway(runtime);
   let handler: HttpHandler | null = null;
