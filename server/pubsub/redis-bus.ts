@@ -250,7 +250,12 @@ export class RedisBus implements Bus {
     try {
       await cluster.connect();
       if (cluster.status !== 'ready') await new Promise((resolve) => cluster.once('ready', resolve));
-      await bus.loadOnPrimaries(cluster.nodes('master'));
+      // A primary that cannot take the library now gets it on first use (Function not found).
+      const masters = cluster.nodes('master');
+      const loads = await Promise.allSettled(masters.map((m) => bus!.loadOnPrimaries([m])));
+      const failed = loads.filter((r) => r.status === 'rejected');
+      if (failed.length === masters.length) throw (failed[0] as PromiseRejectedResult | undefined)?.reason ?? new Error('no primary');
+      if (failed.length) log.warn({ failed: failed.length, primaries: masters.length }, 'redis cluster: library not loaded on every primary yet; loaded on first use');
     } catch (err) {
       await bus.close();
       throw new Error(`cannot connect to ${where}: ${(err as Error).message}`);
