@@ -139,6 +139,8 @@ export function createTidingsServer(given: Config, opts: ServerOptions = {}): Ti
   const httpServer = http.createServer({
     shouldUpgradeCallback: isWsUpgrade,
     headersTimeout: config.helloTimeoutMs,
+    // node refuses a head deadline past the request deadline (300 s by default).
+    requestTimeout: Math.max(300_000, config.helloTimeoutMs),
     connectionsCheckingInterval: HTTP_HEAD_CHECK_MS,
   });
   // node:http never listens itself (the gateway owns the port), but its connection
