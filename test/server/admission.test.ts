@@ -187,7 +187,7 @@ describe('empty connects do not lock out WebSocket clients (item 1)', () => {
     await flooder;
     for (const k of open.splice(0)) k.destroy();
     expect(results).toEqual(Array(10).fill(101));
-  });
+  }, 60_000);
 });
 
 describe('socket budget and the HTTP head deadline (item 3)', () => {
