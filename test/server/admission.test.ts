@@ -187,7 +187,7 @@ describe('empty connects do not lock out WebSocket clients (item 1)', () => {
     await flooder;
     for (const k of open.splice(0)) k.destroy();
     expect(results).toEqual(Array(10).fill(101));
-  });
+  }, 60_000);
 });
 
 describe('socket budget and the HTTP head deadline (item 3)', () => {
@@ -225,6 +225,13 @@ describe('socket budget and the HTTP head deadline (item 3)', () => {
     expect(slow.socket.destroyed).toBe(true);
     expect(Date.now() - t0).toBeLessThan(4_000);
     await expect.poll(() => s.server.runtime.sockets).toBe(0);
+  });
+});
+
+describe('a long handshake window', () => {
+  it('starts with TIDINGS_HELLO_TIMEOUT_MS past node:http\'s request deadline (300 s)', async () => {
+    const s = await start({ helloTimeoutMs: 400_000 });
+    expect((await fetch(`${s.url}/livez`)).status).toBe(200);
   });
 });
 
