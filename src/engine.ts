@@ -339,6 +339,7 @@ export function createEngine(o: EngineOptions, start: Pos, sink: EngineSink): En
   return {
     start() {
       if (ps.phase !== 'stopped') return;
+      tokenP = undefined; // a start after TOKEN_REJECTED (a re-login) must ask for a fresh token
       listen(true);
       ps.offline = (g.navigator as Navigator | undefined)?.onLine === false;
       dispatch({ t: 'start', remembered: !!session(flag) });
