@@ -1,8 +1,10 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // The package checks need the build: vitest.packages.config.ts runs them after it.
+    exclude: [...configDefaults.exclude, 'test/packages/**'],
     environment: 'node',
     pool: 'forks',
     testTimeout: 20_000,

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Profile our server under one benchmark's load, at a small scale:
-//   node bench/profile.mjs poll|fanout|upgrade|idle [--seconds N]
+//   node bench/profile.mjs poll|fanout|upgrade|idle|connect [--seconds N]
 // Runs the server with --cpu-prof, drives the load, and prints the functions
 // with the most self time (the .cpuprofile lands in bench/out/prof/ for
 // Chrome DevTools). Used to explain the targets RESULTS.md reports as missed.
@@ -89,6 +89,12 @@ async function main() {
         const r = await loaders.churn(1000, { port: srv.port });
         console.log(`upgrades: ${r.ok}`);
       }
+      await loaders.stop();
+    } else if (which === 'connect') {
+      // Where a new subscriber's CPU goes (upgrade, token, subscribe, welcome): per-user channels.
+      const loaders = await startLoaders(2);
+      const r = await loaders.connect(4000, { port: srv.port, channelMode: 'per', startIndex: 0 });
+      console.log(`connected: ${r.ok} in ${r.ms.toFixed(0)} ms`);
       await loaders.stop();
     } else if (which === 'idle') {
       // Heap snapshots with N and 2N idle subscribers: the difference per connection, by constructor.

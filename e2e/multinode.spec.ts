@@ -33,6 +33,9 @@ async function openOn(page: Page, node: TidingsServer, user: string): Promise<In
 }
 
 test('two pages on two nodes both show mails published on either node, in order, and survive a node restart without reset', async ({ browser }) => {
+  // Two server processes, a Redis and two browsers, plus a drain and restart:
+  // 10 s alone, over 20 s on a loaded 2-core machine. Room for that, not a hang.
+  test.setTimeout(60_000);
   const [node1, node2] = nodes as [TidingsServer, TidingsServer];
   const ctxA = await browser.newContext();
   const ctxB = await browser.newContext();

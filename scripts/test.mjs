@@ -35,9 +35,10 @@ if (run('tsc', ['-p', 'tsconfig.json', '--noEmit']) === 0) passed++; else failed
 const built = run('npm', ['run', '--silent', 'build']) === 0;
 if (built) passed++; else failed++;
 
-if (only !== 'e2e') {
-  const code = run('vitest', ['run', '--reporter=default', '--reporter=json', `--outputFile.json=${tmp}/vitest.json`]);
-  const r = readJson(`${tmp}/vitest.json`);
+/** One vitest run with a JSON report, added to the totals. */
+function vitest(args, report) {
+  const code = run('vitest', ['run', ...args, '--reporter=default', '--reporter=json', `--outputFile.json=${tmp}/${report}`]);
+  const r = readJson(`${tmp}/${report}`);
   if (r) {
     passed += r.numPassedTests;
     failed += r.numFailedTests;
@@ -45,6 +46,18 @@ if (only !== 'e2e') {
     for (const f of r.testResults ?? []) if (f.status === 'failed' && (f.assertionResults ?? []).length === 0) failed++;
   }
   if (!r || (code !== 0 && r.numFailedTests === 0)) failed++;
+}
+
+if (only !== 'e2e') vitest([], 'vitest.json');
+// The SDK behaviour suites again, on the shipped dist/tidings.min.js (vitest.bundle.config.ts).
+if (only !== 'e2e') {
+  if (built) vitest(['--config', 'vitest.bundle.config.ts'], 'vitest-bundle.json');
+  else failed++;
+}
+// The packages as users get them: packs what the build staged, installs the tarballs (test/packages/).
+if (only !== 'e2e') {
+  if (built) vitest(['--config', 'vitest.packages.config.ts'], 'vitest-packages.json');
+  else failed++;
 }
 
 if (only !== 'unit' && built) {

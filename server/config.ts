@@ -3,6 +3,9 @@
 import { randomBytes } from 'node:crypto';
 import { parseSeed } from './pubsub/seeds.js';
 import { readFileSync } from 'node:fs';
+import type { SubscriberKey } from './auth/tokens.js';
+import { ConfigError } from './config-error.js';
+import { checkPublisherKey, checkSecretLength, normalizeAllowedOrigins } from './config-checks.js';
 
 export interface Config {
   /** TIDINGS_PORT / --port. 0 = any free port (printed at start). */
@@ -11,8 +14,16 @@ export interface Config {
   host: string;
   /** TIDINGS_SUBSCRIBER_SECRET: HS256 key for subscriber tokens. Generated and printed when unset. */
   subscriberSecret: string;
+  /**
+   * TIDINGS_SUBSCRIBER_SECRETS: several HS256 keys at once for a rotation, as
+   * `kid:secret` entries; the first signs (demo, `tidings-server token`), all verify.
+   * Exclusive with TIDINGS_SUBSCRIBER_SECRET. Read with subscriberKeyring().
+   */
+  subscriberSecrets: string[];
   /** TIDINGS_PUBLISHER_KEY: bearer key for POST /v1/publish. Generated and printed when unset. */
   publisherKey: string;
+  /** TIDINGS_PUBLISHER_KEYS: several accepted publisher keys (a rotation). Exclusive with TIDINGS_PUBLISHER_KEY. */
+  publisherKeys: string[];
   /** TIDINGS_ALLOWED_ORIGINS: allowed Origin values; empty = any. */
   allowedOrigins: string[];
   /** TIDINGS_HISTORY: events kept per channel. */
@@ -99,6 +110,16 @@ export interface Config {
   workerSemiSpaceMb: number;
   /** TIDINGS_HISTORY_TTL_S: a channel's Redis history expires after this long without a publish (0: never). */
   historyTtlS: number;
+  /** TIDINGS_METRICS_PORT: serve /metrics on this port only (not on the public port); 0 = on the main port. */
+  metricsPort: number;
+  /** TIDINGS_METRICS_HOST: listen address of the metrics port; empty = TIDINGS_HOST. */
+  metricsHost: string;
+  /**
+   * TIDINGS_TRUST_PROXY: the server is behind a proxy that sets X-Forwarded-For;
+   * the client address in logs is then the address that proxy saw (its last hop).
+   * Off: the socket's peer address, whatever the headers say (they are forgeable).
+   */
+  trustProxy: boolean;
   /** TIDINGS_DEMO / --demo: serve the demo page and its demo-only routes. Off by default. */
   demo: boolean;
   /** TIDINGS_LOG_LEVEL: pino level. */
@@ -130,7 +151,9 @@ export const DEFAULTS: Config = {
   port: 8080,
   host: '127.0.0.1',
   subscriberSecret: '',
+  subscriberSecrets: [],
   publisherKey: '',
+  publisherKeys: [],
   allowedOrigins: [],
   history: 1000,
   pingMs: 25_000,
@@ -173,6 +196,9 @@ export const DEFAULTS: Config = {
   workerAccept: process.platform === 'linux' ? 'reuseport' : 'primary',
   workerSemiSpaceMb: 1,
   historyTtlS: 7 * 24 * 3600,
+  metricsPort: 0,
+  metricsHost: '',
+  trustProxy: false,
   demo: false,
   logLevel: 'info',
 };
@@ -183,7 +209,9 @@ export const SETTINGS: { [K in keyof Config]: [string, string, Kind, string] } =
   port: ['TIDINGS_PORT', 'port', 'int', 'listen port (0: any free port)'],
   host: ['TIDINGS_HOST', 'host', 'string', 'listen address'],
   subscriberSecret: ['TIDINGS_SUBSCRIBER_SECRET', 'subscriber-secret', 'string', 'HS256 key for subscriber tokens (generated and printed when unset)'],
+  subscriberSecrets: ['TIDINGS_SUBSCRIBER_SECRETS', 'subscriber-secrets', 'list', 'kid:secret,kid:secret... for a rotation (the first signs, all verify)'],
   publisherKey: ['TIDINGS_PUBLISHER_KEY', 'publisher-key', 'string', 'bearer key for POST /v1/publish (generated and printed when unset)'],
+  publisherKeys: ['TIDINGS_PUBLISHER_KEYS', 'publisher-keys', 'list', 'several accepted publisher keys, comma-separated (a rotation)'],
   allowedOrigins: ['TIDINGS_ALLOWED_ORIGINS', 'allowed-origins', 'list', 'comma-separated allowed Origin values (empty: any)'],
   history: ['TIDINGS_HISTORY', 'history', 'int', 'events kept per channel'],
   pingMs: ['TIDINGS_PING_MS', 'ping-ms', 'int', 'ping interval in ms'],
@@ -225,13 +253,14 @@ export const SETTINGS: { [K in keyof Config]: [string, string, Kind, string] } =
   workerAccept: ['TIDINGS_WORKER_ACCEPT', 'worker-accept', 'string', 'how workers get connections: reuseport (own SO_REUSEPORT socket each) or primary (node:cluster hand-off)'],
   workerSemiSpaceMb: ['TIDINGS_WORKER_SEMI_SPACE_MB', 'worker-semi-space-mb', 'int', 'V8 young-generation semi-space per worker in MB (0: V8 default)'],
   historyTtlS: ['TIDINGS_HISTORY_TTL_S', 'history-ttl-s', 'int', 'Redis history of a channel expires after this many seconds without a publish (0: never)'],
+  metricsPort: ['TIDINGS_METRICS_PORT', 'metrics-port', 'int', 'serve /metrics on this port only (0: on the main port)'],
+  metricsHost: ['TIDINGS_METRICS_HOST', 'metrics-host', 'string', 'listen address of the metrics port (empty: TIDINGS_HOST)'],
+  trustProxy: ['TIDINGS_TRUST_PROXY', 'trust-proxy', 'bool', 'take the client address from X-Forwarded-For (set by your proxy)'],
   demo: ['TIDINGS_DEMO', 'demo', 'bool', 'serve the demo page and demo-only routes'],
   logLevel: ['TIDINGS_LOG_LEVEL', 'log-level', 'string', 'pino log level'],
 };
 
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-}
+export { ConfigError };
 
 function parseValue(kind: Kind, raw: string, name: string): unknown {
   switch (kind) {
@@ -263,14 +292,85 @@ export function helpText(): string {
   return lines.join('\n');
 }
 
+/** Settings that may come from a file instead (NAME_FILE): secrets, as container secrets are mounted. */
+export const FILE_SETTINGS = [
+  'TIDINGS_SUBSCRIBER_SECRET', 'TIDINGS_SUBSCRIBER_SECRETS', 'TIDINGS_PUBLISHER_KEY', 'TIDINGS_PUBLISHER_KEYS', 'TIDINGS_REDIS_URL',
+] as const;
+
+/**
+ * Replace each NAME_FILE by NAME, read from that file (surrounding whitespace and the
+ * final newline dropped; for the lists, one entry per line works too).
+ */
+export function resolveFileSettings(
+  env: Record<string, string | undefined>,
+  read: (path: string) => string = (p) => readFileSync(p, 'utf8'),
+): Record<string, string | undefined> {
+  const out = { ...env };
+  for (const name of FILE_SETTINGS) {
+    const file = env[`${name}_FILE`];
+    if (file === undefined || file === '') continue;
+    if (env[name] !== undefined && env[name] !== '') throw new ConfigError(`set ${name} or ${name}_FILE, not both`);
+    let text: string;
+    try {
+      text = read(file);
+    } catch (err) {
+      throw new ConfigError(`${name}_FILE: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+    text = text.trim();
+    if (name.endsWith('S')) text = text.split(/\s*[\n,]\s*/).filter(Boolean).join(',');
+    if (text === '') throw new ConfigError(`${name}_FILE: ${file} is empty`);
+    out[name] = text;
+  }
+  return out;
+}
+
+const KID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** Parse TIDINGS_SUBSCRIBER_SECRETS entries (`kid:secret`). */
+export function parseSubscriberSecrets(entries: readonly string[]): SubscriberKey[] {
+  const ring: SubscriberKey[] = [];
+  for (const e of entries) {
+    const colon = e.indexOf(':');
+    const kid = colon < 0 ? '' : e.slice(0, colon);
+    if (!KID.test(kid)) {
+      throw new ConfigError('TIDINGS_SUBSCRIBER_SECRETS: each entry is kid:secret, the kid 1-64 of A-Z a-z 0-9 . _ - (e.g. 2026-12:...); an entry has no valid kid');
+    }
+    if (ring.some((k) => k.kid === kid)) throw new ConfigError(`TIDINGS_SUBSCRIBER_SECRETS: kid "${kid}" appears twice`);
+    ring.push({ kid, secret: e.slice(colon + 1) });
+  }
+  return ring;
+}
+
+const rings = new WeakMap<Config, readonly SubscriberKey[]>();
+
+/** Every accepted subscriber secret, the signing one first. */
+export function subscriberKeyring(config: Config): readonly SubscriberKey[] {
+  let ring = rings.get(config);
+  if (ring === undefined) {
+    ring = Object.freeze(config.subscriberSecrets.length > 0
+      ? parseSubscriberSecrets(config.subscriberSecrets)
+      : [{ kid: null, secret: config.subscriberSecret }]);
+    rings.set(config, ring);
+  }
+  return ring;
+}
+
+/** Every accepted publisher key. */
+export function publisherKeysOf(config: Config): readonly string[] {
+  return config.publisherKeys.length > 0 ? config.publisherKeys : [config.publisherKey];
+}
+
 /**
  * Build the config from env and argv (flags win). Secrets left empty are generated
  * and reported in `generated` so main can print them once (never logged elsewhere).
+ * `warnings` are mistakes that do not stop the server; main logs them.
  */
 export function loadConfig(
-  env: Record<string, string | undefined> = process.env,
+  rawEnv: Record<string, string | undefined> = process.env,
   argv: string[] = process.argv.slice(2),
-): { config: Config; generated: ('subscriberSecret' | 'publisherKey')[]; help: boolean } {
+  readFile?: (path: string) => string,
+): { config: Config; generated: ('subscriberSecret' | 'publisherKey')[]; help: boolean; warnings: string[] } {
+  const env = resolveFileSettings(rawEnv, readFile);
   const config: Config = { ...DEFAULTS, allowedOrigins: [...DEFAULTS.allowedOrigins] };
   const byFlag = new Map<string, keyof Config>();
   for (const key of Object.keys(SETTINGS) as (keyof Config)[]) {
@@ -297,6 +397,8 @@ export function loadConfig(
     (config as unknown as Record<string, unknown>)[key] = parseValue(kind, raw, `--${flag}`);
   }
   if (config.port > 65535) throw new ConfigError(`port must be at most 65535, got ${config.port}`);
+  if (config.metricsPort > 65535) throw new ConfigError(`metrics-port must be at most 65535, got ${config.metricsPort}`);
+  if (config.metricsPort !== 0 && config.metricsPort === config.port) throw new ConfigError('TIDINGS_METRICS_PORT must differ from TIDINGS_PORT (0 serves /metrics on the main port)');
   if (config.history < 1) throw new ConfigError('history must be at least 1');
   if (config.pingMs < 100) throw new ConfigError('ping-ms must be at least 100');
   if (config.maxPollWaitS > 30) throw new ConfigError('max-poll-wait-s must be at most 30 (PROTOCOL.md)');
@@ -318,8 +420,31 @@ export function loadConfig(
   }
   if (config.publishTimeoutMs < 1) throw new ConfigError('publish-timeout-ms must be at least 1');
   if (config.workers > 1 && !config.redisUrl && config.redisCluster.length === 0) throw new ConfigError('--workers > 1 needs TIDINGS_REDIS_URL or TIDINGS_REDIS_CLUSTER: workers share events through Redis');
+  const warnings: string[] = [];
   const generated: ('subscriberSecret' | 'publisherKey')[] = [];
-  if (!config.subscriberSecret) { config.subscriberSecret = randomBytes(32).toString('base64url'); generated.push('subscriberSecret'); }
-  if (!config.publisherKey) { config.publisherKey = randomBytes(24).toString('base64url'); generated.push('publisherKey'); }
-  return { config, generated, help };
+  if (config.subscriberSecrets.length > 0) {
+    if (config.subscriberSecret) throw new ConfigError('set TIDINGS_SUBSCRIBER_SECRET or TIDINGS_SUBSCRIBER_SECRETS, not both (during a rotation, list every secret in TIDINGS_SUBSCRIBER_SECRETS)');
+    const ring = parseSubscriberSecrets(config.subscriberSecrets);
+    for (const k of ring) warnings.push(...checkSecretLength(k.secret, `TIDINGS_SUBSCRIBER_SECRETS (kid ${k.kid})`));
+    config.subscriberSecret = ring[0]!.secret;
+  } else if (config.subscriberSecret) {
+    warnings.push(...checkSecretLength(config.subscriberSecret, 'TIDINGS_SUBSCRIBER_SECRET'));
+  } else {
+    config.subscriberSecret = randomBytes(32).toString('base64url');
+    generated.push('subscriberSecret');
+  }
+  if (config.publisherKeys.length > 0) {
+    if (config.publisherKey) throw new ConfigError('set TIDINGS_PUBLISHER_KEY or TIDINGS_PUBLISHER_KEYS, not both (during a rotation, list every key in TIDINGS_PUBLISHER_KEYS)');
+    config.publisherKeys.forEach((k, i) => warnings.push(...checkPublisherKey(k, `TIDINGS_PUBLISHER_KEYS (entry ${i + 1})`)));
+    config.publisherKey = config.publisherKeys[0]!;
+  } else if (config.publisherKey) {
+    warnings.push(...checkPublisherKey(config.publisherKey, 'TIDINGS_PUBLISHER_KEY'));
+  } else {
+    config.publisherKey = randomBytes(24).toString('base64url');
+    generated.push('publisherKey');
+  }
+  const origins = normalizeAllowedOrigins(config.allowedOrigins);
+  config.allowedOrigins = origins.origins;
+  warnings.push(...origins.warnings);
+  return { config, generated, help, warnings };
 }

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import type { Bus, StoredEvent } from './pubsub/bus.js';
 import type { Metrics } from './metrics.js';
+import type { Backlog } from './pubsub/backlog.js';
 
 export interface ServerContext {
   config: Config;
@@ -24,6 +25,8 @@ export interface ServerContext {
     /** Number of open WebSocket connections. */
     connections(): number;
   };
+  /** The WebSocket fan-out queue's backlog (publish admission, /readyz). Absent: no fan-out here (HTTP-only tests). */
+  fanout?: () => Backlog;
   /** Register a live-event listener besides the hub (long-poll waiters use it). Returns an unsubscribe function. */
   onLiveEvent(listener: (event: StoredEvent) => void): () => void;
 }

@@ -8,6 +8,7 @@ export const REDACT_PATHS = [
   'authorization', '*.authorization', 'headers.authorization', '*.headers.authorization',
   'req.headers.authorization', 'req.headers.cookie', 'headers.cookie',
   'publisherKey', '*.publisherKey', 'subscriberSecret', '*.subscriberSecret',
+  'publisherKeys', '*.publisherKeys', 'subscriberSecrets', '*.subscriberSecrets', 'redisUrl', '*.redisUrl',
 ];
 
 export interface LogOptions {

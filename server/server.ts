@@ -9,13 +9,16 @@ import type { Config } from './config.js';
 import type { ServerContext } from './context.js';
 import { createLogger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { normalizeAllowedOrigins } from './config-checks.js';
+import { Gauge } from 'prom-client';
+import { handleMetrics } from './http/health.js';
 import { BusUnavailableError, type Bus, type StoredEvent } from './pubsub/bus.js';
 import { MemoryBus } from './pubsub/memory-bus.js';
 import { Hub } from './pubsub/hub.js';
 import { TimerWheel } from './timer-wheel.js';
 import { createHttpHandler, type HttpHandler } from './http/router.js';
 import { acceptHttpUpgrade, createGateway, isWsUpgrade } from './gateway.js';
-import { RateLimitedLog, SourceCounts } from './admission.js';
+import { RateLimitedLog, SourceHeads } from './admission.js';
 import { CLOSE_GRACE_MS, Connection, closeAll, deliver, type Runtime } from './ws/connection.js';
 import { onDue } from './ws/session.js';
 
@@ -45,13 +48,15 @@ export interface ServerOptions {
 export interface TidingsServer {
   listen(): Promise<{ host: string; port: number }>;
   /** Stop accepting, close every WebSocket 1012 (reason = window ms), end held polls, close the bus. */
-  drain(windowMs?: number): Promise<void>;
+  drain(windowMs?: number, listenMs?: number): Promise<void>;
   /** Immediate stop: destroy every socket, close the bus. */
   close(): Promise<void>;
   readonly ctx: ServerContext;
   readonly wheel: TimerWheel<Connection>;
   readonly hub: Hub<Connection>;
   readonly runtime: Runtime;
+  /** Where /metrics listens when config.metricsPort is set (after listen()), else null. */
+  metricsAddress(): { host: string; port: number } | null;
 }
 
 /** Until listen() has connected the Redis bus: every call fails as "unavailable". */
@@ -63,15 +68,33 @@ function pendingBus(): Bus {
   };
 }
 
+function withNormalizedOrigins(config: Config, warn: (message: string) => void): Config {
+  if (config.allowedOrigins.length === 0) return config;
+  const { origins, warnings } = normalizeAllowedOrigins(config.allowedOrigins);
+  if (warnings.length === 0 && origins.length === config.allowedOrigins.length) return config;
+  for (const w of warnings) warn(w);
+  return { ...config, allowedOrigins: origins };
+}
+
 /** Deadlines fire up to one tick late: a tenth of the shortest one keeps that under 10%. */
 function tickFor(config: Config): number {
   const shortest = Math.min(config.pingMs, config.pongGraceMs, config.helloTimeoutMs);
   return Math.max(10, Math.min(1000, Math.floor(shortest / 10)));
 }
 
-export function createTidingsServer(config: Config, opts: ServerOptions = {}): TidingsServer {
-  const log = opts.log ?? createLogger({ level: config.logLevel });
+export function createTidingsServer(given: Config, opts: ServerOptions = {}): TidingsServer {
+  const log = opts.log ?? createLogger({ level: given.logLevel });
+  // The handshake compares Origin exactly; an embedder's config did not go through
+  // loadConfig, so its allow-list gets the same normalisation here.
+  const config = withNormalizedOrigins(given, (w) => log.warn(w));
   const metrics = opts.metrics ?? createMetrics();
+  // Connection state of the bus, read at scrape time (one gauge per registry: a test may share one).
+  if (metrics.registry.getSingleMetric('tidings_bus_up') === undefined) {
+    new Gauge({
+      name: 'tidings_bus_up', help: '1 while the bus (Redis) is connected, 0 during an outage', registers: [metrics.registry],
+      collect() { this.set(ctx.bus.health() === 'ok' ? 1 : 0); },
+    });
+  }
   const liveListeners = new Set<(e: StoredEvent) => void>();
   const useRedis = !opts.bus && (config.redisUrl !== '' || config.redisCluster.length > 0);
   let bus: Bus = opts.bus ?? (useRedis ? pendingBus() : new MemoryBus({ history: config.history }));
@@ -88,6 +111,7 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
       frozen: false,
       connections: () => runtime.conns.size,
     },
+    fanout: () => hub.backlog(),
     onLiveEvent(listener) {
       liveListeners.add(listener);
       return () => { liveListeners.delete(listener); };
@@ -111,9 +135,12 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
   // for up to 90 s). node answers 408 and closes. Requests with an Upgrade
   // header that is not our WebSocket are plain requests (h2c on /healthz); only
   // GET /v1/ws reaches the 'upgrade' event.
+  metrics.fanoutSource = () => (ctx.fanout ?? (() => hub.backlog()))();
   const httpServer = http.createServer({
     shouldUpgradeCallback: isWsUpgrade,
     headersTimeout: config.helloTimeoutMs,
+    // node refuses a head deadline past the request deadline (300 s by default).
+    requestTimeout: Math.max(300_000, config.helloTimeoutMs),
     connectionsCheckingInterval: HTTP_HEAD_CHECK_MS,
   });
   // node:http never listens itself (the gateway owns the port), but its connection
@@ -122,7 +149,7 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
   httpServer.emit('listening');
   const runtime: Runtime = {
     ctx, config, hub, wheel, now: wheel.now, httpServer, conns: new Set(), handshakes: 0, heads: new Set(),
-    sockets: 0, sources: new SourceCounts(), refusedLog: new RateLimitedLog(10_000),
+    sockets: 0, sources: new SourceHeads<Connection>(), refusedLog: new RateLimitedLog(10_000), replayBytes: 0,
   };
   const gateway: NetServer = createGateway(runtime);
   let handler: HttpHandler | null = null;
@@ -173,9 +200,32 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
       });
     });
     gateway.on('error', (err) => log.error({ err }, 'listener error'));
+    if (config.metricsPort > 0) await listenMetrics();
     listening = true;
     const addr = gateway.address() as AddressInfo;
     return { host: addr.address, port: addr.port };
+  }
+
+  /**
+   * TIDINGS_METRICS_PORT: /metrics on a listener of its own (a private address,
+   * a port the Service does not expose), and not on the public port.
+   */
+  let metricsServer: http.Server | null = null;
+  async function listenMetrics(): Promise<void> {
+    const srv = http.createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      if (path === '/metrics' && (req.method === 'GET' || req.method === 'HEAD')) {
+        void handleMetrics(req, res, ctx).catch((err) => { log.error({ err }, 'metrics failed'); res.destroy(); });
+        return;
+      }
+      const body = JSON.stringify({ error: 'not_found', message: 'this port serves GET /metrics only' });
+      res.writeHead(404, { 'Content-Type': 'application/json', 'Content-Length': String(Buffer.byteLength(body)) }).end(body);
+    });
+    await new Promise<void>((resolve, reject) => {
+      srv.once('error', (err) => reject(new Error(`cannot listen on TIDINGS_METRICS_PORT ${config.metricsPort}: ${err.message}`)));
+      srv.listen(config.metricsPort, config.metricsHost || config.host, () => resolve());
+    });
+    metricsServer = srv;
   }
 
   /** Resolves when the gateway has no socket left (node:http's handed-off sockets included), or after the cap. */
@@ -216,11 +266,11 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
    * listener closes and open sockets get DRAIN_HARD_CAP_MS to finish. Then the
    * bus closes. One log line per phase.
    */
-  async function drain(windowMs = config.drainWindowMs): Promise<void> {
+  async function drain(windowMs = config.drainWindowMs, keepListeningMs = config.drainListenMs): Promise<void> {
     if (closed || ctx.draining) return;
     ctx.draining = true;
     const window = Math.max(0, Math.round(windowMs));
-    const listenMs = listening ? config.drainListenMs : 0;
+    const listenMs = listening ? Math.max(0, keepListeningMs) : 0;
     log.info({ phase: 'refusing', websockets: runtime.conns.size, windowMs: window, listenMs }, 'drain: closing WebSockets 1012, answering 503 while still listening');
     // PROTOCOL.md: 1012 with the reconnect window as a decimal number of ms.
     closeAll(runtime, 1012, String(window));
@@ -252,8 +302,16 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
     // Stops node:http's connection-checking interval (it never listened: no error to report).
     httpServer.close(() => {});
     metrics.close();
+    if (metricsServer !== null) {
+      metricsServer.closeAllConnections();
+      metricsServer.close();
+    }
     await bus.close();
   }
 
-  return { listen, drain, close, ctx, wheel, hub, runtime };
+  const metricsAddress = () => {
+    const a = metricsServer?.address();
+    return a && typeof a === 'object' ? { host: a.address, port: a.port } : null;
+  };
+  return { listen, drain, close, ctx, wheel, hub, runtime, metricsAddress };
 }

@@ -8,7 +8,7 @@ import mitt from './vendor/mitt.js';
 
 const bad = (what: string) => new TidingsError('BAD_OPTIONS', what);
 const URL_HINT = 'url must be an absolute http(s):// or ws(s):// URL';
-const CHANNELS_HINT = 'channels must be a non-empty list of distinct names matching [A-Za-z0-9:_.-]{1,128}, or an object of such names to a cursor or null';
+const CHANNELS_HINT = 'channels must be a non-empty list of distinct names matching [A-Za-z0-9:_.-]{1,128}, or an object of them to a cursor or null';
 const validCursor = (v: unknown): v is string => typeof v === 'string' && CURSOR.test(v);
 
 const defaultClock = {
@@ -65,38 +65,27 @@ export function createClient<T = unknown>(options: ClientOptions): Client<T> {
 
   const sink = {
     emit(e: EngineEvent) {
-      switch (e.type) {
-        case 'event':
-          keep(e.channel, e.cursor);
-          return em.emit('event', { channel: e.channel, cursor: e.cursor, data: e.data as T, first: (e as { first?: boolean }).first ?? true });
-        case 'reset':
-          keep(e.channel, e.cursor);
-          return em.emit('reset', { channel: e.channel, cursor: e.cursor });
-        case 'heads':
-          for (const c in e.cursors) keep(c, e.cursors[c]!);
-          return;
-        case 'stream':
-          return;
-        case 'leader':
-          return em.emit('leader', e.leader);
-        case 'state': {
-          state = e.state;
-          transport = e.transport;
-          const live = state === 'open' || state === 'polling';
-          if (live || state === 'stopped') {
-            const w = waiting;
-            waiting = [];
-            for (const [resolve, reject] of w) live ? resolve() : reject(lastError ?? new TidingsError('CLOSED'));
-          }
-          lastError = undefined;
-          return em.emit('state', state);
+      // The payload is the engine's event without its `type`: { channel, cursor, data } for an event.
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- one bag of fields, read per type below
+      const { type, ...p } = e as { type: EngineEvent['type'] } & Record<string, any>;
+      if (type === 'heads') for (const c in p.cursors) keep(c, p.cursors[c]);
+      else if (type === 'state') {
+        state = p.state;
+        transport = p.transport;
+        const live = state === 'open' || state === 'polling';
+        if (live || state === 'stopped') {
+          const w = waiting;
+          waiting = [];
+          for (const [resolve, reject] of w) live ? resolve() : reject(lastError ?? new TidingsError('CLOSED'));
         }
-        case 'error':
-          return em.emit('error', (lastError = e.error));
-        case 'disconnect':
-          return em.emit('disconnect', e.info);
-        default:
-          em.emit(e.type, undefined);
+        lastError = undefined;
+        em.emit('state', state);
+      } else if (type !== 'stream') {
+        if (type === 'event' || type === 'reset') keep(p.channel, p.cursor);
+        // Without sharing every tab is alone: each event is its `first`.
+        if (type === 'event') p.first ??= true;
+        if (type === 'error') lastError = p.error;
+        em.emit(type, (type === 'error' ? p.error : type === 'leader' ? p.leader : type[0] === 'o' ? undefined : p) as never);
       }
     },
   };
@@ -175,7 +164,7 @@ export function createClient<T = unknown>(options: ClientOptions): Client<T> {
           : new Promise((resolve, reject) => waiting.push([resolve, reject]));
     },
     subscribe(c, cursor) {
-      if (!CHANNEL.test(c) || !(cursor == null || validCursor(cursor))) throw bad('subscribe(channel, cursor?): a channel name and an optional cursor');
+      if (!CHANNEL.test(c) || !(cursor == null || validCursor(cursor))) throw bad('subscribe(channel, cursor?) takes a channel name and a cursor or null');
       if (channels.includes(c) && cursor == null) return wake();
       channels = [...channels.filter((x) => x !== c), c];
       const v = from(c, cursor);

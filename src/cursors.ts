@@ -27,8 +27,8 @@ export interface Cursors {
   stream(): Pos;
   /** Is `m` new? Moves the cursor and the stream. False for a duplicate or an unknown channel. */
   take(s: Pos, m: Delivery): boolean;
-  /** Heads for channels the stream started without a cursor; returns the channels whose cursor they set. */
-  heads(s: Pos, h: Record<string, string>): string[];
+  /** Heads for channels the stream started without a cursor; returns those that became the client's cursor. */
+  heads(s: Pos, h: Record<string, string>): Record<string, string>;
 }
 
 export function cursorStore(cur: Pos): Cursors {
@@ -44,11 +44,11 @@ export function cursorStore(cur: Pos): Cursors {
       return fresh;
     },
     heads(s, h) {
-      const set: string[] = [];
+      const set: Record<string, string> = {};
       for (const c in h)
         if (c in cur && s[c] === undefined) {
           s[c] = h[c];
-          if (cur[c] === undefined) set.push(c), (cur[c] = h[c]);
+          if (cur[c] === undefined) cur[c] = set[c] = h[c]!;
         }
       return set;
     },

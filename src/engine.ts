@@ -44,7 +44,7 @@ export type EngineEvent =
   | { type: 'leader'; leader: boolean }
   | { type: 'state'; state: State; transport: Transport | null }
   | { type: 'error'; error: TidingsError }
-  | { type: 'disconnect'; info: Disconnect }
+  | (Disconnect & { type: 'disconnect' })
   | { type: 'online' }
   | { type: 'offline' };
 
@@ -118,9 +118,9 @@ export function createEngine(o: EngineOptions, start: Pos, sink: EngineSink): En
 
   function run(f: Effect) {
     switch (f.e) {
-      case 'state':
-        if (f.phase === 'stopped') listen(false);
-        return emit({ type: 'state', state: f.phase, transport: f.via });
+      case 'emit':
+        if (f.ev.type === 'state' && f.ev.state === 'stopped') listen(false);
+        return emit(f.ev);
       case 'ws':
         wsDelay = f.delay;
         return void (rws ??= socket());
@@ -147,10 +147,6 @@ export function createEngine(o: EngineOptions, start: Pos, sink: EngineSink): En
         return void (tokenP = undefined);
       case 'remember':
         return void session(flag, f.on ? '1' : null);
-      case 'fatal':
-        return emit({ type: 'error', error: new TidingsError(f.code, f.reason, f.closeCode, f.status) });
-      case 'down':
-        return emit({ type: 'disconnect', info: { transport: f.via, code: f.code, status: f.status, reason: f.reason, retryIn: f.delay } });
     }
   }
 
@@ -187,8 +183,8 @@ export function createEngine(o: EngineOptions, start: Pos, sink: EngineSink): En
       emit(m.type === 'event' ? { type: 'event', channel: m.channel, cursor: m.cursor, data: m.data } : { type: 'reset', channel: m.channel, cursor: m.cursor });
   };
   const heads = (s: Pos, h: Record<string, string>) => {
-    const set = store.heads(s, h);
-    if (set.length) emit({ type: 'heads', cursors: Object.fromEntries(set.map((c) => [c, h[c]!])) });
+    const cursors = store.heads(s, h);
+    if (Object.keys(cursors).length) emit({ type: 'heads', cursors });
   };
 
   // --- WebSocket: reconnecting-websocket's cycle, steered by the policy ---
@@ -363,6 +359,7 @@ export function createEngine(o: EngineOptions, start: Pos, sink: EngineSink): En
   return {
     start() {
       if (ps.phase !== 'stopped') return;
+      tokenP = undefined; // a start after TOKEN_REJECTED (a re-login) must ask for a fresh token
       listen(true);
       ps.offline = (g.navigator as Navigator | undefined)?.onLine === false;
       dispatch({ t: 'start', remembered: !!session(flag) });
@@ -380,10 +377,7 @@ export function createEngine(o: EngineOptions, start: Pos, sink: EngineSink): En
       if (ps.via === 'polling' && att) drop('manual');
       dispatch({ t: 'reconnect' });
     },
-    cursors() {
-      const out: Record<string, string> = {};
-      for (const c in store.cur) if (store.cur[c] !== undefined) out[c] = store.cur[c]!;
-      return out;
-    },
+    // JSON drops the channels without a cursor yet.
+    cursors: () => JSON.parse(JSON.stringify(store.cur)),
   };
 }

@@ -16,7 +16,8 @@
  * a 1013 overload and a 4401 token refresh never count.
  */
 import { backoff, probeDelay, restartDelay, retryAfter } from './backoff.js';
-import type { ErrorCode } from './errors.js';
+import type { EngineEvent } from './engine.js';
+import { TidingsError, type ErrorCode } from './errors.js';
 import type { State, Transport } from './types.js';
 
 export interface PolicyConfig {
@@ -62,7 +63,8 @@ export type Input =
   | { t: 'online' | 'offline' | 'visible' | 'reconnect' | 'close' };
 
 export type Effect =
-  | { e: 'state'; phase: State; via: Transport | null }
+  /** Tell the application (through the engine's sink): state changes, errors, disconnect diagnostics. */
+  | { e: 'emit'; ev: EngineEvent }
   /** The next WebSocket attempt waits `delay` (starts the socket loop if needed). */
   | { e: 'ws'; delay: number }
   /** Drop the socket (if any) and attempt at once. */
@@ -75,9 +77,7 @@ export type Effect =
   | { e: 'token' }
   /** Remember for this tab (sessionStorage) that WebSocket fails here. */
   | { e: 'remember'; on: boolean }
-  | { e: 'fatal'; code: ErrorCode; closeCode?: number; status?: number; reason?: string }
-  /** Diagnostics: a transport stopped delivering; the next attempt is in `delay` ms. */
-  | { e: 'down'; via: Transport; code?: number; status?: number; reason: string; delay: number };
+  ;
 
 /** Least time between the starts of two polls when the first ended in 304 (no hot loop on a server ignoring Prefer). */
 export const MIN_POLL_GAP = 1000;
@@ -109,10 +109,12 @@ export function next(s: PolicyState, i: Input, c: PolicyConfig): { state: Policy
   const fx: Effect[] = [];
   const set = (phase: State) => {
     if (st.offline && phase !== 'stopped') phase = 'offline';
-    if (phase !== st.phase) fx.push({ e: 'state', phase: (st.phase = phase), via: phase === 'open' ? 'websocket' : phase === 'polling' ? 'polling' : null });
+    if (phase !== st.phase) emit({ type: 'state', state: (st.phase = phase), transport: phase === 'open' ? 'websocket' : phase === 'polling' ? 'polling' : null });
   };
-  const stop = (f?: Effect) => {
-    if (f) fx.push(f);
+  const emit = (ev: EngineEvent) => fx.push({ e: 'emit', ev });
+  /** Stop; with `code`, a fatal error (reported first, so `state: stopped` listeners can read it). */
+  const stop = (code?: ErrorCode, closeCode?: number, status?: number, reason?: string) => {
+    if (code) emit({ type: 'error', error: new TidingsError(code, reason, closeCode, status) });
     fx.push({ e: 'wsStop' }, { e: 'pollStop' });
     set('stopped');
   };
@@ -140,10 +142,10 @@ export function next(s: PolicyState, i: Input, c: PolicyConfig): { state: Policy
       const { code, reason, up, why } = i;
       const live = st.via === 'websocket';
       if (up >= c.resetAfter) st.n = 0;
-      if (STOP[code]) return done(stop({ e: 'fatal', code: STOP[code]!, closeCode: code, reason }));
+      if (STOP[code]) return done(stop(STOP[code], code, 0, reason));
       let delay: number | undefined;
       if (code === 4401 && why !== 'manual') {
-        if (st.tok) return done(stop({ e: 'fatal', code: 'TOKEN_REJECTED', closeCode: code, reason }));
+        if (st.tok) return done(stop('TOKEN_REJECTED', code, 0, reason));
         st.tok = true;
         fx.push({ e: 'token' });
         delay = 0;
@@ -165,7 +167,7 @@ export function next(s: PolicyState, i: Input, c: PolicyConfig): { state: Policy
         set('connecting');
       }
       fx.push({ e: 'ws', delay });
-      if (live) fx.push({ e: 'down', via: 'websocket', code, reason, delay });
+      if (live) emit({ type: 'disconnect', transport: 'websocket', code, reason, retryIn: delay });
       break;
     }
 
@@ -198,11 +200,11 @@ export function next(s: PolicyState, i: Input, c: PolicyConfig): { state: Policy
         set('polling');
         poll(delay, true);
       } else if (status === 401) {
-        if (st.tok) return done(stop({ e: 'fatal', code: 'TOKEN_REJECTED', status }));
+        if (st.tok) return done(stop('TOKEN_REJECTED', 0, status));
         st.tok = true;
         fx.push({ e: 'token' });
         poll(0);
-      } else if (status === 400 || status === 403) stop({ e: 'fatal', code: status === 403 ? 'FORBIDDEN' : 'BAD_REQUEST', status });
+      } else if (status === 400 || status === 403) stop(status === 403 ? 'FORBIDDEN' : 'BAD_REQUEST', 0, status);
       else pollFailed(status, (status === 429 || status === 503) && i.retryAfter !== undefined ? retryAfter(i.retryAfter, c.random) : undefined);
       break;
     }
@@ -241,7 +243,7 @@ export function next(s: PolicyState, i: Input, c: PolicyConfig): { state: Policy
   function pollFailed(status: number, delay = backoff(st.pn++, c.base, c.cap, c.random)) {
     set('connecting');
     poll(delay);
-    fx.push({ e: 'down', via: 'polling', status, reason: '', delay });
+    emit({ type: 'disconnect', transport: 'polling', status, reason: '', retryIn: delay });
   }
   function done(_?: unknown) {
     return { state: st, effects: fx };

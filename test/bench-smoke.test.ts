@@ -2,6 +2,7 @@
 // pieces the harness relies on. No timing assertions: these check that each
 // harness measures what it claims (everyone connected, every event delivered,
 // nobody lost), not how fast. The real runs are `npm run bench`.
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 
 // The benchmarks are plain .mjs (run by `node bench/run.mjs` without a build
@@ -131,5 +132,43 @@ describe('bench harness smoke runs', () => {
     expect(r.median.sdk!.connected).toBe(20);
     expect(r.median.sdk!.notBack).toBe(0);
     expect(r.median.sdk!.lost).toBe(0);
+  }, 90_000);
+
+  it('anchors: Tidings (batching on and off) and every anchor installed here hold their subscribers and deliver everything', async () => {
+    const anchors = await load('anchors.mjs');
+    const r = await anchors.run({ log: quiet, overrides: { idle: 40, fanout: 40, events: 3, warmup: 5, loaders: 1, runs: 1, settleMs: 100 } });
+    // Bun and uWebSockets.js run where their binaries are (devDependencies); otherwise they say why not.
+    expect(Object.keys(r.median).length + Object.keys(r.notRun).length).toBe(5);
+    for (const [kind, m] of Object.entries(r.median as Record<string, Row>)) {
+      expect(m.idleConnected, kind).toBe(40);
+      expect(m.subscribers, kind).toBe(40);
+      expect(m.missing, kind).toBe(0);
+      expect(m.rssPerConnKB, kind).toBeGreaterThan(0);
+    }
+  }, 90_000);
+
+  it('scale: a cluster on Redis gets every subscriber to welcome in both shapes and loses nothing', async () => {
+    if (spawnSync('redis-server', ['--version']).status !== 0) return; // CI installs it; a bare machine skips
+    const scale = await load('scale.mjs');
+    const r = await scale.run({
+      log: quiet, accept: false,
+      overrides: { subscribers: 300, workers: 2, loaders: 2, concurrency: 16, rate: 100, seconds: 1, broadcasts: 1, settleMs: 200, hardLimitMs: 80_000 },
+    });
+    const [per, shared] = r.rows;
+    for (const x of [per, shared]) {
+      expect(x.subscribers, x.shape).toBe(300);
+      expect(x.processes, x.shape).toBe(3); // primary + 2 workers, all summed
+      expect(x.rssPerSubscriberKB, x.shape).toBeGreaterThan(0);
+    }
+    expect(per.published).toBeGreaterThan(50);
+    expect(per.expectedDeliveries).toBe(per.published);
+    expect(per.lost).toBe(0);
+    expect(per.duplicates).toBe(0);
+    expect(per.latencyP99Ms).toBeGreaterThan(0);
+    // Head reads come from the watch (no second tidings_head per subscriber), SUBSCRIBEs are batched.
+    expect(per.redisCommands.fcall).toBeLessThanOrEqual(1.05);
+    expect(per.redisCommands.ssubscribe ?? per.redisCommands.subscribe).toBeLessThan(1);
+    expect(shared.missing).toBe(0);
+    expect(shared.broadcastToLastMs).toBeGreaterThan(0);
   }, 90_000);
 });

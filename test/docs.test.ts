@@ -57,7 +57,7 @@ const DOC_EPOCH = 'mid0x1k7ab';
 const DOC_HOST_RE = /(?:https?:\/\/)?(?:127\.0\.0\.1|localhost):8080/g;
 
 const blocks = readBlocks(ROOT);
-const TS_LANGS = new Set(['ts', 'typescript', 'js', 'javascript']);
+const TS_LANGS = new Set(['ts', 'typescript', 'tsx', 'js', 'javascript']);
 const SH_LANGS = new Set(['sh', 'bash', 'shell']);
 const tsBlocks = blocks.filter((b) => TS_LANGS.has(b.lang));
 const shBlocks = blocks.filter((b) => SH_LANGS.has(b.lang));

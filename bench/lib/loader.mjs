@@ -4,7 +4,7 @@
 // hello, waits for welcome, answers pings, and counts events.
 import net from 'node:net';
 import { upgradeRequest, helloFrame, PONG_FRAME, maskedClose, parseFrames, isPingText, headEnd, acceptFor, CLIENT_KEY } from './wire.mjs';
-import { signToken } from './token.mjs';
+import { signTokenSync } from './token.mjs';
 import { nowMs } from './stats.mjs';
 
 const ACCEPT = acceptFor(CLIENT_KEY);
@@ -20,7 +20,16 @@ async function pool(n, limit, task) {
   await Promise.all(Array.from({ length: Math.min(limit, n) }, worker));
 }
 
-function onEvent(c) {
+/** While armed by 'latencyStart': publish→delivery times (data carries the publish time as "t") and counts per client. */
+let latency = null;
+const T_KEY = Buffer.from('"t":');
+
+function onEvent(c, buf, start, end) {
+  if (latency !== null) {
+    c.got++;
+    const at = buf.indexOf(T_KEY, start);
+    if (at >= 0 && at < end) latency.push(nowMs() - parseFloat(buf.toString('latin1', at + 4, Math.min(end, at + 40))));
+  }
   const k = ++c.count;
   const e = expectState;
   if (!e || k > e.events) return;
@@ -40,7 +49,7 @@ function finishExpect() {
 
 function openOne({ port, localAddress, hello, timeoutMs }) {
   return new Promise((resolve) => {
-    const c = { sock: null, stage: 0, left: null, count: 0, closeCode: 0 };
+    const c = { sock: null, stage: 0, left: null, count: 0, closeCode: 0, user: -1, got: 0 };
     let done = false;
     const finish = (ok, why) => { if (done) return; done = true; clearTimeout(t); resolve({ ok, why, c }); };
     const t = setTimeout(() => { finish(false, `timeout in stage ${c.stage}`); c.sock.destroy(); }, timeoutMs);
@@ -54,7 +63,7 @@ function openOne({ port, localAddress, hello, timeoutMs }) {
         else if (c.stage === 1) {
           if (buf.toString('latin1', s, Math.min(e, s + 17)) === '{"type":"welcome"') { c.stage = 2; finish(true); }
           else { finish(false, `expected welcome, got ${buf.toString('utf8', s, Math.min(e, s + 80))}`); c.stage = -1; sock.destroy(); }
-        } else if (c.stage === 2) onEvent(c);
+        } else if (c.stage === 2) onEvent(c, buf, s, e);
       } else if (op === 0x9) {
         // RFC 6455 §5.5.3: answer a ping frame with a pong carrying the same payload.
         const p = Buffer.from(buf.subarray(s, e));
@@ -88,14 +97,15 @@ async function connect(m) {
   const t0 = nowMs();
   const why = {};
   let ok = 0;
-  const shared = m.channelMode === 'one' ? helloFrame(await signToken('bench', [m.channel]), { [m.channel]: null }) : null;
+  const shared = m.channelMode === 'one' ? helloFrame(signTokenSync('bench', [m.channel]), { [m.channel]: null }) : null;
   await pool(m.count, m.concurrency ?? 64, async (i) => {
     let hello = shared;
     if (!hello) {
       const ch = `user:${m.startIndex + i}`;
-      hello = helloFrame(await signToken(`u${m.startIndex + i}`, [ch]), { [ch]: null });
+      hello = helloFrame(signTokenSync(`u${m.startIndex + i}`, [ch]), { [ch]: null });
     }
     const r = await openOne({ port: m.port, localAddress: m.localAddress, hello, timeoutMs: m.timeoutMs ?? 30_000 });
+    r.c.user = m.startIndex + i;
     if (r.ok) { ok++; conns.push(r.c); } else why[r.why] = (why[r.why] ?? 0) + 1;
   });
   send({ ev: 'connected', ok, failed: m.count - ok, why, ms: nowMs() - t0 });
@@ -143,6 +153,23 @@ process.on('message', async (m) => {
       expectState = { events: m.events, live: live.length, arrivals: new Int32Array(m.events + 1), times: new Array(m.events + 1).fill(null), timer: setTimeout(finishExpect, m.timeoutMs) };
       send({ ev: 'armed', live: live.length });
       if (live.length === 0) finishExpect();
+      break;
+    }
+    case 'latencyStart': {
+      latency = [];
+      for (const c of conns) c.got = 0;
+      send({ ev: 'latencyArmed' });
+      break;
+    }
+    case 'latencyStop': {
+      // Only clients still open count: a client that failed or was closed has no claim on its events.
+      const users = [], got = [];
+      let closed = 0;
+      for (const c of conns) {
+        if (c.stage === 2) { users.push(c.user); got.push(c.got); } else closed++;
+      }
+      send({ ev: 'latency', times: latency, users, got, closed });
+      latency = null;
       break;
     }
     case 'churn': await churn(m); break;

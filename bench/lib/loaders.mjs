@@ -43,12 +43,12 @@ export async function startLoaders(count) {
   return {
     size: ls.length,
     /** Open `total` more clients spread over the loaders. channelMode 'per': channel user:<i>; 'one': all on `channel`. */
-    async connect(total, { port, channelMode = 'per', channel = 'bench', startIndex = 0, concurrency = 64, timeoutMs = 120_000 }) {
+    async connect(total, { port, channelMode = 'per', channel = 'bench', startIndex = 0, concurrency = 64, timeoutMs = 120_000, clientTimeoutMs = 30_000 }) {
       const parts = split(total);
       let base = startIndex;
       const rs = await Promise.all(
         ls.map((l, i) => {
-          const m = { cmd: 'connect', port, localAddress: l.localAddress, count: parts[i], startIndex: base, channelMode, channel, concurrency };
+          const m = { cmd: 'connect', port, localAddress: l.localAddress, count: parts[i], startIndex: base, channelMode, channel, concurrency, timeoutMs: clientTimeoutMs };
           base += parts[i];
           return l.request(m, 'connected', timeoutMs);
         }),
@@ -74,6 +74,13 @@ export async function startLoaders(count) {
       const parts = split(total);
       const rs = await Promise.all(ls.map((l, i) => l.request({ cmd: 'churn', port, localAddress: l.localAddress, count: parts[i], concurrency }, 'churned', timeoutMs)));
       return { ok: rs.reduce((a, r) => a + r.ok, 0), failed: rs.reduce((a, r) => a + r.failed, 0), ms: Math.max(...rs.map((r) => r.ms)) };
+    },
+    /** Start timing every event (its data's "t" is the publish time) and counting per client. */
+    async latencyStart() { await Promise.all(ls.map((l) => l.request({ cmd: 'latencyStart' }, 'latencyArmed', 10_000))); },
+    /** Stop; publish→delivery times, and per open client its user index and events received. */
+    async latencyStop() {
+      const rs = await Promise.all(ls.map((l) => l.request({ cmd: 'latencyStop' }, 'latency', 60_000)));
+      return { times: rs.flatMap((r) => r.times), users: rs.flatMap((r) => r.users), got: rs.flatMap((r) => r.got), closed: rs.reduce((a, r) => a + r.closed, 0) };
     },
     async closeAll() { await Promise.all(ls.map((l) => l.request({ cmd: 'closeAll' }, 'closedAll', 30_000))); },
     async stop() { await Promise.all(ls.map((l) => l.stop())); },

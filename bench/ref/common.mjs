@@ -42,6 +42,13 @@ export function createHub({ secret, publisherKey, history = 1000 }) {
     return `{"type":"welcome","ping":25000,"channels":${JSON.stringify(heads)}}`;
   }
 
+  /** The welcome text without tracking subscribers here (servers with native pub/sub topics: Bun, uWebSockets.js). */
+  function welcome(names) {
+    const heads = {};
+    for (const n of names) heads[n] = head(channel(n));
+    return `{"type":"welcome","ping":25000,"channels":${JSON.stringify(heads)}}`;
+  }
+
   function unsubscribe(conn, names) {
     for (const n of names) {
       const c = channels.get(n);
@@ -62,10 +69,10 @@ export function createHub({ secret, publisherKey, history = 1000 }) {
     const text = `{"type":"event","channel":${JSON.stringify(msg.channel)},"cursor":"${cursor}","data":${JSON.stringify(msg.data ?? null)}}`;
     c.events.push(text);
     if (c.events.length > history) c.events.shift();
-    return { status: 200, body: `{"cursor":"${cursor}"}`, event: { text, subs: c.subs } };
+    return { status: 200, body: `{"cursor":"${cursor}"}`, event: { text, subs: c.subs, channel: msg.channel } };
   }
 
-  return { hello, subscribe, unsubscribe, publish, channels };
+  return { hello, subscribe, welcome, unsubscribe, publish, channels };
 }
 
 /** Read a request body (bounded) from an IncomingMessage. */

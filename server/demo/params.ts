@@ -8,6 +8,7 @@ export const DEMO_ERRORS = {
   bad_action: 400,
   bad_channels: 400,
   bad_code: 400,
+  forbidden: 403,
   not_found: 404,
   method_not_allowed: 405,
   not_built: 404,

@@ -5,6 +5,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ServerContext } from '../context.js';
 import { signSubscriberToken } from '../auth/tokens.js';
+import { publisherKeysOf, subscriberKeyring } from '../config.js';
+import { publisherKeyMatches } from '../http/publish.js';
+import { bearerToken } from '../http/poll.js';
 import { ASSETS, readAsset } from './assets.js';
 import { Inboxes } from './inbox.js';
 import {
@@ -70,6 +73,11 @@ export function routeDemo(req: IncomingMessage, res: ServerResponse, ctx: Server
       return serveAsset(asset, req.method === 'HEAD', res);
     }
     if (!route) throw new DemoError('not_found', `no demo route ${path}`);
+    // The controls mint tokens and drop every client: never for the network at large,
+    // even when --demo reached a public server by mistake. The page and the SDK stay public.
+    if (!isLoopback(req.socket.remoteAddress) && !publisherKeyMatches(bearerToken(req.headers.authorization), publisherKeysOf(ctx.config))) {
+      throw new DemoError('forbidden', `${path} answers loopback clients only (or requests with Authorization: Bearer <publisher key>): demo controls are not for production`);
+    }
     if (req.method !== route.method) {
       res.setHeader('Allow', route.method);
       throw new DemoError('method_not_allowed', `${path} accepts ${route.method}`);
@@ -80,6 +88,13 @@ export function routeDemo(req: IncomingMessage, res: ServerResponse, ctx: Server
   req.resume();
   work().catch((err: unknown) => fail(res, err, ctx));
   return true;
+}
+
+/** 127.0.0.0/8, ::1, and IPv4 loopback as an IPv6-mapped address. The socket's address, never a header. */
+export function isLoopback(address: string | undefined): boolean {
+  if (address === undefined) return false;
+  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
+  return v4.startsWith('127.') || address === '::1';
 }
 
 async function serveAsset(asset: (typeof ASSETS)[string], head: boolean, res: ServerResponse): Promise<void> {
@@ -108,7 +123,7 @@ async function token(q: URLSearchParams, ctx: ServerContext, res: ServerResponse
   await stateOf(ctx).inboxes.open(channel);
   let jwt: string;
   try {
-    jwt = await signSubscriberToken(ctx.config.subscriberSecret, { sub: user, ch: channels, ttlSeconds });
+    jwt = await signSubscriberToken(subscriberKeyring(ctx.config), { sub: user, ch: channels, ttlSeconds });
   } catch (err) {
     throw new DemoError('token_failed', `could not sign a token: ${(err as Error).message}`);
   }

@@ -19,11 +19,13 @@ export const HTTP_ERRORS = {
   method_not_allowed: 405,   // answered with Allow (RFC 9110 §15.5.6)
   too_large: 413,            // publish data over maxMessageBytes, batch over maxBatch, body over its cap
   unsupported_media_type: 415,
+  too_many_polls: 429,       // long-polls held for one token subject or address over their limit; with Retry-After
   upgrade_required: 426,     // plain GET /v1/ws (RFC 9110 §15.5.22: with Upgrade)
   internal: 500,
   draining: 503,             // with Retry-After
   over_capacity: 503,        // with Retry-After
   bus_unavailable: 503,      // with Retry-After
+  fanout_behind: 503,        // publish refused: delivery to subscribers is too far behind; with Retry-After
 } as const;
 export type HttpErrorCode = keyof typeof HTTP_ERRORS;
 

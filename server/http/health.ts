@@ -9,12 +9,14 @@
 //   /readyz  send it work: 503 while draining, while the bus does not answer a
 //            PING within READY_PING_TIMEOUT_MS (a Redis that is down, or frozen:
 //            its TCP connection stays up), or while the event loop lags past
-//            TIDINGS_READY_MAX_LAG_MS.
+//            TIDINGS_READY_MAX_LAG_MS, or while the fan-out queue is past
+//            TIDINGS_MAX_FANOUT_LAG_MS / _QUEUE_BYTES (publishes get 503 then).
 //   /healthz PROTOCOL.md's meaning: 200 while the server accepts work, 503 while
 //            draining. A bus outage does not make it 503 (the node still serves
 //            WebSockets and long-polls already subscribed), it says so in the text.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ServerContext } from '../context.js';
+import { fanoutBehind } from '../pubsub/backlog.js';
 
 /** How long /readyz waits for the bus to answer PING. A frozen Redis never answers. */
 export const READY_PING_TIMEOUT_MS = 1_000;
@@ -26,7 +28,7 @@ export interface ProbeResult {
   text: string;
 }
 
-type ProbeCtx = Pick<ServerContext, 'draining' | 'bus' | 'config' | 'metrics'>;
+type ProbeCtx = Pick<ServerContext, 'draining' | 'bus' | 'config' | 'metrics' | 'fanout'>;
 
 /** /healthz, synchronous: draining is the only 503. */
 export function healthStatus(ctx: Pick<ServerContext, 'draining' | 'bus'>): ProbeResult {
@@ -44,6 +46,8 @@ export async function readiness(ctx: ProbeCtx): Promise<ProbeResult> {
   }
   // Read after the await: the drain may have started meanwhile.
   if (ctx.draining) return { status: 503, text: 'draining' };
+  const behind = ctx.fanout === undefined ? null : fanoutBehind(ctx.fanout(), ctx.config);
+  if (behind !== null) return { status: 503, text: `fanout_behind: ${behind}` };
   const lag = ctx.metrics.eventLoopLagMs();
   if (lag > ctx.config.readyMaxLagMs) return { status: 503, text: `event loop lagging (p99 ${Math.round(lag)} ms)` };
   return { status: 200, text: 'ok' };
@@ -78,9 +82,9 @@ function writeProbe({ status, text }: ProbeResult, req: IncomingMessage, res: Se
 }
 
 export async function handleMetrics(_req: IncomingMessage, res: ServerResponse, ctx: ServerContext): Promise<void> {
-  const text = await ctx.metrics.registry.metrics();
+  const text = await ctx.metrics.render();
   res.writeHead(200, {
-    'Content-Type': ctx.metrics.registry.contentType,
+    'Content-Type': ctx.metrics.contentType,
     'Content-Length': String(Buffer.byteLength(text)),
     'Cache-Control': 'no-store',
   });

@@ -17,6 +17,9 @@ export interface Waiter {
   dirty: boolean;
   /** Called after the phase moved held -> evaluating; the owner evaluates and answers or re-parks. */
   wake(reason: 'event' | 'deadline' | 'drain'): void;
+  /** The token's subject and the remote address, for the per-holder limits (countOf). */
+  readonly sub?: string;
+  readonly source?: string;
 }
 
 export interface HeldPollsOptions {
@@ -36,6 +39,9 @@ export interface HeldPollsOptions {
 export class HeldPolls {
   private readonly byChannel = new Map<string, Set<Waiter>>();
   private readonly all = new Set<Waiter>();
+  /** Registered waiters per token subject and per remote address (maxHeldPollsPerSub / PerSource). */
+  private readonly perSub = new Map<string, number>();
+  private readonly perSource = new Map<string, number>();
   private timer: ReturnType<typeof setInterval> | null = null;
   /** Set by releaseAll(): every waiter is answered now and none is parked again. */
   closing = false;
@@ -56,10 +62,20 @@ export class HeldPolls {
     return this.all.size;
   }
 
+  /** Registered waiters of one token subject and from one address (each includes `w` once it is registered). */
+  countOf(w: Pick<Waiter, 'sub' | 'source'>): { sub: number; source: number } {
+    return {
+      sub: w.sub === undefined ? 0 : this.perSub.get(w.sub) ?? 0,
+      source: w.source === undefined ? 0 : this.perSource.get(w.source) ?? 0,
+    };
+  }
+
   /** Index the waiter and make the bus deliver its channels' live events to this node. */
   register(w: Waiter): void {
     if (this.all.has(w)) return;
     this.all.add(w);
+    if (w.sub !== undefined) bump(this.perSub, w.sub, 1);
+    if (w.source !== undefined) bump(this.perSource, w.source, 1);
     for (const ch of w.channels) {
       let set = this.byChannel.get(ch);
       if (!set) this.byChannel.set(ch, (set = new Set()));
@@ -75,6 +91,8 @@ export class HeldPolls {
 
   unregister(w: Waiter): void {
     if (!this.all.delete(w)) return;
+    if (w.sub !== undefined) bump(this.perSub, w.sub, -1);
+    if (w.source !== undefined) bump(this.perSource, w.source, -1);
     for (const ch of w.channels) {
       const set = this.byChannel.get(ch);
       if (set) {
@@ -127,4 +145,11 @@ export class HeldPolls {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
   }
+}
+
+/** Add `d` to a count, forgetting the key at zero (the maps hold only current holders). */
+function bump(m: Map<string, number>, key: string, d: number): void {
+  const n = (m.get(key) ?? 0) + d;
+  if (n <= 0) m.delete(key);
+  else m.set(key, n);
 }

@@ -3,6 +3,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { cachedSubscriberClaims, TokenError, verifySubscriberToken, type SubscriberClaims } from '../auth/tokens.js';
 import type { ServerContext } from '../context.js';
+import { subscriberKeyring } from '../config.js';
+import { claimedSub, clientAddress, sampled } from '../ops-log.js';
 import type { Bus, Replay, StoredEvent } from '../pubsub/bus.js';
 import { CHANNEL_RE, parseChannelList } from '../pubsub/channels.js';
 import { CURSOR_RE } from '../pubsub/cursor.js';
@@ -45,7 +47,7 @@ export function resetMessage(channel: string, head: string): string {
  * every event of it), with its head in the ETag.
  */
 export async function evaluatePoll(
-  bus: Bus, channels: readonly string[], validators: Cursors[] | null, budget: number = POLL_BUDGET_BYTES,
+  bus: Pick<Bus, 'head' | 'readAfter'>, channels: readonly string[], validators: Cursors[] | null, budget: number = POLL_BUDGET_BYTES,
 ): Promise<PollOutcome> {
   if (validators === null || validators.length > 1) {
     const heads: Cursors = new Map(await Promise.all(channels.map(async (ch) => [ch, await bus.head(ch)] as [string, string])));
@@ -123,6 +125,8 @@ export function bearerToken(header: string | undefined): string | null {
 export interface PollDeps {
   ctx: ServerContext;
   held: HeldPolls;
+  /** Shared reads for woken long-polls (one read per channel and cursor per event). @default ctx.bus, unshared */
+  reads?: Pick<Bus, 'head' | 'readAfter'>;
   /** Bytes of messages per poll answer. @default POLL_BUDGET_BYTES */
   budget?: number;
   /** For the draining Retry-After spread. @default Math.random */
@@ -194,21 +198,25 @@ export function handlePoll(req: IncomingMessage, res: ServerResponse, channelsPa
     const token = tokenOf(req);
     let claims: SubscriberClaims | undefined;
     try {
-      claims = cachedSubscriberClaims(config.subscriberSecret, token);
+      claims = cachedSubscriberClaims(subscriberKeyring(config), token);
     } catch (err) {
-      return tokenFailed(res, cors, deps, err);
+      return tokenFailed(req, res, cors, deps, err);
     }
     if (claims !== undefined) return authorized(req, res, channelsParam, cors, deps, claims);
-    verifySubscriberToken(config.subscriberSecret, token)
-      .then((c) => authorized(req, res, channelsParam, cors, deps, c), (err) => tokenFailed(res, cors, deps, err))
+    verifySubscriberToken(subscriberKeyring(config), token)
+      .then((c) => authorized(req, res, channelsParam, cors, deps, c), (err) => tokenFailed(req, res, cors, deps, err))
       .catch((err) => failed(res, cors, deps, err));
   } catch (err) {
     failed(res, cors, deps, err);
   }
 }
 
-function tokenFailed(res: ServerResponse, cors: Readonly<Record<string, string>>, deps: PollDeps, err: unknown): void {
+function tokenFailed(req: IncomingMessage, res: ServerResponse, cors: Readonly<Record<string, string>>, deps: PollDeps, err: unknown): void {
   if (!(err instanceof TokenError)) return failed(res, cors, deps, err);
+  const { ctx } = deps;
+  sampled(ctx.log, 'auth_failed', {
+    transport: 'polling', reason: err.code, sub: claimedSub(bearerToken(req.headers.authorization)), ip: clientAddress(req, ctx.config),
+  }, 'subscriber token refused (401)');
   const challenge = err.code === 'missing' ? 'Bearer realm="tidings"' : 'Bearer realm="tidings", error="invalid_token"';
   fail(res, cors, deps, new HttpError(TOKEN_CODES[err.code], err.message, { 'WWW-Authenticate': challenge }));
 }
@@ -222,7 +230,10 @@ function fail(res: ServerResponse, cors: Readonly<Record<string, string>>, deps:
 /** A bus outage is 503 + Retry-After; anything else is logged and 500. */
 function failed(res: ServerResponse, cors: Readonly<Record<string, string>>, deps: PollDeps, err: unknown): void {
   const outage = busUnavailable(err);
-  if (outage) return fail(res, cors, deps, outage);
+  if (outage) {
+    deps.ctx.metrics.busErrors.inc({ op: 'poll' });
+    return fail(res, cors, deps, outage);
+  }
   deps.ctx.log.error({ err }, 'poll failed');
   fail(res, cors, deps, new HttpError('internal', 'internal error'));
 }
@@ -250,7 +261,7 @@ function authorized(
   const inm = req.headers['if-none-match'];
   const cursor = channels.length === 1 && inm !== undefined && req.headers.prefer === undefined ? soleCursor(inm, channels[0]!) : null;
   if (cursor === null) {
-    poll(req, res, channels, cors, deps).catch((err) => failed(res, cors, deps, err));
+    poll(req, res, channels, cors, deps, claims.sub).catch((err) => failed(res, cors, deps, err));
     return;
   }
   const ch = channels[0]!;
@@ -322,7 +333,9 @@ function writeAnswer(res: ServerResponse, cors: Readonly<Record<string, string>>
 }
 
 /** Everything but the fast 304: validators parsed, history read, long-polls held. */
-async function poll(req: IncomingMessage, res: ServerResponse, channels: string[], cors: Readonly<Record<string, string>>, deps: PollDeps): Promise<void> {
+async function poll(
+  req: IncomingMessage, res: ServerResponse, channels: string[], cors: Readonly<Record<string, string>>, deps: PollDeps, sub: string,
+): Promise<void> {
   const { ctx, held } = deps;
   const { config } = ctx;
 
@@ -357,6 +370,9 @@ async function poll(req: IncomingMessage, res: ServerResponse, channels: string[
   const w: Waiter = {
     channels, deadline, phase: 'evaluating', dirty: false,
     wake: () => void step().catch(onError),
+    // Behind a proxy (TIDINGS_TRUST_PROXY) every poll comes from the proxy's address:
+    // the per-address cap must count the client's.
+    sub, source: clientAddress(req, deps.ctx.config) ?? '',
   };
   const finish = () => {
     w.phase = 'done';
@@ -369,10 +385,21 @@ async function poll(req: IncomingMessage, res: ServerResponse, channels: string[
   };
   const step = async (): Promise<void> => {
     w.dirty = false;
-    const out = await evaluatePoll(ctx.bus, channels, validators, deps.budget);
+    const out = await evaluatePoll(deps.reads ?? ctx.bus, channels, validators, deps.budget);
     if (w.phase === 'done') return; // the client went away meanwhile
     if (out.kind === 'changed') return (finish(), answer(out));
     if (w.dirty) return step();
+    if (first) {
+      // One holder must not fill the global cap (and raise X-Poll-Interval for everyone):
+      // per token subject and per address first, 429 as the client's own excess.
+      const n = held.countOf(w);
+      const over = n.sub > config.maxHeldPollsPerSub ? `more than ${config.maxHeldPollsPerSub} long-polls held for this token subject`
+        : n.source > config.maxHeldPollsPerSource ? `more than ${config.maxHeldPollsPerSource} long-polls held from this address` : null;
+      if (over !== null) {
+        finish();
+        return fail(res, cors, deps, new HttpError('too_many_polls', over, { 'Retry-After': secondsText(config.pollIntervalS) }));
+      }
+    }
     if (first && held.size > config.maxHeldPolls) {
       finish();
       const retry = secondsText(currentPollInterval(ctx, held));

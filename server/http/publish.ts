@@ -3,10 +3,11 @@
 // then gets those same bytes.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Config } from '../config.js';
+import { publisherKeysOf, type Config } from '../config.js';
 import type { ServerContext } from '../context.js';
 import { isChannelName } from '../pubsub/channels.js';
 import { dataProblem } from '../pubsub/data-check.js';
+import { fanoutBehind, fanoutRetryAfterS } from '../pubsub/backlog.js';
 import { busUnavailable, HttpError, sendError, sendJson } from './errors.js';
 import { bearerToken } from './poll.js';
 
@@ -19,12 +20,20 @@ export function publishBodyLimit(config: Pick<Config, 'maxBatch' | 'maxMessageBy
   return config.maxBatch * (2 * config.maxMessageBytes + 1024) + 1024;
 }
 
-/** Compare keys in constant time; hashing first makes lengths equal and hides the key's length. */
-export function publisherKeyMatches(given: string | null, key: string): boolean {
-  if (given === null || key === '') return false;
+/**
+ * Compare keys in constant time; hashing first makes lengths equal and hides the
+ * key's length. With several keys (a rotation) every one is compared, matched or
+ * not, so the time does not tell which one matched.
+ */
+export function publisherKeyMatches(given: string | null, keys: string | readonly string[]): boolean {
+  if (given === null) return false;
   const a = createHash('sha256').update(given).digest();
-  const b = createHash('sha256').update(key).digest();
-  return timingSafeEqual(a, b);
+  let ok = false;
+  for (const key of typeof keys === 'string' ? [keys] : keys) {
+    if (key === '') continue;
+    if (timingSafeEqual(a, createHash('sha256').update(key).digest())) ok = true;
+  }
+  return ok;
 }
 
 /** config.maxDataDepth's default, for callers that pass a partial config. */
@@ -108,7 +117,7 @@ function tooLarge(res: ServerResponse, message: string): void {
 export async function handlePublish(req: IncomingMessage, res: ServerResponse, ctx: ServerContext): Promise<void> {
   const started = process.hrtime.bigint();
   const { config } = ctx;
-  if (!publisherKeyMatches(bearerToken(req.headers.authorization), config.publisherKey)) {
+  if (!publisherKeyMatches(bearerToken(req.headers.authorization), publisherKeysOf(config))) {
     res.shouldKeepAlive = false; // the body is left unread
     return sendError(res, new HttpError('bad_publisher_key', 'publisher key missing or wrong', { 'WWW-Authenticate': 'Bearer realm="tidings-publish"' }));
   }
@@ -133,13 +142,23 @@ export async function handlePublish(req: IncomingMessage, res: ServerResponse, c
   const parsed = parsePublishBody(body, config);
   if (!parsed.ok) return sendError(res, parsed.error);
 
+  // Backpressure: an event accepted now would reach subscribers too late to matter.
+  const backlog = ctx.fanout?.();
+  const behind = backlog === undefined ? null : fanoutBehind(backlog, config);
+  if (behind !== null) {
+    ctx.metrics.publishesRefused.inc();
+    return sendError(res, new HttpError('fanout_behind', behind + '; retry later', { 'Retry-After': String(fanoutRetryAfterS(backlog!)) }));
+  }
+
   let cursors: string[];
   try {
     cursors = await ctx.bus.publish(parsed.events);
   } catch (err) {
     const outage = busUnavailable(err);
+    ctx.metrics.busErrors.inc({ op: 'publish' });
     if (outage) {
-      ctx.log.warn({ err: errSummary(err) }, 'publish: bus unavailable');
+      // The bus logs the outage once; one line per refused publish would flood the log.
+      ctx.log.debug({ err: errSummary(err) }, 'publish: bus unavailable');
       return sendError(res, outage);
     }
     // Never the error object itself: a Redis ReplyError carries the command and

@@ -8,6 +8,7 @@ import { handleDemo } from './demo.js';
 import { HttpError, sendError } from './errors.js';
 import { handleMetrics, handleProbe } from './health.js';
 import { HeldPolls } from './held-polls.js';
+import { SharedReads } from './shared-reads.js';
 import { handlePoll, pollCommonHeaders } from './poll.js';
 import { handlePublish } from './publish.js';
 
@@ -109,8 +110,13 @@ export function createHttpHandler(ctx: ServerContext, opts: HttpHandlerOptions =
     isDraining: () => ctx.draining,
     onSize: (n) => ctx.metrics.heldPolls.set(n),
   });
-  const stopListening = ctx.onLiveEvent((e) => held.onEvent(e));
-  const pollDeps = { ctx, held, random: opts.random, budget: opts.pollBudgetBytes };
+  // Reads of woken long-polls are shared (shared-reads.ts); an event first drops its channel's reads in flight.
+  const reads = new SharedReads(ctx.bus);
+  const stopListening = ctx.onLiveEvent((e) => {
+    reads.invalidate(e.channel);
+    held.onEvent(e);
+  });
+  const pollDeps = { ctx, held, reads, random: opts.random, budget: opts.pollBudgetBytes };
 
   const fail = (res: ServerResponse, err: unknown) => {
     if (err instanceof HttpError) return sendError(res, err);
@@ -187,6 +193,8 @@ export function createHttpHandler(ctx: ServerContext, opts: HttpHandlerOptions =
         void Promise.resolve(handleProbe(path.slice(1) as 'healthz' | 'livez' | 'readyz', req, res, ctx)).catch((err) => fail(res, err));
         return;
       case '/metrics':
+        // With TIDINGS_METRICS_PORT, only that listener serves them.
+        if (ctx.config.metricsPort > 0) throw new HttpError('not_found', 'metrics are served on TIDINGS_METRICS_PORT');
         void handleMetrics(req, res, ctx).catch((err) => fail(res, err));
         return;
     }

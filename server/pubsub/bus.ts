@@ -21,6 +21,15 @@ export interface Bus {
   head(channel: string): Promise<string>;
   /** Events of `channel` after `cursor`, or reset. */
   readAfter(channel: string, cursor: string): Promise<Replay>;
+  /**
+   * Optional, for buses whose live feed may lag behind their reads (Redis: two
+   * connections). Null when this node's live feed of `channel` has already
+   * delivered `cursor` (or the channel is not watched); else a promise that
+   * resolves once it has. A subscriber waits for it before going live, so no
+   * replayed event arrives again live. A bus that delivers synchronously with
+   * its writes (memory) leaves it out.
+   */
+  settled?(channel: string, cursor: string): Promise<void> | null;
   /** True when cursor `a` comes after `b` in the channel's order (for replay/live dedup). */
   isAfter(a: string, b: string): boolean;
   /**

@@ -21,6 +21,7 @@ import calculateSlot from 'cluster-key-slot';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { BusUnavailableError, type Bus, type Replay, type StoredEvent } from './bus.js';
+import { LiveBarrier } from './live-barrier.js';
 import { LIBRARY, channelOfLiveKey, compareCursors, epochKey, liveKey, parseCursor, streamKey } from './redis-scripts.js';
 import { Shard } from './redis-shard.js';
 import { parseSeed } from './seeds.js';
@@ -116,6 +117,9 @@ function isOutage(err: unknown): boolean {
   return c !== 'refused' && c !== 'noscript';
 }
 
+/** How long a primary's replica count (ROLE) is trusted before it is asked again. */
+const REPLICA_COUNT_TTL_MS = 1_000;
+
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Where to connect: one Redis URL, or cluster seed nodes. */
@@ -126,6 +130,8 @@ export class RedisBus implements Bus {
   onGap: ((channel: string, head: string) => void) | null = null;
 
   private readonly watches = new Map<string, Watch>();
+  /** Subscribers waiting for the live feed to reach their replay's end (Bus.settled). */
+  private readonly barrier = new LiveBarrier((a, b) => this.isAfter(a, b));
   private readonly shards = new Map<string, Shard>();
   private readonly history: string;
   private readonly ttl: string;
@@ -164,7 +170,8 @@ export class RedisBus implements Bus {
       cmd.on('node error', (err: Error, key: string) => this.log.debug({ err: err.message, node: key }, 'redis cluster node error'));
       // New primaries (failover, resharding onto a new node) get the library; placements follow the slots.
       cmd.on('refresh', () => { this.loadOnNewPrimaries(); this.reconcileSoon(0); });
-      cmd.on('-node', (_redis: Redis, key: string) => { if (key) this.loadedOn.delete(key); });
+      // A node that comes back (restarted, maybe empty) gets the library again.
+      cmd.on('-node', (redis: Redis) => { this.loadedOn.delete(nodeKey(redis)); this.replicaCounts.delete(nodeKey(redis)); });
     } else {
       cmd.on('close', () => this.onConnClose());
       cmd.on('ready', () => {
@@ -233,6 +240,9 @@ export class RedisBus implements Bus {
       retryDelayOnClusterDown: 100,
       retryDelayOnTryAgain: 100,
       slotsRefreshTimeout: 1_000,
+      // Without it ioredis looks at the topology only on errors; a moved slot whose
+      // SUNSUBSCRIBE we missed is then found within this.
+      slotsRefreshInterval: 5_000,
       enableAutoPipelining: true,
       redisOptions: { ...auth, commandTimeout: opts.commandTimeoutMs, connectionName: 'tidings-cmd' },
     });
@@ -240,7 +250,12 @@ export class RedisBus implements Bus {
     try {
       await cluster.connect();
       if (cluster.status !== 'ready') await new Promise((resolve) => cluster.once('ready', resolve));
-      await bus.loadOnPrimaries(cluster.nodes('master'));
+      // A primary that cannot take the library now gets it on first use (Function not found).
+      const masters = cluster.nodes('master');
+      const loads = await Promise.allSettled(masters.map((m) => bus!.loadOnPrimaries([m])));
+      const failed = loads.filter((r) => r.status === 'rejected');
+      if (failed.length === masters.length) throw (failed[0] as PromiseRejectedResult | undefined)?.reason ?? new Error('no primary');
+      if (failed.length) log.warn({ failed: failed.length, primaries: masters.length }, 'redis cluster: library not loaded on every primary yet; loaded on first use');
     } catch (err) {
       await bus.close();
       throw new Error(`cannot connect to ${where}: ${(err as Error).message}`);
@@ -273,6 +288,13 @@ export class RedisBus implements Bus {
     // Nothing after what this node delivered last: answered without a round trip.
     if (w && w.phase === 'live' && w.last === cursor) return { kind: 'events', events: [] };
     return this.read(channel, cursor);
+  }
+
+  /** Bus.settled: resolves once the live feed of `channel` has delivered `cursor` (see live-barrier.ts). */
+  settled(channel: string, cursor: string): Promise<void> | null {
+    const w = this.watches.get(channel);
+    if (!w) return null;
+    return this.barrier.wait(channel, cursor, w.phase === 'live' ? w.last : null);
   }
 
   isAfter(a: string, b: string): boolean {
@@ -320,6 +342,7 @@ export class RedisBus implements Bus {
     if (--w.refs > 0) return;
     this.watches.delete(channel);
     for (const x of w.waiters.splice(0)) x.reject(new BusUnavailableError(`unwatched ${channel}`, 1));
+    this.barrier.releaseAll(channel);
     const shard = w.shard === null ? undefined : this.shards.get(w.shard);
     if (!shard) return;
     shard.channels.delete(channel);
@@ -362,6 +385,7 @@ export class RedisBus implements Bus {
     if (this.reconcileTimer) clearTimeout(this.reconcileTimer);
     for (const w of this.watches.values()) for (const x of w.waiters.splice(0)) x.reject(new BusUnavailableError('bus closed', 1));
     this.watches.clear();
+    this.barrier.releaseAll();
     const shards = [...this.shards.values()];
     this.shards.clear();
     await Promise.all([
@@ -413,20 +437,22 @@ export class RedisBus implements Bus {
     const byChannel = new Map<string, number[]>();
     events.forEach((e, i) => { const l = byChannel.get(e.channel); if (l) l.push(i); else byChannel.set(e.channel, [i]); });
     const cursors: string[] = new Array(events.length);
-    /** Primaries written to, with their replica count at the time. */
-    const written = new Map<Redis, number>();
+    /** Primaries written to. */
+    const written = new Set<Redis>();
     await Promise.all([...byChannel].map(async ([channel, idx]) => {
       for (const i of idx) {
         const r = await this.publishOnOwner(cluster, channel, events[i]!.json, deadline);
         cursors[i] = r.cursor;
-        written.set(r.node, Math.max(written.get(r.node) ?? 0, r.replicas));
+        written.add(r.node);
       }
     }));
     // Never a 200 for an event a failover could lose: a primary that has a
     // replica must hear from one. One with none has nothing to wait for (a
     // fixed WAIT 1 would refuse every publish on it forever).
-    await Promise.all([...written].filter(([, replicas]) => replicas > 0).map(async ([node]) => {
-      const left = Math.max(1, deadline - Date.now());
+    await Promise.all([...written].map(async (node) => {
+      if ((await this.replicasOf(node)) === 0) return;
+      // A little under the deadline, so the answer is this clear refusal rather than the generic timeout.
+      const left = Math.max(1, deadline - Date.now() - 50);
       let acked: number;
       try {
         acked = Number(await node.call('WAIT', '1', String(left)));
@@ -440,7 +466,39 @@ export class RedisBus implements Bus {
     return cursors;
   }
 
-  private async publishOnOwner(cluster: Cluster, channel: string, json: string, deadline: number): Promise<{ cursor: string; node: Redis; replicas: number }> {
+  /** Primary (host:port) -> its replica count, when it was asked, and the ask in flight. */
+  private readonly replicaCounts = new Map<string, { n: number; at: number; asking: Promise<number> | null }>();
+
+  /**
+   * How many replicas a primary has that the cluster does not consider failed
+   * (CLUSTER REPLICAS, asked of the primary itself). Not ROLE's connected
+   * replicas: a replica whose link just broke is still the one a failover
+   * promotes, so an event it never got must not be acknowledged; and not
+   * CLUSTER SLOTS, which omits a replica still syncing. A replica flagged FAIL
+   * (after cluster-node-timeout) stops counting, so a shard left without one
+   * is not refused forever. Cached for REPLICA_COUNT_TTL_MS; the first ask
+   * waits, later ones refresh in the background.
+   */
+  private async replicasOf(node: Redis): Promise<number> {
+    const key = nodeKey(node);
+    const cached = this.replicaCounts.get(key);
+    const ask = (): Promise<number> => {
+      const p = (async () => {
+        const id = String(await node.call('CLUSTER', 'MYID'));
+        return countReplicas(String(await node.call('CLUSTER', 'REPLICAS', id)));
+      })().then(
+        (n) => n,
+        () => cached?.n ?? 1, // unknown: assume a replica, so an event is never acknowledged unreplicated
+      ).then((n) => { this.replicaCounts.set(key, { n, at: Date.now(), asking: null }); return n; });
+      this.replicaCounts.set(key, { n: cached?.n ?? 1, at: cached?.at ?? 0, asking: p });
+      return p;
+    };
+    if (!cached) return ask();
+    if (Date.now() - cached.at > REPLICA_COUNT_TTL_MS && !cached.asking) void ask();
+    return cached.n;
+  }
+
+  private async publishOnOwner(cluster: Cluster, channel: string, json: string, deadline: number): Promise<{ cursor: string; node: Redis }> {
     const slot = calculateSlot(liveKey(channel));
     let ask: string | null = null;
     for (let attempt = 1; ; attempt++) {
@@ -459,10 +517,10 @@ export class RedisBus implements Bus {
         if (ask !== null) {
           ask = null;
           const [, res] = await Promise.all([node.call('ASKING'), node.fcall('tidings_publish', 2, streamKey(channel), epochKey(channel), channel, json, this.history, this.ttl)]);
-          return { cursor: res as string, node, replicas: this.replicasOf(cluster, slot) };
+          return { cursor: res as string, node };
         }
         const cursor = (await node.fcall('tidings_publish', 2, streamKey(channel), epochKey(channel), channel, json, this.history, this.ttl)) as string;
-        return { cursor, node, replicas: this.replicasOf(cluster, slot) };
+        return { cursor, node };
       } catch (err) {
         switch (classifyPublishError(err)) {
           case 'moved':
@@ -485,10 +543,6 @@ export class RedisBus implements Bus {
         }
       }
     }
-  }
-
-  private replicasOf(cluster: Cluster, slot: number): number {
-    return Math.max(0, (cluster.slots[slot]?.length ?? 1) - 1);
   }
 
   // ---- reads ----------------------------------------------------------------
@@ -619,11 +673,24 @@ export class RedisBus implements Bus {
     return shard;
   }
 
-  /** A cluster subscriber connection with no channel left is closed (the single Redis one stays). */
+  /**
+   * A subscriber connection with no channel left stays open while its node is
+   * a primary (the next watched channel there would otherwise pay a connection
+   * set-up: about 12 commands instead of one SSUBSCRIBE); one to a node that
+   * no longer owns a slot (failed over, emptied by resharding) is closed.
+   */
   private dropIfIdle(shard: Shard): void {
     if (shard.channels.size > 0 || shard.key === 'main') return;
+    if (this.cmd instanceof Cluster && this.isPrimary(shard.key)) return;
     this.shards.delete(shard.key);
     void shard.close();
+  }
+
+  private isPrimary(key: string): boolean {
+    if (!(this.cmd instanceof Cluster)) return key === 'main';
+    const slots = this.cmd.slots;
+    for (let i = 0; i < slots.length; i++) if (slots[i]?.[0] === key) return true;
+    return false;
   }
 
   /** Live delivery of a channel may have been cut: buffer, and catch up before trusting it again. */
@@ -690,6 +757,7 @@ export class RedisBus implements Bus {
       const pending = w.pending;
       const waiters = w.waiters;
       w.phase = 'live'; w.last = last; w.pending = []; w.waiters = [];
+      this.barrier.advanced(channel, last);
       for (const [cursor, json] of pending) { if (w.phase !== 'live') { w.pending.push([cursor, json]); continue; } this.offer(w, channel, cursor, json); }
       for (const x of waiters) x.resolve();
     } catch (err) {
@@ -775,6 +843,7 @@ export class RedisBus implements Bus {
         if (l) l.push(ch); else toSync.set(shard, [ch]);
       }
       for (const [shard, chs] of toSync) void this.sync(shard, chs);
+      for (const shard of [...this.shards.values()]) this.dropIfIdle(shard);
       if (waiting) this.reconcileSoon();
       else this.reconcileAttempts = 0;
     } finally {
@@ -812,6 +881,7 @@ export class RedisBus implements Bus {
     if (!this.isAfter(cursor, last)) return;
     w.last = cursor;
     this.deliver({ channel, cursor, json });
+    this.barrier.advanced(channel, cursor);
   }
 
   private deliver(e: StoredEvent): void {
@@ -842,6 +912,14 @@ export class RedisBus implements Bus {
     const ms = reconnectDelay(this.attempts + 1, this.opts.backoffBaseMs, this.opts.backoffCapMs, () => 1);
     return Math.max(1, Math.ceil(ms / 1000));
   }
+}
+
+/** Pure: replicas in a CLUSTER REPLICAS answer that are not flagged `fail` (`fail?` still counts). */
+export function countReplicas(text: string): number {
+  return text.split('\n').filter((line) => {
+    const flags = line.split(' ')[2];
+    return flags !== undefined && !flags.split(',').includes('fail');
+  }).length;
 }
 
 function nodeKey(node: Redis): string {

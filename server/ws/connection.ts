@@ -17,7 +17,7 @@ import type { Hub, Parts } from '../pubsub/hub.js';
 import type { TimerWheel, WheelItem } from '../timer-wheel.js';
 import type { ReceiverState } from './receiver.js';
 import { closeFrame } from './sender.js';
-import type { RateLimitedLog, SourceCounts } from '../admission.js';
+import type { RateLimitedLog, SourceHeads } from '../admission.js';
 
 /**
  * The connection's state, one small integer (a union of literals, not strings,
@@ -67,9 +67,11 @@ export interface Runtime {
   /** Open sockets accepted by the gateway (WebSocket, HTTP, still deciding), against config.maxSockets. */
   sockets: number;
   /** Pending heads per remote address (config.headsPerSource). */
-  readonly sources: SourceCounts;
+  readonly sources: SourceHeads<Connection>;
   /** The "socket budget reached" warning, at most once per interval. */
   readonly refusedLog: RateLimitedLog;
+  /** Bytes of replay events read and not yet written, over all connections (config.maxReplayBytes). */
+  replayBytes: number;
 }
 
 export class Connection implements ReceiverState, WheelItem {
@@ -110,7 +112,7 @@ export function setState(c: Connection, next: ConnState): void {
   const prev = c.state;
   if (prev === next) return;
   if (isHandshake(prev) && !isHandshake(next)) c.rt.handshakes--;
-  if (prev === S_HEAD && c.rt.heads.delete(c)) c.rt.sources.remove(c.socket.remoteAddress ?? '');
+  if (prev === S_HEAD && c.rt.heads.delete(c)) c.rt.sources.remove(c.socket.remoteAddress ?? '', c);
   c.state = next;
 }
 
@@ -127,6 +129,8 @@ export function internalError(c: Connection, err: unknown): void {
 export function finish(c: Connection): void {
   if (c.state === S_CLOSED) return;
   const rt = c.rt;
+  // Gone without a closing handshake (reset, destroyed, dropAll(0)): what a client sees as 1006.
+  if (c.state < S_CLOSING && rt.conns.has(c)) rt.ctx.metrics.wsCloses.inc({ code: '1006', by: 'abnormal' });
   leaveChannels(c);
   setState(c, S_CLOSED);
   rt.wheel.cancel(c);
@@ -218,6 +222,7 @@ export function closeConnection(c: Connection, code: number, reason = '', endNow
   if (c.state >= S_CLOSING) return;
   const rt = c.rt;
   leaveChannels(c);
+  rt.ctx.metrics.wsCloses.inc({ code: String(code), by: 'server' });
   c.socket.write(closeFrame(code, reason));
   if (endNow) {
     setState(c, S_ENDED);

@@ -143,6 +143,8 @@ const sink: Sink = {
     }
     if (c.state >= S_ENDED) return;
     // §5.5.1: echo the status code, then close.
+    // Codes 3000-4999 are the client's to choose: one label for all, not one each.
+    c.rt.ctx.metrics.wsCloses.inc({ code: code >= 3000 ? 'application' : String(code), by: 'client' });
     leaveChannels(c);
     c.socket.write(closeFrame(code));
     setState(c, S_ENDED);

@@ -4,8 +4,11 @@ import { eventMessage, resetMessage } from '../pubsub/hub.js';
 import type { Replay } from '../pubsub/bus.js';
 import { CURSOR_RE } from '../pubsub/cursor.js';
 import { TokenError, verifySubscriberToken } from '../auth/tokens.js';
+import { subscriberKeyring } from '../config.js';
+import { claimedSub, sampled } from '../ops-log.js';
 import { encodeText } from './frame.js';
 import { parseHello, welcomeMessage } from './hello.js';
+import { admitReplay, replayBytes } from './replay-budget.js';
 import { S_OPEN, S_SUBSCRIBING, closeConnection, overOutboundLimit, send, setState, type Connection } from './connection.js';
 
 const EMPTY = Buffer.alloc(0);
@@ -20,9 +23,12 @@ export async function hello(c: Connection, msg: unknown): Promise<void> {
   }
   let granted: string[];
   try {
-    granted = (await verifySubscriberToken(config.subscriberSecret, h.token)).ch;
+    granted = (await verifySubscriberToken(subscriberKeyring(config), h.token)).ch;
   } catch (err) {
-    if (err instanceof TokenError) return closeConnection(c, 4401, 'token ' + err.code);
+    if (err instanceof TokenError) {
+      sampled(rt.ctx.log, 'auth_failed', { transport: 'websocket', reason: err.code, sub: claimedSub(h.token), ip: c.socket.remoteAddress }, 'subscriber token refused (4401)');
+      return closeConnection(c, 4401, 'token ' + err.code);
+    }
     rt.ctx.log.error({ err }, 'token verification failed');
     return closeConnection(c, 1011, 'internal error');
   }
@@ -53,10 +59,18 @@ export async function hello(c: Connection, msg: unknown): Promise<void> {
     }
   } catch (err) {
     if (c.state !== S_SUBSCRIBING) return;
-    rt.ctx.log.warn({ err: (err as Error).message }, 'bus failed during subscribe');
+    rt.ctx.metrics.busErrors.inc({ op: 'subscribe' });
+    rt.ctx.log.debug({ err: (err as Error).message }, 'bus failed during subscribe');
     return closeConnection(c, 1011, 'bus unavailable');
   }
   if (c.state !== S_SUBSCRIBING) return; // closed while we read
+
+  const held = replayBytes(replays);
+  if (!admitReplay(rt.replayBytes, held, config.maxReplayBytes)) {
+    rt.ctx.metrics.replaysRefused.inc();
+    return closeConnection(c, 1013, 'replay capacity reached; retry later');
+  }
+  rt.replayBytes += held;
 
   // Welcome, replay, then the queued live events. A replay may be far larger
   // than the outbound limit: before a write that would pass it, we wait for the
@@ -67,7 +81,8 @@ export async function hello(c: Connection, msg: unknown): Promise<void> {
   let messages = 0;
   let bytes = 0;
   const out = async (frame: Buffer): Promise<boolean> => {
-    if (socket.writableLength > 0 && overOutboundLimit(socket.writableLength, frame.length, config.maxOutboundBytes)) {
+    // The replay window, not the outbound limit: an unread replay pins at most this much here.
+    if (socket.writableLength > 0 && overOutboundLimit(socket.writableLength, frame.length, Math.min(config.replayWindowBytes, config.maxOutboundBytes))) {
       // Would pass the limit: first let the kernel take what is queued (the
       // callback of an empty write runs once everything before it is flushed).
       await new Promise<void>((resolve) => socket.write(EMPTY, () => resolve()));
@@ -96,6 +111,12 @@ export async function hello(c: Connection, msg: unknown): Promise<void> {
         last[i] = e.cursor;
       }
     }
+    // Before going live, everything up to what the client now holds must have
+    // reached this connection's pending queue (where it is deduped), not be on
+    // its way: the bus's live feed must have passed it (Redis reads and live
+    // delivery use different connections), and the hub must have written out
+    // what it had queued (a large fan-out runs in slices).
+    if (!(await caughtUp(c, names, last))) return;
     // Live events that arrived meanwhile: only those after what the client now
     // holds. Events queued while this loop waits for 'drain' are picked up too.
     for (let k = 1; c.pending !== null && k < c.pending.length; k += 3) {
@@ -113,10 +134,27 @@ export async function hello(c: Connection, msg: unknown): Promise<void> {
     }
     c.pending = null;
   } finally {
+    rt.replayBytes -= held;
     rt.ctx.metrics.messagesOut.inc(messages);
     rt.ctx.metrics.bytesOut.inc(bytes);
   }
   if (c.state !== S_SUBSCRIBING) return;
   setState(c, S_OPEN);
   rt.wheel.schedule(c, rt.now() + config.pingMs);
+}
+
+/** Wait for the bus's live feed and the hub to catch up with `last` (see hello); false if the connection left meanwhile. */
+async function caughtUp(c: Connection, names: readonly string[], last: readonly string[]): Promise<boolean> {
+  const { bus } = c.rt.ctx;
+  if (bus.settled !== undefined) {
+    const waits: Promise<void>[] = [];
+    for (let i = 0; i < names.length; i++) {
+      const p = bus.settled(names[i]!, last[i]!);
+      if (p !== null) waits.push(p);
+    }
+    if (waits.length > 0) await Promise.all(waits);
+  }
+  const flushed = c.rt.hub.flushed();
+  if (flushed !== null) await flushed;
+  return c.state === S_SUBSCRIBING;
 }

@@ -3,7 +3,7 @@ import { createClient, TidingsError, type ClientOptions } from '../../src/index.
 import { useFake } from './helpers.js';
 
 const { fake, client } = useFake();
-const CHANNELS = 'BAD_OPTIONS: channels must be a non-empty list of distinct names matching [A-Za-z0-9:_.-]{1,128}, or an object of such names to a cursor or null';
+const CHANNELS = 'BAD_OPTIONS: channels must be a non-empty list of distinct names matching [A-Za-z0-9:_.-]{1,128}, or an object of them to a cursor or null';
 const base: ClientOptions = { url: 'https://mail.example.com', token: 't', channels: ['user:42'], transport: 'polling', fetch: async () => new Response(null, { status: 304 }) };
 
 function thrown(o: Partial<ClientOptions>): unknown {

@@ -8,7 +8,7 @@ describe('cursor store', () => {
   it('takes a head only for channels the stream started without a cursor', () => {
     const s = cursorStore({ a: 'x-5', b: undefined });
     const st = s.stream();
-    expect(s.heads(st, { a: 'x-9', b: 'x-1', other: 'x-3' })).toEqual(['b']);
+    expect(s.heads(st, { a: 'x-9', b: 'x-1', other: 'x-3' })).toEqual({ b: 'x-1' });
     expect(s.cur).toEqual({ a: 'x-5', b: 'x-1' });
   });
 

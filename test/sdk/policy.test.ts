@@ -21,7 +21,10 @@ const run = (s: PolicyState, ...inputs: Input[]) => {
   }
   return { state: st, effects };
 };
-const kinds = (fx: Effect[]) => fx.map((f) => f.e);
+const kinds = (fx: Effect[]) => fx.map((f) => (f.e === 'emit' ? f.ev.type : f.e));
+/** The events the policy hands to the application, by type. */
+const emitted = (fx: Effect[], type: string) => fx.flatMap((f) => (f.e === 'emit' && f.ev.type === type ? [f.ev as Record<string, unknown>] : []));
+const fatal = (fx: Effect[]) => emitted(fx, 'error')[0]?.error;
 const wsDelay = (fx: Effect[]) => (fx.find((f) => f.e === 'ws') as { delay: number } | undefined)?.delay;
 
 describe('policy: PROTOCOL.md close codes on a live socket (after welcome)', () => {
@@ -43,7 +46,7 @@ describe('policy: PROTOCOL.md close codes on a live socket (after welcome)', () 
     const { state, effects } = run(open, closed(code, 20_000, reason));
     expect(state.phase).toBe('connecting');
     expect(wsDelay(effects)).toBe(delay);
-    expect(kinds(effects)).toContain('down');
+    expect(kinds(effects)).toContain('disconnect');
     expect(kinds(effects).includes('token')).toBe(code === 4401);
     expect(kinds(effects)).not.toContain('poll');
   });
@@ -54,14 +57,14 @@ describe('policy: PROTOCOL.md close codes on a live socket (after welcome)', () 
   ])('%i → stop with %s', (code, err) => {
     const { state, effects } = run(open, closed(code));
     expect(state.phase).toBe('stopped');
-    expect(effects[0]).toMatchObject({ e: 'fatal', code: err, closeCode: code });
-    expect(kinds(effects)).toEqual(['fatal', 'wsStop', 'pollStop', 'state']);
+    expect(fatal(effects)).toMatchObject({ code: err, closeCode: code });
+    expect(kinds(effects)).toEqual(['error', 'wsStop', 'pollStop', 'state']);
   });
 
   it('4401 twice without a welcome between: stop with TOKEN_REJECTED', () => {
     const { state, effects } = run(open, closed(4401), closed(4401, -1));
     expect(state.phase).toBe('stopped');
-    expect(effects.find((f) => f.e === 'fatal')).toMatchObject({ code: 'TOKEN_REJECTED', closeCode: 4401 });
+    expect(fatal(effects)).toMatchObject({ code: 'TOKEN_REJECTED', closeCode: 4401 });
   });
 
   it('4401, welcome, 4401 again: a fresh token again (the welcome confirmed the first)', () => {
@@ -117,7 +120,7 @@ describe('policy: fallback only on evidence that WebSocket is what fails', () =>
     const r = run(connecting, refused, refused, { t: 'poll', status: 304, took: 0, long: false }, refused);
     expect(r.state.via).toBe('polling');
     const last = r.effects.slice(r.effects.findIndex((f) => f.e === 'wsNow') + 1);
-    expect(last).toEqual([{ e: 'remember', on: true }, { e: 'poll', delay: 0, long: false }, { e: 'ws', delay: 22_500 }, { e: 'down', via: 'websocket', code: 1006, reason: '', delay: 22_500 }]);
+    expect(last).toEqual([{ e: 'remember', on: true }, { e: 'poll', delay: 0, long: false }, { e: 'ws', delay: 22_500 }, { e: 'emit', ev: { type: 'disconnect', transport: 'websocket', code: 1006, reason: '', retryIn: 22_500 } }]);
   });
 
   it.each([
@@ -179,7 +182,7 @@ describe('policy: polling', () => {
     const r = run(polling, poll(status));
     expect(r.state.phase).toBe('connecting');
     expect(pollDelay(r.effects)).toBe(500);
-    expect(r.effects.find((f) => f.e === 'down')).toMatchObject({ via: 'polling', status, delay: 500 });
+    expect(emitted(r.effects, 'disconnect')[0]).toMatchObject({ transport: 'polling', status, retryIn: 500 });
   });
 
   it.each([
@@ -188,13 +191,13 @@ describe('policy: polling', () => {
   ])('%i stops with %s', (status, code) => {
     const r = run(polling, poll(status));
     expect(r.state.phase).toBe('stopped');
-    expect(r.effects[0]).toMatchObject({ e: 'fatal', code, status });
+    expect(fatal(r.effects)).toMatchObject({ code, status });
   });
 
   it('401: a fresh token and a poll at once; 401 again: TOKEN_REJECTED', () => {
     const r = run(polling, poll(401));
     expect(kinds(r.effects)).toEqual(['token', 'poll']);
-    expect(run(r.state, poll(401)).effects[0]).toMatchObject({ e: 'fatal', code: 'TOKEN_REJECTED' });
+    expect(fatal(run(r.state, poll(401)).effects)).toMatchObject({ code: 'TOKEN_REJECTED', status: 401 });
   });
 
   it('hidden: polls spaced out x4; visible: polls at once', () => {

@@ -121,7 +121,10 @@ describe('tidings-server --workers', () => {
       const ws = workers(child.pid!);
       expect(ws).toHaveLength(2);
       expect(listeners(port).sort()).toEqual([...ws].sort());
-      for (const pid of ws) expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')).toContain('--max-semi-space-size=1');
+      for (const pid of ws) {
+        expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')).toContain('--max-semi-space-size=1');
+        expect(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')).toContain('MALLOC_ARENA_MAX=2');
+      }
       // Connections spread over both listeners; each one answers.
       for (let i = 0; i < 6; i++) expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
       child.kill('SIGTERM');

@@ -26,9 +26,9 @@ describe('loadConfig', () => {
   });
 
   it('keeps secrets given in the environment and reports none generated', () => {
-    const { config, generated } = loadConfig({ TIDINGS_SUBSCRIBER_SECRET: 's3cret', TIDINGS_PUBLISHER_KEY: 'pk' }, []);
-    expect(config.subscriberSecret).toBe('s3cret');
-    expect(config.publisherKey).toBe('pk');
+    const { config, generated } = loadConfig({ TIDINGS_SUBSCRIBER_SECRET: 's3cret-s3cret-s3cret-s3cret-s3cret', TIDINGS_PUBLISHER_KEY: 'pk-0123456789abcdef' }, []);
+    expect(config.subscriberSecret).toBe('s3cret-s3cret-s3cret-s3cret-s3cret');
+    expect(config.publisherKey).toBe('pk-0123456789abcdef');
     expect(generated).toEqual([]);
   });
 

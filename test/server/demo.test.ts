@@ -1,6 +1,7 @@
 // The demo-only routes, over real HTTP on loopback, against the real in-memory bus.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { jwtVerify } from 'jose';
 import { DEFAULTS, type Config } from '../../server/config.js';
@@ -8,6 +9,7 @@ import type { ServerContext } from '../../server/context.js';
 import { handleDemo } from '../../server/http/demo.js';
 import { findRoot, ROOT } from '../../server/demo/assets.js';
 import { Inboxes } from '../../server/demo/inbox.js';
+import { isLoopback } from '../../server/demo/routes.js';
 import { DEMO_LIMITS, parseDropCode, parseTtl, parseUser } from '../../server/demo/params.js';
 import { MemoryBus } from '../../server/pubsub/memory-bus.js';
 
@@ -373,5 +375,36 @@ describe('assets', () => {
   it('finds the repo root from this module and from a dist-like depth', () => {
     expect(findRoot(ROOT + '/server/demo')).toBe(ROOT);
     expect(findRoot(ROOT + '/dist/server/demo')).toBe(ROOT);
+  });
+});
+
+describe('demo controls are loopback-only (issue 11, defect 6)', () => {
+  const external = Object.values(networkInterfaces()).flat().find((a) => a && a.family === 'IPv4' && !a.internal)?.address;
+
+  it('isLoopback: 127/8, ::1 and IPv4-mapped loopback only', () => {
+    for (const a of ['127.0.0.1', '127.0.0.2', '::1', '::ffff:127.0.0.1']) expect(isLoopback(a), a).toBe(true);
+    for (const a of ['192.0.2.2', '::ffff:10.0.0.1', 'fd00::2', '::', undefined]) expect(isLoopback(a), String(a)).toBe(false);
+  });
+
+  it.skipIf(external === undefined)('refuses /demo/* from another address (403) unless the publisher key is sent; the page stays public', async () => {
+    const { ctx, dropped } = makeCtx();
+    const server = createServer((req, res) => {
+      if (handleDemo(req, res, ctx)) return;
+      res.writeHead(418).end('not demo');
+    });
+    await new Promise<void>((r) => server.listen(0, '0.0.0.0', r));
+    const base = `http://${external}:${(server.address() as AddressInfo).port}`;
+    try {
+      const drop = await fetch(`${base}/demo/simulate?action=drop`, { method: 'POST' });
+      expect(drop.status).toBe(403);
+      expect((await drop.json()).message).toContain('loopback clients only');
+      expect(dropped).toEqual([]);
+      expect((await fetch(`${base}/demo/token?user=alice`)).status).toBe(403);
+      const withKey = await fetch(`${base}/demo/token?user=alice`, { headers: { authorization: 'Bearer pk' } });
+      expect(withKey.status).toBe(200);
+      expect((await fetch(`${base}/`)).status).toBe(200);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
   });
 });

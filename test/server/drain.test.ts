@@ -48,7 +48,7 @@ describe('drain', () => {
   });
 
   it('keeps listening for drainListenMs, answering probes, polls, publishes and upgrades 503, then stops accepting', async () => {
-    const s = await startTestServer({ drainListenMs: 400, drainWindowMs: 3000 });
+    const s = await startTestServer({ drainListenMs: 2000, drainWindowMs: 3000 });
     servers.push(s);
     const keep = await subscribe(s.wsUrl, await s.token(['a']), { a: null });
     const drained = s.server.drain();
@@ -138,15 +138,16 @@ describe('close', () => {
 
 describe('tidings-server CLI', () => {
   const root = path.resolve(import.meta.dirname, '../..');
-  const tsx = path.join(root, 'node_modules/.bin/tsx');
   const started: ChildProcess[] = [];
+  // Node with tsx's loader, not tsx's CLI: the CLI relays a signal to its child and,
+  // when the child does not confirm within 30 ms (a loaded machine), sends it again
+  // and then SIGKILL, which the server rightly reads as "stop now" (exit 130/143, 1006).
   const run = (args: string[], env: Record<string, string> = {}) => {
-    const child = spawn(tsx, [path.join(root, 'server/main.ts'), ...args], {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'server/main.ts'), ...args], {
       cwd: root,
       env: { PATH: `${path.join(root, 'node_modules/.bin')}:${process.env.PATH}`, TIDINGS_PORT: '0', TIDINGS_LOG_LEVEL: 'silent', TIDINGS_DRAIN_LISTEN_MS: '0', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
-      // Its own process group: tsx runs the server in a child of its own, which
-      // a failed test must not leave behind.
+      // Its own process group: --workers children must not outlive a failed test.
       detached: true,
     });
     started.push(child);
@@ -162,12 +163,16 @@ describe('tidings-server CLI', () => {
     const child = run([]);
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
+    let err = '';
+    child.stderr.on('data', (d) => { err += d; });
     await expect.poll(() => /listening on http:\/\/127\.0\.0\.1:(\d+)\n/.test(out), { timeout: 15_000 }).toBe(true);
     const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1]);
     expect(port).toBeGreaterThan(0);
     expect(out.match(/listening on/g)).toHaveLength(1);
-    expect(out.match(/TIDINGS_SUBSCRIBER_SECRET=\S+/g)).toHaveLength(1);
-    expect(out.match(/TIDINGS_PUBLISHER_KEY=\S+/g)).toHaveLength(1);
+    expect(err.match(/TIDINGS_SUBSCRIBER_SECRET=\S+/g)).toHaveLength(1);
+    // The banner goes to stderr: stdout carries the JSON log stream, which must hold no secret.
+    expect(err.match(/TIDINGS_PUBLISHER_KEY=\S+/g)).toHaveLength(1);
+    expect(out).not.toMatch(/TIDINGS_SUBSCRIBER_SECRET=|TIDINGS_PUBLISHER_KEY=/);
     const health = await fetch(`http://127.0.0.1:${port}/healthz`);
     expect(health.status).toBe(200);
     child.kill('SIGTERM');
@@ -176,12 +181,14 @@ describe('tidings-server CLI', () => {
   });
 
   it('does not print secrets that were configured', async () => {
-    const child = run([], { TIDINGS_SUBSCRIBER_SECRET: 'configured-secret-xyz', TIDINGS_PUBLISHER_KEY: 'configured-key-xyz' });
+    const child = run([], { TIDINGS_SUBSCRIBER_SECRET: 'configured-secret-xyz-0123456789abcdef', TIDINGS_PUBLISHER_KEY: 'configured-key-xyz-0123456789abcdef' });
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
+    let err = '';
+    child.stderr.on('data', (d) => { err += d; });
     await expect.poll(() => out.includes('listening on'), { timeout: 15_000 }).toBe(true);
-    expect(out).not.toContain('configured-');
-    expect(out).not.toContain('Generated secrets');
+    expect(out + err).not.toContain('configured-');
+    expect(out + err).not.toContain('Generated secrets');
     child.kill('SIGINT');
     const [code] = await once(child, 'exit');
     expect(code).toBe(0);
@@ -194,6 +201,8 @@ describe('tidings-server CLI', () => {
     const [code] = await once(child, 'exit');
     expect(code).toBe(0);
     expect(out).toContain('TIDINGS_MAX_CONNECTIONS');
+    expect(out).toContain('tidings-server token --sub ID');
+    expect(out).toContain('TIDINGS_PUBLISHER_KEY_FILE');
     expect(out).not.toContain('listening on');
   });
 
@@ -203,12 +212,14 @@ describe('tidings-server CLI', () => {
       const child = run(['--workers', '2'], { TIDINGS_REDIS_URL: redis.url });
       let out = '';
       child.stdout.on('data', (d) => { out += d; });
+      let err = '';
+      child.stderr.on('data', (d) => { err += d; });
       await expect.poll(() => out.includes('listening on'), { timeout: 15_000 }).toBe(true);
       await new Promise((r) => setTimeout(r, 200)); // a second line would show up now
       expect(out.match(/listening on/g)).toHaveLength(1);
       const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1]);
-      const secret = /TIDINGS_SUBSCRIBER_SECRET=(\S+)/.exec(out)![1]!;
-      const key = /TIDINGS_PUBLISHER_KEY=(\S+)/.exec(out)![1]!;
+      const secret = /TIDINGS_SUBSCRIBER_SECRET=(\S+)/.exec(err)![1]!;
+      const key = /TIDINGS_PUBLISHER_KEY=(\S+)/.exec(err)![1]!;
       const token = await signSubscriberToken(secret, { sub: 'u', ch: ['w'], ttlSeconds: 60 });
       // Several subscribers: round-robin puts them on both workers.
       const subs = await Promise.all([0, 1, 2, 3].map(() => subscribe(`ws://127.0.0.1:${port}/v1/ws`, token, { w: null })));
@@ -234,5 +245,65 @@ describe('tidings-server CLI', () => {
     const [code] = await once(child, 'exit');
     expect(code).toBe(2);
     expect(err).toContain('--port');
+  });
+
+  it('after SIGTERM keeps answering probes for TIDINGS_DRAIN_LISTEN_MS (readyz 503, livez 200), logs each drain phase, then exits 0', async () => {
+    const child = run([], { TIDINGS_DRAIN_LISTEN_MS: '1500', TIDINGS_LOG_LEVEL: 'info' });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    await expect.poll(() => /listening on http:\/\/127\.0\.0\.1:(\d+)\n/.test(out), { timeout: 15_000 }).toBe(true);
+    const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1]);
+    expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
+    const exited = once(child, 'exit');
+    child.kill('SIGTERM');
+    await expect.poll(() => out.includes('"phase":"refusing"'), { timeout: 5000 }).toBe(true);
+    const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+    expect([ready.status, ready.headers.get('retry-after'), await ready.text()]).toEqual([503, '10', 'draining\n']);
+    expect((await fetch(`http://127.0.0.1:${port}/livez`)).status).toBe(200);
+    const [code] = await exited;
+    expect(code).toBe(0);
+    const phases = out.split('\n').filter((l) => l.includes('"phase"')).map((l) => JSON.parse(l).phase);
+    expect(phases).toEqual(['refusing', 'closing', 'done']);
+    // The start line: address, bus and limits, no secret.
+    const start = JSON.parse(out.split('\n').find((l) => l.includes('"msg":"listening"'))!);
+    expect(start).toMatchObject({ address: `127.0.0.1:${port}`, bus: 'memory', limits: { maxConnections: 100000 } });
+  });
+
+  it('SIGINT (Ctrl-C at a terminal) skips the listen phase', async () => {
+    const child = run([], { TIDINGS_DRAIN_LISTEN_MS: '60000' });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    await expect.poll(() => out.includes('listening on'), { timeout: 15_000 }).toBe(true);
+    const t0 = Date.now();
+    child.kill('SIGINT');
+    const [code] = await once(child, 'exit');
+    expect(code).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+  });
+
+  it('exits 2 naming the variable for a publisher key a Bearer header cannot carry, without echoing it', async () => {
+    const child = run([], { TIDINGS_PUBLISHER_KEY: 'user:pass-0123456789abcdef' });
+    let err = '';
+    child.stderr.on('data', (d) => { err += d; });
+    const [code] = await once(child, 'exit');
+    expect(code).toBe(2);
+    expect(err).toContain('TIDINGS_PUBLISHER_KEY contains ":"');
+    expect(err).not.toContain('user:pass');
+  });
+
+  it('--demo warns loudly on stderr and in the log, and its controls refuse nobody on loopback', async () => {
+    const child = run(['--demo'], { TIDINGS_LOG_LEVEL: 'warn' });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { err += d; });
+    await expect.poll(() => out.includes('listening on'), { timeout: 15_000 }).toBe(true);
+    expect(err).toMatch(/\*\*\* DEMO MODE .*loopback clients only.*never run it in production/);
+    expect(out).toMatch(/"level":40,.*DEMO MODE/);
+    const port = Number(/listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(out)![1]);
+    expect((await fetch(`http://127.0.0.1:${port}/demo/token?user=alice`)).status).toBe(200);
+    child.kill('SIGTERM');
+    const [code] = await once(child, 'exit');
+    expect(code).toBe(0);
   });
 });

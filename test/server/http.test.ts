@@ -747,8 +747,13 @@ describe('health, metrics and routing', () => {
     for (const name of [
       'tidings_ws_connections', 'tidings_handshakes_total', 'tidings_handshake_rejections_total', 'tidings_messages_out_total',
       'tidings_bytes_out_total', 'tidings_slow_consumer_closes_total', 'tidings_poll_responses_total', 'tidings_held_polls',
-      'tidings_publishes_total', 'tidings_publish_duration_seconds', 'tidings_event_loop_lag_seconds', 'tidings_heap_used_bytes',
+      'tidings_publishes_total', 'tidings_publish_duration_seconds', 'tidings_ws_closes_total', 'tidings_bus_errors_total',
+      // prom-client's default metrics (instead of hand-made heap and loop-lag gauges), and the build.
+      'process_cpu_user_seconds_total', 'process_resident_memory_bytes', 'nodejs_heap_size_used_bytes',
+      'nodejs_eventloop_lag_p99_seconds', 'nodejs_gc_duration_seconds', 'tidings_build_info',
     ]) expect(r.text).toContain(`# TYPE ${name} `);
+    expect(r.text).toMatch(new RegExp(`^tidings_build_info\\{version="[^"]+",node="${process.versions.node}"\\} 1$`, 'm'));
+    expect(r.text).not.toContain('tidings_heap_used_bytes');
   });
 
   it('answers 404 JSON for an unknown path and 405 with Allow for a wrong method', async () => {

@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { DEFAULTS, type Config } from '../../server/config.js';
 import type { StoredEvent } from '../../server/pubsub/bus.js';
-import { BusUnavailableError, RedisBus, reconnectDelay } from '../../server/pubsub/redis-bus.js';
+import { BusUnavailableError, RedisBus, classifyPublishError, countReplicas, reconnectDelay } from '../../server/pubsub/redis-bus.js';
 import { compareCursors, epochKey, liveKey, parseCursor, streamKey } from '../../server/pubsub/redis-scripts.js';
 import { startRedis, type TestRedis } from '../support/redis.js';
 
@@ -60,6 +60,33 @@ describe('cursors and backoff (pure)', () => {
       expect(d).toBeGreaterThanOrEqual(50);
       expect(d).toBeLessThanOrEqual(3000);
     }
+  });
+});
+
+describe('cluster publish decisions (pure)', () => {
+  const reply = (message: string) => Object.assign(new Error(message), { name: 'ReplyError' });
+
+  it('retries only what Redis refused before running it; a lost connection is never re-sent', () => {
+    expect(classifyPublishError(reply('MOVED 3999 127.0.0.1:7001'))).toBe('moved');
+    expect(classifyPublishError(reply('ASK 3999 127.0.0.1:7002'))).toBe('ask');
+    for (const m of ['TRYAGAIN Multiple keys request during rehashing of slot', 'CLUSTERDOWN The cluster is down', 'LOADING Redis is loading', 'MASTERDOWN Link with MASTER is down']) {
+      expect(classifyPublishError(reply(m)), m).toBe('retry');
+    }
+    expect(classifyPublishError(reply('ERR Function not found'))).toBe('noscript');
+    for (const m of ['BADCHANNEL channel must match', 'BADJSON data must be JSON text', 'BADTTL ttl', 'BADKEY keys']) expect(classifyPublishError(reply(m))).toBe('refused');
+    // Not a reply: the command may or may not have run.
+    expect(classifyPublishError(new Error('Connection is closed.'))).toBe('unknown');
+    expect(classifyPublishError(new Error('Command timed out'))).toBe('unknown');
+    expect(classifyPublishError(reply('ERR something else'))).toBe('unknown');
+  });
+
+  it('counts the replicas the cluster has not flagged failed (a suspected one still counts)', () => {
+    const line = (flags: string) => `07c37dfeb235213a872192d90877d0cd55635b91 127.0.0.1:30004@31004 ${flags} e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238317239 4 connected`;
+    expect(countReplicas('')).toBe(0);
+    expect(countReplicas(line('slave') + '\n')).toBe(1);
+    expect(countReplicas([line('slave'), line('slave,fail?')].join('\n'))).toBe(2);
+    expect(countReplicas([line('slave'), line('slave,fail')].join('\n'))).toBe(1);
+    expect(countReplicas(line('myself,slave,fail'))).toBe(0);
   });
 });
 

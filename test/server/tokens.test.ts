@@ -1,4 +1,5 @@
-import { SignJWT, UnsecuredJWT } from 'jose';
+import { SignJWT, UnsecuredJWT, errors, jwtVerify } from 'jose';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   cachedSubscriberClaims, MAX_TOKEN_LENGTH, signSubscriberToken, TOKEN_CACHE_MAX_LENGTH, TOKEN_CACHE_SIZE, TokenCache,
@@ -174,5 +175,64 @@ describe('verified-token cache', () => {
     c.set('t', claims('t'), T0 / 1000 + 5);
     expect(c.get('t', T0 + 5_000)?.sub).toBe('t');
     expect(c.get('t', T0 + 4_999)).toBeUndefined();
+  });
+});
+
+describe('HS256 verification (synchronous, node:crypto) agrees with jose', () => {
+  /** jose's verdict with the options the server used to pass it, mapped to our codes. */
+  async function joseCode(token: string, now: Date): Promise<string> {
+    try {
+      await jwtVerify(token, key, { algorithms: ['HS256'], requiredClaims: ['exp'], currentDate: now });
+      return 'ok';
+    } catch (err) {
+      if (err instanceof errors.JWTExpired) return 'expired';
+      if (err instanceof errors.JWTClaimValidationFailed) return 'bad-claims';
+      return 'invalid';
+    }
+  }
+  async function ourCode(token: string, now: Date): Promise<string> {
+    tokenCacheOf(SECRET).clear();
+    try {
+      await verifySubscriberToken(SECRET, token, now);
+      return 'ok';
+    } catch (err) {
+      return (err as TokenError).code;
+    }
+  }
+
+  it('refuses a crit header, a b64 header, padding, and a fourth segment', async () => {
+    const exp = nowS() + 60;
+    const crit = await new SignJWT({ sub: 'u', ch: [] }).setProtectedHeader({ alg: 'HS256', crit: ['x'], x: 1 } as never).setExpirationTime(exp).sign(key).catch(() => null);
+    if (crit) expect(await code(verifySubscriberToken(SECRET, crit))).toBe('invalid');
+    const good = await raw({ sub: 'u', ch: [], exp });
+    expect(await code(verifySubscriberToken(SECRET, good + '.x'))).toBe('invalid');
+    expect(await code(verifySubscriberToken(SECRET, good + '='))).toBe('invalid');
+    const [h, p, sig] = good.split('.') as [string, string, string];
+    const b64 = Buffer.from(JSON.stringify({ alg: 'HS256', b64: false, crit: ['b64'] })).toString('base64url');
+    expect(await code(verifySubscriberToken(SECRET, `${b64}.${p}.${sig}`))).toBe('invalid');
+    expect(await code(verifySubscriberToken(SECRET, `${h}.${p}.${sig.slice(0, -2)}`))).toBe('invalid');
+  });
+
+  it('says bad-claims for an nbf still ahead, and accepts it from nbf on', async () => {
+    const t = await raw({ sub: 'u', ch: [], nbf: 1_000_000_100, exp: 1_000_000_200 });
+    expect(await ourCode(t, new Date(1_000_000_099_999))).toBe('bad-claims');
+    expect(await ourCode(t, new Date(1_000_000_100_000))).toBe('ok');
+  });
+
+  it('gives the same verdict as jose for random claims, times and tampering', async () => {
+    const num = fc.oneof(fc.integer({ min: 999_999_990, max: 1_000_000_010 }), fc.constant(undefined), fc.constant('x'), fc.double({ noNaN: true, noDefaultInfinity: true }));
+    await fc.assert(fc.asyncProperty(
+      fc.record({ exp: num, nbf: num, iat: num }), fc.integer({ min: 0, max: 3 }), fc.integer({ min: 999_999_995, max: 1_000_000_005 }),
+      async (times, tamper, nowS) => {
+        const payload: Record<string, unknown> = { sub: 'u', ch: ['a'] };
+        for (const [k, v] of Object.entries(times)) if (v !== undefined) payload[k] = v;
+        let t = await new SignJWT(payload).setProtectedHeader({ alg: 'HS256' }).sign(key);
+        const [h, p, s] = t.split('.') as [string, string, string];
+        if (tamper === 1) t = `${h}.${p}.${s.startsWith('A') ? 'B' : 'A'}${s.slice(1)}`;
+        if (tamper === 2) t = `${h}.${Buffer.from(JSON.stringify({ ...payload, sub: 'v' })).toString('base64url')}.${s}`;
+        const now = new Date(nowS * 1000);
+        expect(await ourCode(t, now)).toBe(await joseCode(t, now));
+      },
+    ), { numRuns: 300 });
   });
 });

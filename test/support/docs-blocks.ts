@@ -24,7 +24,8 @@ export function docFiles(root: string): string[] {
     .filter((f) => f.endsWith('.md'))
     .sort()
     .map((f) => `docs/${f}`);
-  return ['README.md', ...docs];
+  // The packages' own READMEs are what npm shows: their examples are tested too.
+  return ['README.md', ...docs, 'packages/tidings/README.md', 'packages/tidings-server/README.md'];
 }
 
 const OPEN_RE = /^( *)(`{3,}|~{3,})\s*([^`\s]*)/;

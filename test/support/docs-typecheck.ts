@@ -1,10 +1,13 @@
 // Type-checks the TypeScript / JavaScript examples of the docs against the SDK's
-// real types (src/index.ts), each as its own module, in strict mode.
+// real types (src/index.ts; src/react.ts for `tidings/react`, with React's own
+// types for `react` and TSX), each as its own module, in strict mode.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import ts from 'typescript';
 import type { CodeBlock } from './docs-blocks.js';
+
+const REPO = path.resolve(import.meta.dirname, '../..');
 
 /**
  * Application functions the examples call without defining them, as a page
@@ -51,7 +54,7 @@ export function typecheckBlocks(blocks: CodeBlock[], sdkEntry: string): Typechec
     const files = new Map<string, { block: CodeBlock; offset: number }>();
     blocks.forEach((block, i) => {
       const pre = prelude(block);
-      const ext = block.lang === 'js' || block.lang === 'javascript' ? 'js' : 'ts';
+      const ext = block.lang === 'js' || block.lang === 'javascript' ? 'js' : block.lang === 'tsx' ? 'tsx' : 'ts';
       const name = path.join(dir, `${i}-${block.file.replace(/[^A-Za-z0-9]+/g, '_')}-L${block.fenceLine}.${ext}`);
       writeFileSync(name, [...pre, ...block.lines].join('\n') + '\n');
       // Snippet line 0 is the doc's fenceLine + 1; it sits after the prelude.
@@ -70,7 +73,14 @@ export function typecheckBlocks(blocks: CodeBlock[], sdkEntry: string): Typechec
       allowJs: true,
       checkJs: true,
       noEmit: true,
-      paths: { tidings: [sdkEntry] },
+      jsx: ts.JsxEmit.ReactJSX,
+      // The snippets sit in a temp dir, outside any node_modules: point the names they import at the real files.
+      paths: {
+        tidings: [sdkEntry],
+        'tidings/react': [path.join(path.dirname(sdkEntry), 'react.ts')],
+        react: [path.join(REPO, 'node_modules/@types/react/index.d.ts')],
+        'react/jsx-runtime': [path.join(REPO, 'node_modules/@types/react/jsx-runtime.d.ts')],
+      },
     };
     const program = ts.createProgram([...files.keys()], options);
     const byFile = new Map<string, string[]>();

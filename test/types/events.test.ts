@@ -54,4 +54,31 @@ describe('public types', () => {
     void (() => createClient({ url: 'http://x', token: 42, channels: ['a'] }));
     createClient({ url: 'http://x', token: async () => 't', channels: ['a'], transport: 'polling', fetch, backoff: { base: 10 }, probe: { first: 1 } }).close();
   });
+
+  it('types data with the generic parameter, channels as a record, and the new methods', () => {
+    type Mail = { folder: string; unread: number };
+    const fetch = async () => new Response(null, { status: 304 });
+    const c = createClient<Mail>({ url: 'http://x.test', token: 't', channels: { 'user:42': null, news: 'c-1' }, transport: 'polling', fetch });
+    const off = c.on('event', (e) => {
+      expectTypeOf(e.data).toEqualTypeOf<Mail>();
+      expectTypeOf(e.data.unread).toBeNumber();
+    });
+    expectTypeOf(off).toEqualTypeOf<() => void>();
+    expectTypeOf(c.ready()).toEqualTypeOf<Promise<void>>();
+    c.on('disconnect', (d) => {
+      expectTypeOf(d.transport).toEqualTypeOf<Transport>();
+      expectTypeOf(d.retryIn).toBeNumber();
+      expectTypeOf(d.code).toEqualTypeOf<number | undefined>();
+    });
+    c.subscribe('other');
+    c.subscribe('other', 'c-2');
+    c.unsubscribe('other');
+    expectTypeOf(c.channels()).toEqualTypeOf<string[]>();
+    void (() => {
+      // @ts-expect-error a starting cursor is a string or null
+      createClient({ url: 'http://x', token: 't', channels: { a: 1 } });
+    });
+    off();
+    c.close();
+  });
 });
