@@ -85,7 +85,7 @@ export function createClient<T = unknown>(options: ClientOptions): Client<T> {
         // Without sharing every tab is alone: each event is its `first`.
         if (type === 'event') p.first ??= true;
         if (type === 'error') lastError = p.error;
-        em.emit(type, (type === 'error' ? p.error : type === 'leader' ? p.leader : type[0] === 'o' ? undefined : p) as never);
+        em.emit(type, (type === 'error' ? p.error : type[0] === 'o' ? undefined : p) as never);
       }
     },
   };

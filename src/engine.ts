@@ -40,8 +40,6 @@ export type EngineEvent =
    * (welcome heads, the poll's ETag). Cross-tab sharing tells from it when a channel is live.
    */
   | { type: 'stream'; to: Record<string, string> }
-  /** This tab started (true) or stopped (false) holding the connection its tab group shares. */
-  | { type: 'leader'; leader: boolean }
   | { type: 'state'; state: State; transport: Transport | null }
   | { type: 'error'; error: TidingsError }
   | (Disconnect & { type: 'disconnect' })

@@ -48,8 +48,6 @@ export type TidingsEvents<T = unknown> = {
   offline: undefined;
   /** `navigator.onLine` went true again. */
   online: undefined;
-  /** This tab started (true) or stopped (false) holding the connection its tabs share (`share`). */
-  leader: boolean;
 };
 
 export interface BackoffOptions {

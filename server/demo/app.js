@@ -87,7 +87,7 @@ export function startInbox({ createClient, server = location.origin, root = docu
     resets: [],
     /** Every `state` change: {state, transport, at, wall} (at = performance.now(), wall = Date.now()). */
     states: [],
-    /** Every `leader` change: {leader, wall}: this tab took (true) or gave up (false) the shared connection. */
+    /** Every change of `client.leader`: {leader, wall}: this tab took (true) or gave up (false) the shared connection. */
     leaders: [],
     errors: [],
     tokenFetches: 0,
@@ -205,11 +205,17 @@ export function startInbox({ createClient, server = location.origin, root = docu
     $('leader').dataset.leader = String(client.leader);
     $('leader').textContent = client.leader ? '★ this tab holds the connection' : 'shared from another tab';
   };
-  client.on('leader', (l) => {
-    demo.leaders.push({ leader: l, wall: Date.now() });
-    log(l ? 'this tab now holds the shared connection' : 'this tab gave up the shared connection');
+  // Leadership moves with the connection: a tab that takes it over goes through `connecting` to `open`.
+  let wasLeader;
+  const leaderCheck = () => {
+    if (client.leader === wasLeader) return;
+    wasLeader = client.leader;
+    demo.leaders.push({ leader: wasLeader, wall: Date.now() });
+    log(wasLeader ? 'this tab holds the connection' : 'this tab shares another tab’s connection');
     badge();
-  });
+  };
+  client.on('state', leaderCheck);
+  setInterval(leaderCheck, 250);
   let connectedOnce = false;
   client.on('state', (s) => {
     // The first subscription starts "from now on": list again once it is in

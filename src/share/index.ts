@@ -53,11 +53,11 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
   let s: Tab | undefined;
   let running = false;
   let frozen = false;
+  /** E carries the group's channels (this tab leads), or this tab's own (it cannot share), or rests. */
+  let lead = false;
+  let solo = false;
   let name = '';
   let bc: BroadcastChannel | undefined;
-  /** The leader's engine: its events count only while it is this one. */
-  let eng: Engine | undefined;
-  let solo: Engine | undefined;
   let release: (() => void) | undefined;
   let hold: (() => void) | undefined;
   let lac = new AbortController();
@@ -77,6 +77,24 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
       }
   };
 
+  const E = make(
+    {
+      ...o,
+      // The union token must grant the union: channels it does not grant leave the group, before the hello.
+      token: async (x) => {
+        const t = await token(x.channels);
+        const no = x.channels.filter((c) => !claims(t).ch.includes(c));
+        if (lead && no.length) dispatch({ k: 'deny', c: no });
+        return t;
+      },
+    },
+    start,
+    {
+      // Errors cross tabs as plain data: a structured clone keeps only an Error's message.
+      emit: (x) => (solo ? sink.emit(x) : lead && dispatch({ k: 'eng', e: x.type === 'error' ? { ...x.error, type: 'error', message: x.error.message } : (x as Relay) })),
+    },
+  );
+
   function run(f: Effect) {
     const a = f[1]!;
     switch (f[0]) {
@@ -85,31 +103,15 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
         return dispatch({ k: 'msg', m: f[1] });
       case 'emit':
         return out(f[1]);
-      case 'start': {
-        const from: Record<string, string | undefined> = {};
-        for (const c in f[1]) from[c] = f[1][c] ?? undefined;
-        // The union token must grant the union: channels it does not grant leave the group, before the hello.
-        const e = (eng = make(
-          {
-            ...o,
-            token: async (x) => {
-              const t = await token(x.channels);
-              const no = x.channels.filter((c) => !claims(t).ch.includes(c));
-              if (no.length && e === eng) dispatch({ k: 'deny', c: no });
-              return t;
-            },
-          },
-          from,
-          // Errors cross tabs as plain data (a structured clone keeps only an Error's message).
-          { emit: (x) => e === eng && dispatch({ k: 'eng', e: x.type === 'error' ? { ...x.error, type: 'error', message: x.error.message } : (x as Relay) }) },
-        ));
-        e.start();
-        return sink.emit({ type: 'leader', leader: true });
-      }
+      case 'start':
+        // Nothing kept from an earlier turn as leader: the cursors are the tabs'.
+        E.channels({});
+        E.channels(f[1]);
+        return E.start();
       case 'chans':
-        return eng?.channels(f[1]);
+        return E.channels(f[1]);
       case 'reconnect':
-        return eng?.reconnect();
+        return lead && E.reconnect();
       case 'watch':
         return void locks.request(name + ' ' + a, { signal: wac.signal }, () => dispatch({ k: 'gone', f: f[1] })).catch(() => 0);
       case 'steal':
@@ -140,6 +142,7 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
         mine = true;
         return new Promise<void>((r) => {
           release = r;
+          lead = true;
           dispatch({ k: 'lead' });
           clock.setTimeout(() => dispatch({ k: 'go' }), GATHER);
         });
@@ -150,13 +153,12 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
 
   /** Stop leading: release the lock, stop the engine (its last events unheard). */
   function down() {
-    const e = eng;
     release?.();
-    release = eng = undefined;
+    release = undefined;
     wac.abort();
     wac = new AbortController();
     dispatch({ k: 'step' });
-    if (e) e.stop(), sink.emit({ type: 'leader', leader: false });
+    if (lead) (lead = false), E.stop();
   }
 
   const tick = () => {
@@ -190,13 +192,15 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
     for (const [t, n, f] of events) t.removeEventListener(n, f);
   }
 
-  /** This tab's channels cannot be shared: its own engine, from its own cursors. */
+  /** This tab's channels cannot be shared: the engine carries them alone, from this tab's cursors. */
   function alone() {
-    const from: Record<string, string | undefined> = {};
-    for (const c in want) from[c] = s?.pos[c] ?? want[c] ?? undefined;
+    const from: Chans = {};
+    for (const c in want) from[c] = s?.pos[c] ?? want[c]!;
     leave();
-    solo = make(o, from, sink);
-    if (running) solo.start();
+    solo = true;
+    E.channels({});
+    E.channels(from);
+    if (running) E.start();
   }
 
   /** The tab's own token must grant its channels: a tab never hears a channel its own token would not let it read. */
@@ -215,7 +219,7 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
     start() {
       if (running) return;
       running = true;
-      if (solo) return solo.start();
+      if (solo) return E.start();
       admit((sub) => {
         name = SHARE_VERSION + ' ' + o.httpUrl + ' ' + sub;
         const id = Math.random().toString(36).slice(2);
@@ -230,21 +234,20 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
       });
     },
     stop() {
-      if (solo) return (running = false), solo.stop();
-      if (!running) return;
+      const was = running;
       running = false;
-      leave();
-      sink.emit({ type: 'state', state: 'stopped', transport: null });
+      if (solo) return E.stop();
+      if (was) leave(), sink.emit({ type: 'state', state: 'stopped', transport: null });
     },
-    reconnect: () => (solo ? solo.reconnect() : run(['post', { t: 'r' }])),
+    reconnect: () => (solo ? E.reconnect() : run(['post', { t: 'r' }])),
     channels(c) {
       want = c;
-      if (solo) return solo.channels(c);
+      if (solo) return E.channels(c);
       if (s) admit(() => dispatch({ k: 'chans', c }));
     },
-    leader: () => !!(solo || eng),
+    leader: () => solo || lead,
     cursors() {
-      if (solo) return solo.cursors();
+      if (solo) return E.cursors();
       const out: Record<string, string> = {};
       for (const c in s?.pos) if (s.pos[c]) out[c] = s.pos[c];
       return out;

@@ -26,7 +26,6 @@ describe('public types', () => {
       expectTypeOf(e.status).toEqualTypeOf<number | undefined>();
     });
     c.on('offline', () => {});
-    c.on('leader', (l) => expectTypeOf(l).toBeBoolean());
     expectTypeOf(c.leader).toBeBoolean();
     void (() => {
       // @ts-expect-error unknown event name
