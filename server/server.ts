@@ -139,6 +139,8 @@ export function createTidingsServer(given: Config, opts: ServerOptions = {}): Ti
   const httpServer = http.createServer({
     shouldUpgradeCallback: isWsUpgrade,
     headersTimeout: config.helloTimeoutMs,
+    // node refuses a head deadline past the request deadline (300 s by default).
+    requestTimeout: Math.max(300_000, config.helloTimeoutMs),
     connectionsCheckingInterval: HTTP_HEAD_CHECK_MS,
   });
   // node:http never listens itself (the gateway owns the port), but its connection
@@ -147,7 +149,7 @@ export function createTidingsServer(given: Config, opts: ServerOptions = {}): Ti
   httpServer.emit('listening');
   const runtime: Runtime = {
     ctx, config, hub, wheel, now: wheel.now, httpServer, conns: new Set(), handshakes: 0, heads: new Set(),
-    sockets: 0, sources: new SourceHeads<Connection>(), refusedLog: new RateLimitedLog(10_000), replayBytes: 0,
+    sockets: 0, sources: new SourceHeads<Connection>(), awaitingHello: new Set(), refusedLog: new RateLimitedLog(10_000), replayBytes: 0,
   };
   const gateway: NetServer = createGateway(runtime);
   let handler: HttpHandler | null = null;

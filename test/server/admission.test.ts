@@ -228,6 +228,13 @@ describe('socket budget and the HTTP head deadline (item 3)', () => {
   });
 });
 
+describe('a long handshake window', () => {
+  it('starts with TIDINGS_HELLO_TIMEOUT_MS past node:http\'s request deadline (300 s)', async () => {
+    const s = await start({ helloTimeoutMs: 400_000 });
+    expect((await fetch(`${s.url}/livez`)).status).toBe(200);
+  });
+});
+
 describe('listen backlog (item 12)', () => {
   it('is a setting, passed to listen()', async () => {
     expect(DEFAULTS.listenBacklog).toBe(4096);

@@ -37,6 +37,8 @@ export interface TestCluster {
   admin(port: number): Redis;
   /** SIGKILL one node (a primary dying without a word). */
   kill(port: number): Promise<void>;
+  /** CONFIG SET on every live node. */
+  configAll(name: string, value: string): Promise<void>;
   /** SIGSTOP/SIGCONT one node (frozen: connections stay open, nothing is answered or replicated). */
   signal(port: number, sig: 'SIGSTOP' | 'SIGCONT'): void;
   /** Resolve once every live node sees cluster_state:ok, every slot's owner is alive, and live replicas are online. */
@@ -175,6 +177,10 @@ export async function startCluster(opts: { primaries?: number; nodeTimeoutMs?: n
       await new Promise<void>((resolve) => { p.once('exit', () => resolve()); p.kill('SIGKILL'); });
     },
     signal: (port, sig) => { procs.get(port)!.kill(sig); },
+    configAll: async (name, value) => {
+      // A frozen node (SIGSTOP) does not answer: it keeps its value.
+      await Promise.all([...alive].map((port) => ask(port, (r) => r.config('SET', name, value)).catch(() => {})));
+    },
     waitHealthy,
     moveSlot: async (slot, toPort) => {
       const ns = await nodes();
