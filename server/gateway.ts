@@ -15,7 +15,7 @@ import { sampled } from './ops-log.js';
 import { HandshakeError, type HandshakeErrorCode } from './ws/errors.js';
 import { WS_PATH, acceptResponse, parseUpgrade, rejectResponse, type UpgradeParse } from './ws/upgrade.js';
 import {
-  CLOSE_GRACE_MS, Connection, RETRY_AFTER_S, S_CLOSED, S_ENDED, S_HEAD, closeConnection, connOf, setState, tag, type Runtime,
+  CLOSE_GRACE_MS, Connection, RETRY_AFTER_S, S_CLOSED, S_ENDED, S_HEAD, connOf, setState, tag, type Runtime,
 } from './ws/connection.js';
 import { startConnection } from './ws/session.js';
 
@@ -230,21 +230,11 @@ function decide(c: Connection, buf: Buffer, r: Extract<UpgradeParse, { kind: 'er
       if (ctx.draining) return reject(c, overCapacity('server draining'), 'draining', Math.ceil(config.drainWindowMs / 1000));
       if (ctx.control.blockUpgrades) return reject(c, overCapacity('upgrades blocked'), 'blocked');
       if (rt.conns.size >= config.maxConnections) return reject(c, overCapacity('too many connections'), 'over_capacity');
-      // Upgraded connections awaiting welcome at the cap: the one that has waited
-      // longest for its hello makes room (a real client says hello within a round
-      // trip or a token fetch; sockets that upgrade and stay silent are what fill
-      // the cap). Only when every one of them has sent hello is the newcomer refused.
-      const full = rt.handshakes - rt.heads.size >= config.maxHandshakes;
-      const silent = full ? (rt.awaitingHello.values().next().value as Connection | undefined) : undefined;
-      if (full && silent === undefined) return reject(c, overCapacity('too many handshakes'), 'over_capacity');
+      if (rt.handshakes - rt.heads.size >= config.maxHandshakes) return reject(c, overCapacity('too many handshakes'), 'over_capacity');
       // An allow-list protects browsers' ambient credentials (RFC 6455 §10.2); a
       // request without Origin cannot prove it is allowed, so it is refused too.
       if (config.allowedOrigins.length > 0 && (r.origin === null || !config.allowedOrigins.includes(r.origin))) {
         return reject(c, new HandshakeError('ORIGIN_FORBIDDEN', 'Origin not allowed'), 'origin');
-      }
-      if (silent !== undefined) {
-        rt.ctx.metrics.socketsRefused.inc({ reason: 'no_hello' });
-        closeConnection(silent, 1013, 'over capacity: no hello yet', true);
       }
       const socket = c.socket;
       socket.write(acceptResponse(r.key, r.protocol));

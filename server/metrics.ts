@@ -20,11 +20,7 @@ export interface Metrics {
   readonly handshakeRejections: Counter<'reason'>;
   /** Open sockets on the port (WebSocket and HTTP), against TIDINGS_MAX_SOCKETS. */
   readonly openSockets: Gauge;
-  /**
-   * Sockets closed for a newcomer or at accept, by `reason`: max_sockets (at accept),
-   * source (an address's oldest pending head), evicted (the oldest pending head of
-   * all), no_hello (the upgraded connection waiting longest for hello, closed 1013).
-   */
+  /** Sockets closed at accept (max_sockets) or while their head was pending, dropped for a newcomer: source (the address's oldest), evicted (the oldest of all). */
   readonly socketsRefused: Counter<'reason'>;
   /** Messages written to subscribers (one per subscriber per message, both transports). */
   readonly messagesOut: Counter;

@@ -149,7 +149,7 @@ export function createTidingsServer(given: Config, opts: ServerOptions = {}): Ti
   httpServer.emit('listening');
   const runtime: Runtime = {
     ctx, config, hub, wheel, now: wheel.now, httpServer, conns: new Set(), handshakes: 0, heads: new Set(),
-    sockets: 0, sources: new SourceHeads<Connection>(), awaitingHello: new Set(), refusedLog: new RateLimitedLog(10_000), replayBytes: 0,
+    sockets: 0, sources: new SourceHeads<Connection>(), refusedLog: new RateLimitedLog(10_000), replayBytes: 0,
   };
   const gateway: NetServer = createGateway(runtime);
   let handler: HttpHandler | null = null;

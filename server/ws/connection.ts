@@ -66,8 +66,6 @@ export interface Runtime {
   readonly heads: Set<Connection>;
   /** Open sockets accepted by the gateway (WebSocket, HTTP, still deciding), against config.maxSockets. */
   sockets: number;
-  /** Upgraded connections that have not sent hello yet, oldest first (the first to go when maxHandshakes is reached). */
-  readonly awaitingHello: Set<Connection>;
   /** Pending heads per remote address (config.headsPerSource). */
   readonly sources: SourceHeads<Connection>;
   /** The "socket budget reached" warning, at most once per interval. */
@@ -115,8 +113,6 @@ export function setState(c: Connection, next: ConnState): void {
   if (prev === next) return;
   if (isHandshake(prev) && !isHandshake(next)) c.rt.handshakes--;
   if (prev === S_HEAD && c.rt.heads.delete(c)) c.rt.sources.remove(c.socket.remoteAddress ?? '', c);
-  if (prev === S_HELLO) c.rt.awaitingHello.delete(c);
-  else if (next === S_HELLO) c.rt.awaitingHello.add(c);
   c.state = next;
 }
 
