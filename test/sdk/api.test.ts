@@ -7,7 +7,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { createClient, type Disconnect } from '../../src/index.js';
 import { flush, manualClock, useFake, type Harness } from './helpers.js';
 
-const { fake, client } = useFake();
+const { fake, client, nav, fire } = useFake();
 const half = () => 0.5;
 const transports = ['websocket', 'polling'] as const;
 const live = (t: (typeof transports)[number]) => (t === 'websocket' ? 'open' : 'polling');
@@ -134,6 +134,23 @@ describe('stops and starts', () => {
     const h = client({ random: half });
     expect(() => h.c.subscribe('bad name')).toThrow(/BAD_OPTIONS/);
     expect(() => h.c.subscribe('c', 'bad cursor!')).toThrow(/BAD_OPTIONS/);
+  });
+});
+
+describe('close() while offline', () => {
+  it.each(transports)('on %s: nothing waits for online any more, and no token or request is asked for', async (t) => {
+    nav.onLine = false;
+    let tokens = 0;
+    const h = client({ transport: t, random: half, token: () => (tokens++, 'tok') });
+    await h.tick(5000);
+    h.c.close();
+    await h.tick(60_000);
+    nav.onLine = true;
+    fire('online');
+    await h.tick(60_000);
+    expect(tokens).toBe(0);
+    expect(fake.log.connections + fake.log.polls.length).toBe(0);
+    expect(h.c.state).toBe('stopped');
   });
 });
 
