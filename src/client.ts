@@ -21,9 +21,9 @@ const defaultClock = {
  * an unusable url, channel list or token.
  *
  * Outside a browser page (no `document`: server-side rendering, Node) it
- * connects only once something listens for `event`/`reset`, or on ready(),
- * subscribe() or start(): a module that creates a client while rendering on
- * the server opens no connection from the server process.
+ * connects only at the first on(), ready(), subscribe() or start(): code that
+ * merely creates a client while rendering on the server opens no connection
+ * from the server process, and Node code that listens works unchanged.
  */
 export function createClient<T = unknown>(options: ClientOptions): Client<T> {
   let u: URL;
@@ -142,7 +142,7 @@ export function createClient<T = unknown>(options: ClientOptions): Client<T> {
     },
     on(type, handler) {
       em.on(type, handler);
-      if (type === 'event' || type === 'reset') wake();
+      wake();
       return () => em.off(type, handler);
     },
     off: em.off,

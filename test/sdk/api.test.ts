@@ -197,16 +197,15 @@ describe('listeners and diagnostics', () => {
 });
 
 describe('outside a page (server-side rendering)', () => {
-  it('opens no connection until something listens for events', async () => {
+  it('opens no connection until something listens', async () => {
     vi.stubGlobal('document', undefined);
     const clock = manualClock();
     const c = createClient({ url: fake.base, token: 't', channels: ['a'], clock, random: half });
-    const states: string[] = [];
-    c.on('state', (s) => states.push(s));
     for (let i = 0; i < 10; i++) clock.advance(6000), await flush();
     expect(fake.log.connections + fake.log.polls.length).toBe(0);
     expect(c.state).toBe('stopped');
-    c.on('event', () => {});
+    const states: string[] = [];
+    c.on('state', (s) => states.push(s));
     clock.advance(0);
     await flush();
     expect(c.state).toBe('open');
