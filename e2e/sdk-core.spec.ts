@@ -98,3 +98,25 @@ test('a throwing listener is reported, and the event still reaches the other lis
   expect(await got(page, 'main')).toEqual(['x1', 'x2']);
   expect(await page.evaluate(() => (window as any).clients.main.state)).toBe('open');
 });
+
+test('a fleet of 20 clients through a server crash (SIGKILL) and a restart 1.6 s later: all back on WebSocket, none through polling, nothing lost', async ({ page, tidings }) => {
+  test.setTimeout(60_000);
+  await sdkPage(page, tidings);
+  const users = Array.from({ length: 20 }, (_, i) => `fleet${i}`);
+  await start(page, Object.fromEntries(users.map((u) => [u, u])));
+  await page.evaluate(() => {
+    const w = window as any;
+    w.polled = 0;
+    for (const c of Object.values(w.clients) as any[]) c.on('state', (s: string) => void (s === 'polling' && w.polled++));
+  });
+  const port = tidings.port;
+  await tidings.stop('SIGKILL');
+  await page.waitForTimeout(1600);
+  await tidings.start(port);
+  await expect
+    .poll(() => page.evaluate(() => Object.values((window as any).clients).filter((c: any) => c.transport === 'websocket').length), { timeout: 30_000 })
+    .toBe(users.length);
+  expect(await page.evaluate(() => (window as any).polled)).toBe(0);
+  for (const u of users) await tidings.mail(`demo:${u}`, `after ${u}`);
+  for (const u of users) await expect.poll(() => got(page, u)).toEqual([`after ${u}`]);
+});

@@ -117,7 +117,7 @@ export function createEngine(o: EngineOptions, start: Pos, sink: EngineSink): En
   function run(f: Effect) {
     switch (f.e) {
       case 'emit':
-        if (f.ev.type === 'state' && f.ev.state === 'stopped') listen(false);
+        if (f.ev.type === 'state' && f.ev.state === 'stopped') listen(false), wakeWaiters();
         return emit(f.ev);
       case 'ws':
         wsDelay = f.delay;
@@ -148,6 +148,12 @@ export function createEngine(o: EngineOptions, start: Pos, sink: EngineSink): En
     }
   }
 
+  /** Let what waits for `online` go on: on `online`, and on stop (the stopped transports then make no request). */
+  const wakeWaiters = () => {
+    const w = waiters;
+    waiters = [];
+    w.forEach((f) => f());
+  };
   /** Resolves once navigator.onLine is not false. */
   const online = () => ((g.navigator as Navigator | undefined)?.onLine === false ? new Promise<void>((r) => waiters.push(r)) : Promise.resolve());
 
@@ -200,7 +206,8 @@ export function createEngine(o: EngineOptions, start: Pos, sink: EngineSink): En
     const r = new ReconnectingWebSocket(
       async () => {
         await online();
-        await currentToken();
+        // Stopped meanwhile: no token request; RWS, closed, opens nothing.
+        if (rws === r) await currentToken();
         return o.wsUrl;
       },
       SUBPROTOCOL,
@@ -265,6 +272,7 @@ export function createEngine(o: EngineOptions, start: Pos, sink: EngineSink): En
     let input: Input;
     try {
       await online();
+      if (ac !== pollAc) return;
       const t = await currentToken();
       if (ac !== pollAc) return;
       const headers: Record<string, string> = { Authorization: 'Bearer ' + t };
@@ -325,9 +333,7 @@ export function createEngine(o: EngineOptions, start: Pos, sink: EngineSink): En
       g,
       'online',
       () => {
-        const w = waiters;
-        waiters = [];
-        w.forEach((f) => f());
+        wakeWaiters();
         emit({ type: 'online' });
         dispatch({ t: 'online' });
         wake();

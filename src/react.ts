@@ -74,7 +74,10 @@ export function useTidingsClient<T = unknown>(create: () => Client<T>, deps: rea
   const [client, setClient] = useState<Client<T> | null>(null);
   const [failure, setFailure] = useState<{ error: unknown } | null>(null);
   const latest = useRef(create);
-  latest.current = create;
+  // Declared first, so it runs before the creating effect of the same commit.
+  useEffect(() => {
+    latest.current = create;
+  });
   useEffect(() => {
     let cancelled = false;
     let created: Client<T> | null = null;
