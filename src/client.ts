@@ -68,7 +68,9 @@ export function createClient<T = unknown>(options: ClientOptions): Client<T> {
       // The payload is the engine's event without its `type`: { channel, cursor, data } for an event.
       const { type, ...p } = e as { type: EngineEvent['type'] } & Record<string, any>;
       if (type === 'heads') for (const c in p.cursors) keep(c, p.cursors[c]);
+      // `state` once per change: a tab that cannot share says `connecting` again as it connects alone.
       else if (type === 'state') {
+        if (p.state === state && p.transport === transport) return;
         state = p.state;
         transport = p.transport;
         const live = state === 'open' || state === 'polling';

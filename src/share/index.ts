@@ -220,6 +220,8 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
       if (running) return;
       running = true;
       if (solo) return E.start();
+      // `connecting` at once, as the engine does: ready() right after createClient() must wait, not reject.
+      sink.emit({ type: 'state', state: 'connecting', transport: null });
       admit((sub) => {
         name = SHARE_VERSION + ' ' + o.httpUrl + ' ' + sub;
         const id = Math.random().toString(36).slice(2);

@@ -114,7 +114,8 @@ export type Effect =
 /** Heartbeats in a row the leader may leave unanswered before a follower takes over. */
 export const MISSES = 2;
 
-export const tab = (id: string, pos: Chans): Tab => ({ id, pos, ok: {}, st: ['connecting', null], shown: '', miss: 0 });
+/** A tab that has told its facade `connecting` (the edge does, on start). */
+export const tab = (id: string, pos: Chans): Tab => ({ id, pos, ok: {}, st: ['connecting', null], shown: 'connectingnull', miss: 0 });
 
 const isDelivery = (e: Relay) => e.type === 'event' || e.type === 'reset';
 
