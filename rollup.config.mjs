@@ -48,15 +48,21 @@ const bannerOf = (name) => (name === 'tidings' ? banner : `/*! tidings/${name} |
 const external = ['react', 'react-dom'];
 
 export default [
-  ...Object.entries(ENTRIES).map(([name, input]) => ({
-    input,
+  // All entries in one build (one TypeScript program): none shares code with
+  // another (subpaths import the main entry as `tidings`), so each output file
+  // is one entry and no chunk is split off.
+  {
+    input: ENTRIES,
     external,
     plugins: [mainAsPackage(), resolve({ browser: true }), ts()],
-    output: [
-      { file: `dist/${name}.mjs`, format: 'es', banner: bannerOf(name), sourcemap: true },
-      { file: `dist/${name}.cjs`, format: 'cjs', banner: bannerOf(name), sourcemap: true },
-    ],
-  })),
+    output: ['mjs', 'cjs'].map((ext) => ({
+      dir: 'dist',
+      format: ext === 'mjs' ? 'es' : 'cjs',
+      entryFileNames: `[name].${ext}`,
+      banner: (chunk) => bannerOf(chunk.name),
+      sourcemap: true,
+    })),
+  },
   {
     input: MAIN,
     plugins: [resolve({ browser: true }), ts()],
@@ -77,10 +83,10 @@ export default [
       ],
     },
   },
-  ...Object.entries(ENTRIES).map(([name, input]) => ({
-    input,
+  {
+    input: ENTRIES,
     external,
     plugins: [mainAsPackage(), dts({ tsconfig: './tsconfig.json', compilerOptions: { types: [] } })],
-    output: { file: `dist/${name}.d.ts`, format: 'es' },
-  })),
+    output: { dir: 'dist', format: 'es', entryFileNames: '[name].d.ts' },
+  },
 ];

@@ -96,12 +96,12 @@ const sections = {
   },
   storm(r) {
     const s = Object.keys(r.median);
-    const names = { sdk: 'Tidings SDK (dist/tidings.mjs)', rws: 'reconnecting-websocket, default options' };
+    const names = { sdk: "Tidings SDK (dist/tidings.mjs), transport 'websocket'", 'sdk-auto': "Tidings SDK, transport 'auto' (default)", rws: 'reconnecting-websocket, default options' };
     return [
       `${r.params.clients.toLocaleString('en-US')} clients in ${r.params.processes} Node processes (Node's global WebSocket), ${r.params.channels} channels (\`room:<i mod ${r.params.channels}>\`). The server (\`main.js\`, its own process, in-memory bus) gets SIGTERM: it closes its listener and every socket with 1012 and a ${r.params.windowMs / 1000} s window; a new server process starts on the same port at once. "Back" = the client received \`welcome\` again; bins of 100 ms from the SIGTERM. Events are published during the storm (once a second, to one channel in turn, so that the fan-out does not stall the 2 shared cores and fake a reconnect peak) and once more to every channel after everybody is back; a client "lost an event" unless it has every one of them, or a \`reset\` and every event after it (PROTOCOL.md "No silent loss"; with an in-memory server every resume after a restart is a \`reset\`). reconnecting-websocket speaks the same hello/welcome protocol by hand; its default \`minReconnectionDelay\` (1000 + random × 4000 ms) is drawn once per module load, i.e. once per page, so each client here draws its own. Median of ${r.params.runs} run(s).`,
       '',
-      table(['client', 'connected', 'peak per 100 ms', 'uniform per 100 ms', 'peak / uniform', 'all back after (ms)', 'not back', 'lost an event', 'got reset'],
-        s.map((k) => { const m = r.median[k]; return [names[k] ?? k, n0(m.connected), n0(m.peakPer100ms), n1(m.uniformPer100ms), n2(m.peakRatio), n0(m.allBackMs), n0(m.notBack), n0(m.lost), n0(m.resets)]; })),
+      table(['client', 'connected', 'peak per 100 ms', 'uniform per 100 ms', 'peak / uniform', 'all back after (ms)', 'not back', 'lost an event', 'got reset', 'ended on WebSocket / polling', 'went through polling'],
+        s.map((k) => { const m = r.median[k]; return [names[k] ?? k, n0(m.connected), n0(m.peakPer100ms), n1(m.uniformPer100ms), n2(m.peakRatio), n0(m.allBackMs), n0(m.notBack), n0(m.lost), n0(m.resets), k === 'rws' ? 'n/a' : `${n0(m.onWebSocket)} / ${n0(m.onPolling)}`, k === 'rws' ? 'n/a' : n0(m.wentPolling)]; })),
       '',
       '![reconnections per 100 ms](charts/storm.svg)',
     ].join('\n');
@@ -109,7 +109,7 @@ const sections = {
   size(r) {
     const rows = Object.entries(r.rows);
     return [
-      'Each library bundled the same way: esbuild, `export * from "<package>"` (everything it exports), IIFE, minified, browser platform, ES2020; then gzip -9 (and brotli 11 for reference). Tidings goes through the same step from its built ESM module `dist/tidings.mjs` (mitt and reconnecting-websocket inside; the rollup build trims reconnecting-websocket to the paths the SDK drives), and from `src/index.ts` with the untrimmed reconnecting-websocket; the shipped `dist/tidings.min.js` (rollup + terser) is listed too.',
+      'Each library bundled the same way: esbuild, `export * from "<package>"` (everything it exports), IIFE, minified, browser platform, ES2020; then gzip -9 (and brotli 11 for reference). Tidings goes through the same step from its built ESM module `dist/tidings.mjs` (the vendored mitt and reconnecting-websocket inside, src/vendor/), and from `src/index.ts`; the shipped `dist/tidings.min.js` (rollup + terser) is listed too.',
       '',
       table(['library', 'minified (B)', 'gzip -9 (B)', 'brotli (B)'], rows.map(([k, v]) => (v.error ? [k, v.error, '', ''] : [k, n0(v.minBytes), n0(v.gzipBytes), n0(v.brotliBytes)]))),
       ...(r.breakdown ? ['', 'Where the esbuild bundle of `src/index.ts` (untrimmed reconnecting-websocket) spends its minified bytes (esbuild metafile, before gzip):', '', table(['input', 'minified bytes'], r.breakdown.map(([f, b]) => [`\`${f}\``, n0(b)]))] : []),
@@ -170,7 +170,7 @@ export async function render({ quick = false } = {}) {
     writeFileSync(`${chartDir}fanout.svg`, barChart({ title: `Fan-out: deliveries per second (${res.fanout.params.subscribers.toLocaleString('en-US')} subscribers)`, unit: 'deliveries/s', series: ['deliveries/s'], groups: s.map((k) => ({ label: label(k), values: [res.fanout.median[k].deliveriesPerSec] })), format: (v) => `${Math.round(v / 1000)}k` }));
   }
   if (res.storm?.raw) {
-    const series = Object.entries(res.storm.raw).map(([k, rows]) => ({ label: k === 'sdk' ? 'Tidings SDK' : 'reconnecting-websocket', bins: rows.find((x) => x.bins)?.bins ?? [] }));
+    const series = Object.entries(res.storm.raw).map(([k, rows]) => ({ label: k === 'sdk' ? 'Tidings SDK' : k === 'sdk-auto' ? "Tidings SDK, 'auto'" : 'reconnecting-websocket', bins: rows.find((x) => x.bins)?.bins ?? [] }));
     const uniform = res.storm.median.sdk?.uniformPer100ms;
     writeFileSync(`${chartDir}storm.svg`, binChart({ title: 'Reconnections per 100 ms after the drain (first run)', binMs: 100, series, marker: uniform ? { value: 2 * uniform, label: '2x uniform' } : undefined }));
   }

@@ -1,5 +1,6 @@
 // Benchmark 5: reconnect storm. N real clients connected (the Tidings SDK in
-// Node processes, then reconnecting-websocket with default options); the
+// Node processes, WebSocket only and with the default transport 'auto', then
+// reconnecting-websocket with default options); the
 // server drains (SIGTERM: every socket closed 1012 with the window in ms) and
 // a new server process starts on the same port. Measures reconnections
 // (welcome received) per 100 ms, the peak against the uniform rate over the
@@ -17,7 +18,7 @@ import { nowMs } from './lib/stats.mjs';
 import { BENCH_SECRET, BENCH_PUBLISHER_KEY } from './lib/token.mjs';
 
 export const name = 'storm';
-export const defaultServers = ['sdk', 'rws'];
+export const defaultServers = ['sdk', 'sdk-auto', 'rws'];
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const CLIENT = fileURLToPath(new URL('./lib/storm-client.mjs', import.meta.url));
 
@@ -196,6 +197,10 @@ export function summarize(rows, t0, p, extra) {
     lost: rows.filter((r) => !r.ok).length,
     resets: rows.filter((r) => r.resets > 0).length,
     eventsPublished: extra.events,
+    // Where each client ended (transport 'auto' may fall back), and how many went through polling at all.
+    onWebSocket: rows.filter((r) => r.transport === 'websocket').length,
+    onPolling: rows.filter((r) => r.transport === 'polling').length,
+    wentPolling: rows.filter((r) => r.polled).length,
     bins,
     closes,
   };

@@ -8,7 +8,7 @@ import { rollup, type Plugin } from 'rollup';
 import { nodeResolve } from '@rollup/plugin-node-resolve';
 import { ESM_BUNDLE, ESM_DIR, ROOT } from './support/paths.js';
 
-const BUILT = ['dist/server/main.js', 'dist/tidings.min.js', 'dist/tidings.mjs'];
+const BUILT = ['dist/server/main.js', 'dist/tidings.min.js', 'dist/tidings.mjs', 'dist/react.mjs'];
 
 function newestMtime(dir: string): number {
   let newest = 0;

@@ -11,9 +11,9 @@
 // ships, so `npm pack` in a package can never pick up tests, benchmarks or the
 // other package's code. Everything written here is git-ignored.
 //
-// `--check` (the packages' prepack) only verifies that a build was staged, so
-// a pack from a fresh clone fails with an actionable message instead of
-// producing a package without code.
+// `--check` (the packages' prepack) verifies that a build was staged, and runs
+// it when nothing was, so `npm pack` works from a fresh clone too.
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -92,10 +92,17 @@ function stage() {
 }
 
 if (process.argv.includes('--check')) {
-  const lost = missing();
-  if (lost.length) {
-    console.error(`Nothing to pack yet: ${lost.join(', ')} missing.\nRun \`npm run build\` at the repository root first: it builds src/ and server/ and stages them into packages/.`);
-    process.exit(1);
+  // The packages' prepack: a pack straight after `npm ci` (nothing built yet)
+  // builds first, instead of failing or packing a package without code. The
+  // build's output goes to stderr: `npm pack --json` keeps a clean stdout.
+  if (missing().length) {
+    console.error('packages/ hold no build yet: running `npm run build` at the repository root first');
+    const r = spawnSync('npm', ['run', '--silent', 'build'], { cwd: root, stdio: ['ignore', 2, 2] });
+    const lost = missing();
+    if (r.status !== 0 || lost.length) {
+      console.error(`Nothing to pack: ${lost.join(', ') || 'the build failed'}.\nRun \`npm run build\` at the repository root and fix what it reports.`);
+      process.exit(1);
+    }
   }
 } else {
   stage();

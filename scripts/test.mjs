@@ -49,6 +49,11 @@ function vitest(args, report) {
 }
 
 if (only !== 'e2e') vitest([], 'vitest.json');
+// The SDK behaviour suites again, on the shipped dist/tidings.min.js (vitest.bundle.config.ts).
+if (only !== 'e2e') {
+  if (built) vitest(['--config', 'vitest.bundle.config.ts'], 'vitest-bundle.json');
+  else failed++;
+}
 // The packages as users get them: packs what the build staged, installs the tarballs (test/packages/).
 if (only !== 'e2e') {
   if (built) vitest(['--config', 'vitest.packages.config.ts'], 'vitest-packages.json');

@@ -7,14 +7,21 @@
 // sending their head are therefore not counted against maxHandshakes (upgraded
 // connections awaiting hello); they have their own cap, and when it is full the
 // OLDEST pending head is dropped rather than the newcomer: a real client sends
-// its head within a round trip of connecting, so it is never the oldest.
+// its head within a round trip of connecting, so it is never the oldest. The same
+// holds per source address: past its share, an address loses ITS oldest pending
+// head, so a flood from one address (a tester's loopback, a NAT) churns its own
+// idle sockets and a real client at that address still gets through.
 import type { Config } from './config.js';
 
 export type SocketVerdict =
-  /** Take it; its head must be complete within `headTimeoutMs`. `evictOldest`: first drop the oldest pending head. */
-  | { kind: 'admit'; headTimeoutMs: number; evictOldest: boolean }
+  /**
+   * Take it; its head must be complete within `headTimeoutMs`. First drop the
+   * oldest pending head of the same address (`evict: 'source'`) or of all
+   * (`evict: 'oldest'`), or none.
+   */
+  | { kind: 'admit'; headTimeoutMs: number; evict: 'none' | 'source' | 'oldest' }
   /** Close it at once (nothing was read, nothing is owed). */
-  | { kind: 'refuse'; reason: 'max_sockets' | 'source' };
+  | { kind: 'refuse'; reason: 'max_sockets' };
 
 export interface SocketLoad {
   /** Open sockets on the port (WebSocket and HTTP), not counting this one. */
@@ -29,12 +36,9 @@ type Limits = Pick<Config, 'maxSockets' | 'maxPendingHeads' | 'headsPerSource' |
 
 export function admitSocket(load: SocketLoad, limits: Limits): SocketVerdict {
   if (limits.maxSockets > 0 && load.sockets >= limits.maxSockets) return { kind: 'refuse', reason: 'max_sockets' };
-  if (load.fromSource >= limits.headsPerSource) return { kind: 'refuse', reason: 'source' };
-  return {
-    kind: 'admit',
-    headTimeoutMs: headTimeout(load.pendingHeads + 1, limits),
-    evictOldest: load.pendingHeads >= limits.maxPendingHeads,
-  };
+  // Evicting from the source also makes room in the global budget.
+  const evict = load.fromSource >= limits.headsPerSource ? 'source' : load.pendingHeads >= limits.maxPendingHeads ? 'oldest' : 'none';
+  return { kind: 'admit', headTimeoutMs: headTimeout(load.pendingHeads + 1, limits), evict };
 }
 
 /** The full handshake window normally; the short one once pending heads pass half their cap (a flood). */
@@ -42,28 +46,37 @@ export function headTimeout(pendingHeads: number, limits: Pick<Limits, 'maxPendi
   return pendingHeads * 2 > limits.maxPendingHeads ? Math.min(limits.headTimeoutUnderLoadMs, limits.helloTimeoutMs) : limits.helloTimeoutMs;
 }
 
-/** Counts per remote address; an address at zero is forgotten (the map holds only addresses with pending heads). */
-export class SourceCounts {
-  private readonly counts = new Map<string, number>();
+/**
+ * Pending heads per remote address, oldest first; an address with none is
+ * forgotten (the map holds only addresses with pending heads: transient).
+ */
+export class SourceHeads<T> {
+  private readonly bySource = new Map<string, Set<T>>();
 
   get(source: string): number {
-    return this.counts.get(source) ?? 0;
+    return this.bySource.get(source)?.size ?? 0;
   }
 
-  add(source: string): void {
-    this.counts.set(source, (this.counts.get(source) ?? 0) + 1);
+  add(source: string, item: T): void {
+    let set = this.bySource.get(source);
+    if (set === undefined) this.bySource.set(source, (set = new Set()));
+    set.add(item);
   }
 
-  remove(source: string): void {
-    const n = this.counts.get(source);
-    if (n === undefined) return;
-    if (n <= 1) this.counts.delete(source);
-    else this.counts.set(source, n - 1);
+  remove(source: string, item: T): void {
+    const set = this.bySource.get(source);
+    if (set === undefined || !set.delete(item)) return;
+    if (set.size === 0) this.bySource.delete(source);
   }
 
-  /** Addresses with at least one count (tests, metrics). */
+  /** The address's longest-pending head. */
+  oldest(source: string): T | undefined {
+    return this.bySource.get(source)?.values().next().value;
+  }
+
+  /** Addresses with at least one pending head (tests, metrics). */
   get size(): number {
-    return this.counts.size;
+    return this.bySource.size;
   }
 }
 

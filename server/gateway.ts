@@ -63,7 +63,8 @@ export function accept(rt: Runtime, socket: Socket): void {
     rt.config,
   );
   if (verdict.kind === 'refuse') return refuseSocket(rt, socket, verdict.reason);
-  if (verdict.evictOldest) evictOldestHead(rt);
+  if (verdict.evict === 'source') evictHead(rt, rt.sources.oldest(source), 'source');
+  else if (verdict.evict === 'oldest') evictHead(rt, rt.heads.values().next().value, 'evicted');
   rt.sockets++;
   rt.ctx.metrics.openSockets.inc();
   // Stays through the hand-off to node:http and the upgrade: counts every socket until it is gone.
@@ -77,7 +78,7 @@ function adopt(rt: Runtime, socket: Socket, source: string = socket.remoteAddres
   const c = new Connection(socket, rt);
   rt.handshakes++;
   rt.heads.add(c);
-  rt.sources.add(source);
+  rt.sources.add(source, c);
   tag(socket, c);
   socket.on('error', onHeadError);
   socket.on('close', onHeadClose);
@@ -89,11 +90,10 @@ function adopt(rt: Runtime, socket: Socket, source: string = socket.remoteAddres
  * would cost what the budget is there to save. Past the socket budget the event
  * is logged (rate-limited) and counted, never silent.
  */
-function refuseSocket(rt: Runtime, socket: Socket, reason: 'max_sockets' | 'source'): void {
+function refuseSocket(rt: Runtime, socket: Socket, reason: 'max_sockets'): void {
   rt.ctx.metrics.socketsRefused.inc({ reason });
   socket.on('error', onHeadError);
   socket.destroy();
-  if (reason !== 'max_sockets') return;
   const suppressed = rt.refusedLog.tick();
   if (suppressed >= 0) {
     rt.ctx.log.warn(
@@ -103,11 +103,13 @@ function refuseSocket(rt: Runtime, socket: Socket, reason: 'max_sockets' | 'sour
   }
 }
 
-/** The pending-head budget is full: the oldest incomplete head goes (a real client's head is never the oldest). */
-function evictOldestHead(rt: Runtime): void {
-  const oldest = rt.heads.values().next().value as Connection | undefined;
+/**
+ * A pending-head budget is full (all, or one address's): its oldest incomplete
+ * head goes, not the newcomer (a real client's head is never the oldest).
+ */
+function evictHead(rt: Runtime, oldest: Connection | undefined, reason: 'evicted' | 'source'): void {
   if (oldest === undefined) return;
-  rt.ctx.metrics.socketsRefused.inc({ reason: 'evicted' });
+  rt.ctx.metrics.socketsRefused.inc({ reason });
   // Out of the budget now, not at the socket's 'close' (a later accept in this tick must see the room).
   setState(oldest, S_CLOSED);
   rt.wheel.cancel(oldest);

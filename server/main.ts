@@ -76,7 +76,9 @@ async function main(): Promise<void> {
     }
     stopping = true;
     server.ctx.log.info({ signal }, 'signal received: draining');
-    server.drain(config.drainWindowMs).then(
+    // SIGTERM comes from an orchestrator whose load balancer must see the node leave;
+    // Ctrl-C (SIGINT) from a person at a terminal, who wants it gone now.
+    server.drain(config.drainWindowMs, signal === 'SIGTERM' ? config.drainListenMs : 0).then(
       () => process.exit(0),
       (err) => {
         server.ctx.log.error({ err }, 'drain failed');
@@ -118,7 +120,7 @@ function startLine(config: Config, host: string, port: number): Record<string, u
   return {
     address: `${host}:${port}`, bus, pid: process.pid, demo: config.demo,
     metricsPort: config.metricsPort || null, trustProxy: config.trustProxy,
-    subscriberSecrets: subscriberKeyring(config).length, publisherKeys: publisherKeysOf(config).length,
+    subscriberSecretCount: subscriberKeyring(config).length, publisherKeyCount: publisherKeysOf(config).length,
     limits: {
       maxConnections: config.maxConnections, maxHandshakes: config.maxHandshakes, maxHeldPolls: config.maxHeldPolls,
       maxMessageBytes: config.maxMessageBytes, maxOutboundBytes: config.maxOutboundBytes, maxHeadBytes: config.maxHeadBytes,

@@ -20,7 +20,7 @@ export interface Metrics {
   readonly handshakeRejections: Counter<'reason'>;
   /** Open sockets on the port (WebSocket and HTTP), against TIDINGS_MAX_SOCKETS. */
   readonly openSockets: Gauge;
-  /** Sockets closed at accept, by `reason`: max_sockets, source (per-address head cap), evicted (oldest pending head). */
+  /** Sockets closed at accept (max_sockets) or while their head was pending, dropped for a newcomer: source (the address's oldest), evicted (the oldest of all). */
   readonly socketsRefused: Counter<'reason'>;
   /** Messages written to subscribers (one per subscriber per message, both transports). */
   readonly messagesOut: Counter;

@@ -9,6 +9,7 @@ import type { Config } from './config.js';
 import type { ServerContext } from './context.js';
 import { createLogger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { normalizeAllowedOrigins } from './config-checks.js';
 import { Gauge } from 'prom-client';
 import { handleMetrics } from './http/health.js';
 import { BusUnavailableError, type Bus, type StoredEvent } from './pubsub/bus.js';
@@ -17,7 +18,7 @@ import { Hub } from './pubsub/hub.js';
 import { TimerWheel } from './timer-wheel.js';
 import { createHttpHandler, type HttpHandler } from './http/router.js';
 import { acceptHttpUpgrade, createGateway, isWsUpgrade } from './gateway.js';
-import { RateLimitedLog, SourceCounts } from './admission.js';
+import { RateLimitedLog, SourceHeads } from './admission.js';
 import { CLOSE_GRACE_MS, Connection, closeAll, deliver, type Runtime } from './ws/connection.js';
 import { onDue } from './ws/session.js';
 
@@ -47,7 +48,7 @@ export interface ServerOptions {
 export interface TidingsServer {
   listen(): Promise<{ host: string; port: number }>;
   /** Stop accepting, close every WebSocket 1012 (reason = window ms), end held polls, close the bus. */
-  drain(windowMs?: number): Promise<void>;
+  drain(windowMs?: number, listenMs?: number): Promise<void>;
   /** Immediate stop: destroy every socket, close the bus. */
   close(): Promise<void>;
   readonly ctx: ServerContext;
@@ -67,14 +68,25 @@ function pendingBus(): Bus {
   };
 }
 
+function withNormalizedOrigins(config: Config, warn: (message: string) => void): Config {
+  if (config.allowedOrigins.length === 0) return config;
+  const { origins, warnings } = normalizeAllowedOrigins(config.allowedOrigins);
+  if (warnings.length === 0 && origins.length === config.allowedOrigins.length) return config;
+  for (const w of warnings) warn(w);
+  return { ...config, allowedOrigins: origins };
+}
+
 /** Deadlines fire up to one tick late: a tenth of the shortest one keeps that under 10%. */
 function tickFor(config: Config): number {
   const shortest = Math.min(config.pingMs, config.pongGraceMs, config.helloTimeoutMs);
   return Math.max(10, Math.min(1000, Math.floor(shortest / 10)));
 }
 
-export function createTidingsServer(config: Config, opts: ServerOptions = {}): TidingsServer {
-  const log = opts.log ?? createLogger({ level: config.logLevel });
+export function createTidingsServer(given: Config, opts: ServerOptions = {}): TidingsServer {
+  const log = opts.log ?? createLogger({ level: given.logLevel });
+  // The handshake compares Origin exactly; an embedder's config did not go through
+  // loadConfig, so its allow-list gets the same normalisation here.
+  const config = withNormalizedOrigins(given, (w) => log.warn(w));
   const metrics = opts.metrics ?? createMetrics();
   // Connection state of the bus, read at scrape time (one gauge per registry: a test may share one).
   if (metrics.registry.getSingleMetric('tidings_bus_up') === undefined) {
@@ -127,6 +139,8 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
   const httpServer = http.createServer({
     shouldUpgradeCallback: isWsUpgrade,
     headersTimeout: config.helloTimeoutMs,
+    // node refuses a head deadline past the request deadline (300 s by default).
+    requestTimeout: Math.max(300_000, config.helloTimeoutMs),
     connectionsCheckingInterval: HTTP_HEAD_CHECK_MS,
   });
   // node:http never listens itself (the gateway owns the port), but its connection
@@ -135,7 +149,7 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
   httpServer.emit('listening');
   const runtime: Runtime = {
     ctx, config, hub, wheel, now: wheel.now, httpServer, conns: new Set(), handshakes: 0, heads: new Set(),
-    sockets: 0, sources: new SourceCounts(), refusedLog: new RateLimitedLog(10_000), replayBytes: 0,
+    sockets: 0, sources: new SourceHeads<Connection>(), refusedLog: new RateLimitedLog(10_000), replayBytes: 0,
   };
   const gateway: NetServer = createGateway(runtime);
   let handler: HttpHandler | null = null;
@@ -252,11 +266,11 @@ export function createTidingsServer(config: Config, opts: ServerOptions = {}): T
    * listener closes and open sockets get DRAIN_HARD_CAP_MS to finish. Then the
    * bus closes. One log line per phase.
    */
-  async function drain(windowMs = config.drainWindowMs): Promise<void> {
+  async function drain(windowMs = config.drainWindowMs, keepListeningMs = config.drainListenMs): Promise<void> {
     if (closed || ctx.draining) return;
     ctx.draining = true;
     const window = Math.max(0, Math.round(windowMs));
-    const listenMs = listening ? config.drainListenMs : 0;
+    const listenMs = listening ? Math.max(0, keepListeningMs) : 0;
     log.info({ phase: 'refusing', websockets: runtime.conns.size, windowMs: window, listenMs }, 'drain: closing WebSockets 1012, answering 503 while still listening');
     // PROTOCOL.md: 1012 with the reconnect window as a decimal number of ms.
     closeAll(runtime, 1012, String(window));

@@ -21,9 +21,9 @@ const defaultClock = {
  * an unusable url, channel list or token.
  *
  * Outside a browser page (no `document`: server-side rendering, Node) it
- * connects only once something listens for `event`/`reset`, or on ready(),
- * subscribe() or start(): a module that creates a client while rendering on
- * the server opens no connection from the server process.
+ * connects only at the first on(), ready(), subscribe() or start(): code that
+ * merely creates a client while rendering on the server opens no connection
+ * from the server process, and Node code that listens works unchanged.
  */
 export function createClient<T = unknown>(options: ClientOptions): Client<T> {
   let u: URL;
@@ -46,7 +46,7 @@ export function createClient<T = unknown>(options: ClientOptions): Client<T> {
   // One sessionStorage key per channel: widgets on one page with other channels never overwrite each other.
   const key = (c: string) => 'tidings:cursor:' + httpUrl + ':' + c;
   /** The cursor to start a channel from: the one given, else a valid persisted one, else from now on. */
-  const from = (c: string, v?: string | null) => v ?? (persist && session(key(c))) ?? null;
+  const from = (c: string, v?: string | null) => v ?? (persist ? session(key(c)) : null) ?? null;
   const keep = (c: string, v: string) => persist && session(key(c), v);
   const start: Record<string, string | undefined> = {};
   for (const c of names) {
@@ -65,7 +65,6 @@ export function createClient<T = unknown>(options: ClientOptions): Client<T> {
   const sink = {
     emit(e: EngineEvent) {
       // The payload is the engine's event without its `type`: { channel, cursor, data } for an event.
-      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- one bag of fields, read per type below
       const { type, ...p } = e as { type: EngineEvent['type'] } & Record<string, any>;
       if (type === 'heads') for (const c in p.cursors) keep(c, p.cursors[c]);
       else if (type === 'state') {
@@ -143,7 +142,7 @@ export function createClient<T = unknown>(options: ClientOptions): Client<T> {
     },
     on(type, handler) {
       em.on(type, handler);
-      if (type === 'event' || type === 'reset') wake();
+      wake();
       return () => em.off(type, handler);
     },
     off: em.off,
@@ -173,7 +172,7 @@ export function createClient<T = unknown>(options: ClientOptions): Client<T> {
     reconnect: engine.reconnect,
     start: run,
     close() {
-      lazy = false;
+      lazy = idle = false;
       lastError = undefined;
       engine.stop();
     },

@@ -110,7 +110,7 @@ export function createEngine(o: EngineOptions, start: Pos, sink: EngineSink): En
   function run(f: Effect) {
     switch (f.e) {
       case 'emit':
-        if (f.ev.type === 'state' && f.ev.state === 'stopped') listen(false);
+        if (f.ev.type === 'state' && f.ev.state === 'stopped') listen(false), wakeWaiters();
         return emit(f.ev);
       case 'ws':
         wsDelay = f.delay;
@@ -141,6 +141,12 @@ export function createEngine(o: EngineOptions, start: Pos, sink: EngineSink): En
     }
   }
 
+  /** Let what waits for `online` go on: on `online`, and on stop (the stopped transports then make no request). */
+  const wakeWaiters = () => {
+    const w = waiters;
+    waiters = [];
+    w.forEach((f) => f());
+  };
   /** Resolves once navigator.onLine is not false. */
   const online = () => ((g.navigator as Navigator | undefined)?.onLine === false ? new Promise<void>((r) => waiters.push(r)) : Promise.resolve());
 
@@ -185,7 +191,8 @@ export function createEngine(o: EngineOptions, start: Pos, sink: EngineSink): En
     const r = new ReconnectingWebSocket(
       async () => {
         await online();
-        token = await getToken();
+        // Stopped meanwhile: no token request; RWS, closed, opens nothing.
+        if (rws === r) token = await getToken();
         return o.wsUrl;
       },
       SUBPROTOCOL,
@@ -249,6 +256,7 @@ export function createEngine(o: EngineOptions, start: Pos, sink: EngineSink): En
     let input: Input;
     try {
       await online();
+      if (ac !== pollAc) return;
       const t = await getToken();
       if (ac !== pollAc) return;
       const headers: Record<string, string> = { Authorization: 'Bearer ' + t };
@@ -307,9 +315,7 @@ export function createEngine(o: EngineOptions, start: Pos, sink: EngineSink): En
       g,
       'online',
       () => {
-        const w = waiters;
-        waiters = [];
-        w.forEach((f) => f());
+        wakeWaiters();
         emit({ type: 'online' });
         dispatch({ t: 'online' });
         wake();
@@ -339,6 +345,7 @@ export function createEngine(o: EngineOptions, start: Pos, sink: EngineSink): En
   return {
     start() {
       if (ps.phase !== 'stopped') return;
+      tokenP = undefined; // a start after TOKEN_REJECTED (a re-login) must ask for a fresh token
       listen(true);
       ps.offline = (g.navigator as Navigator | undefined)?.onLine === false;
       dispatch({ t: 'start', remembered: !!session(flag) });

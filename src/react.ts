@@ -66,18 +66,29 @@ function release(client: AnyClient, channel: string): void {
  * cancelled before it creates anything, so StrictMode costs no connection.
  *
  * `create` is read when the client is created, so an inline function does not
- * recreate the client on each render; list what it depends on in `deps`.
+ * recreate the client on each render; list what it depends on in `deps`. If
+ * it throws, the error is thrown from the component's next render, so the
+ * nearest error boundary shows it.
  */
 export function useTidingsClient<T = unknown>(create: () => Client<T>, deps: readonly unknown[] = []): Client<T> | null {
   const [client, setClient] = useState<Client<T> | null>(null);
+  const [failure, setFailure] = useState<{ error: unknown } | null>(null);
   const latest = useRef(create);
-  latest.current = create;
+  // Declared first, so it runs before the creating effect of the same commit.
+  useEffect(() => {
+    latest.current = create;
+  });
   useEffect(() => {
     let cancelled = false;
     let created: Client<T> | null = null;
     queueMicrotask(() => {
       if (cancelled) return;
-      created = latest.current();
+      try {
+        created = latest.current();
+      } catch (error) {
+        setFailure({ error });
+        return;
+      }
       setClient(created);
     });
     return () => {
@@ -88,6 +99,9 @@ export function useTidingsClient<T = unknown>(create: () => Client<T>, deps: rea
     // The caller's deps decide when to recreate, as with useEffect.
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, deps);
+  // A throwing create() (TidingsError BAD_OPTIONS, say) reaches the nearest
+  // error boundary, as an error in render would, not the global error handler.
+  if (failure) throw failure.error;
   return client;
 }
 

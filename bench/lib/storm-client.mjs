@@ -12,7 +12,7 @@ const clients = [];
 let restartAt = Infinity;
 
 function track(i, channel) {
-  return { i, channel, open: false, opens: [], pre: 0, post: [], resets: 0, dupes: 0, closes: {} };
+  return { i, channel, open: false, opens: [], pre: 0, post: [], resets: 0, dupes: 0, closes: {}, transport: () => null, polled: false };
 }
 
 /** A post-restart event: seq k of its channel's K. Pre-restart events only count. */
@@ -29,8 +29,15 @@ function opened(c) {
 async function startSdk(m, i, token, channel) {
   const { createClient } = await import(pathToFileURL(m.sdkPath).href);
   const c = track(i, channel);
-  const client = createClient({ url: m.url, token, channels: [channel], transport: 'websocket' });
-  client.on('state', (s) => { if (s === 'open') opened(c); else c.open = false; });
+  // 'sdk': WebSocket only; 'sdk-auto': the default transport, free to fall back to polling.
+  const auto = m.mode === 'sdk-auto';
+  const client = createClient({ url: m.url, token, channels: [channel], transport: auto ? 'auto' : 'websocket' });
+  client.on('state', (s) => {
+    if (s === 'polling') c.polled = true;
+    // With 'auto' a client that delivers by polling is back too (it is counted per transport in the report).
+    if (s === 'open' || (auto && s === 'polling')) opened(c); else c.open = false;
+  });
+  c.transport = () => client.transport;
   client.on('event', (e) => onEventData(c, e.data));
   client.on('reset', () => { if (nowMs() > restartAt) c.resets++; });
   c.close = () => client.close();
@@ -89,7 +96,7 @@ process.on('message', async (m) => {
         const last = m.events[c.channel]; // events published to this client's channel after the restart
         const contiguousTail = p.length > 0 && p[p.length - 1] === last && p.every((s, k) => s === p[0] + k);
         const ok = ordered && c.pre >= 1 && (c.resets > 0 ? contiguousTail : contiguousTail && p[0] === 1);
-        return { back, ok, resets: c.resets, got: p.length, pre: c.pre, closes: c.closes };
+        return { back, ok, resets: c.resets, got: p.length, pre: c.pre, closes: c.closes, transport: c.transport(), polled: c.polled };
       });
       process.send({ ev: 'report', rows });
       break;

@@ -15,7 +15,7 @@
 // request, stream bookkeeping), so under bursts the cost per delivery falls
 // roughly by the batch size. The queue is drained on a microtask, so events
 // emitted in one synchronous run (one Redis read) meet in the queue.
-import type { Backlog } from './backlog.js';
+import { DrainRate, type Backlog } from './backlog.js';
 import type { Bus, StoredEvent } from './bus.js';
 import { encodeText } from '../ws/frame.js';
 
@@ -89,6 +89,8 @@ interface Job<S> {
   at: number;
   /** This event's frame bytes as queued (the backlog's byte count; unchanged by a merge). */
   bytes: number;
+  /** Writes still to do, estimated at enqueue (the subscriber count; a merge or a leaving subscriber makes it an overestimate). */
+  writes: number;
 }
 
 /** Writes between two looks at the clock in a slice: cheap enough, and fine-grained enough (~1 ms). */
@@ -108,6 +110,11 @@ export class Hub<S extends object> {
   private scheduled = false;
   /** Frame bytes of the unfinished jobs (backlog()). */
   private queuedBytes = 0;
+  /** Sum of `writes` over the unfinished jobs, and the rate they are being done at (backlog().lagMs). */
+  private queuedWrites = 0;
+  private readonly rate = new DrainRate();
+  /** Length of the run of mergeable jobs at the queue's tail (write estimates under batching). */
+  private tailChain = 0;
   /** Jobs ever queued / ever finished, and who waits for a count of finished ones (flushed()). */
   private queuedTotal = 0;
   private doneTotal = 0;
@@ -175,7 +182,9 @@ export class Hub<S extends object> {
   backlog(): Backlog {
     const jobs = this.jobs.length - this.jobHead;
     if (jobs === 0) return { jobs: 0, bytes: 0, lagMs: 0 };
-    return { jobs, bytes: this.queuedBytes, lagMs: Math.max(0, this.now() - this.jobs[this.jobHead]!.at) };
+    const now = this.now();
+    const waited = Math.max(0, now - this.jobs[this.jobHead]!.at);
+    return { jobs, bytes: this.queuedBytes, lagMs: Math.max(waited, this.rate.projectedMs(this.queuedWrites)) };
   }
 
   /**
@@ -213,9 +222,17 @@ export class Hub<S extends object> {
     const cur = this.subs.get(channel)!;
     const at = this.now();
     const bytes = frame.length;
+    // A job that will be merged into the unstarted one before it (same channel and
+    // subscribers, within `batch`) adds no writes of its own.
+    const prev = this.jobs.length > this.jobHead ? this.jobs[this.jobs.length - 1]! : null;
+    const rides = this.batch > 1 && prev !== null && !prev.started && prev.target === cur && prev.channel === channel && this.tailChain % this.batch !== 0;
+    this.tailChain = rides || (prev !== null && !prev.started && prev.target === cur && prev.channel === channel) ? this.tailChain + 1 : 1;
+    const writes = rides ? 0 : cur instanceof Set ? cur.size : 1;
     const job: Job<S> = cur instanceof Set
-      ? { channel, cursor, frame, one: null, iter: cur.values(), target: cur, started: false, events: 1, parts: null, at, bytes }
-      : { channel, cursor, frame, one: cur, iter: null, target: cur, started: false, events: 1, parts: null, at, bytes };
+      ? { channel, cursor, frame, one: null, iter: cur.values(), target: cur, started: false, events: 1, parts: null, at, bytes, writes }
+      : { channel, cursor, frame, one: cur, iter: null, target: cur, started: false, events: 1, parts: null, at, bytes, writes };
+    this.queuedWrites += writes;
+    this.rate.busy(at);
     this.jobs.push(job);
     this.queuedBytes += bytes;
     this.queuedTotal++;
@@ -269,6 +286,7 @@ export class Hub<S extends object> {
     // The clock is read once per CLOCK_EVERY writes, not per write.
     const deadline = this.now() + this.sliceMs;
     let untilClock = CLOCK_EVERY;
+    let written = 0;
     let messages = 0;
     let bytes = 0;
     while (budget > 0 && this.jobHead < this.jobs.length) {
@@ -279,6 +297,9 @@ export class Hub<S extends object> {
       }
       if (job.one !== null) {
         budget--;
+        written++;
+        job.writes--;
+        this.queuedWrites--;
         if (this.deliver(job.one, job.channel, job.cursor, job.frame, job.parts)) { messages += job.events; bytes += job.frame.length; }
         job.one = null;
         if (--untilClock === 0) {
@@ -291,6 +312,9 @@ export class Hub<S extends object> {
           const n = job.iter.next();
           if (n.done) { job.iter = null; break; }
           budget--;
+          written++;
+          job.writes--;
+          this.queuedWrites--;
           if (this.deliver(n.value, job.channel, job.cursor, job.frame, job.parts)) { messages += job.events; bytes += job.frame.length; }
           if (--untilClock === 0) {
             untilClock = CLOCK_EVERY;
@@ -300,14 +324,19 @@ export class Hub<S extends object> {
         if (job.iter !== null) break;
       }
       this.queuedBytes -= job.bytes;
+      this.queuedWrites -= job.writes;
+      job.writes = 0;
       this.jobHead++;
       this.doneTotal++;
     }
     if (this.flushWaiters.length > 0) this.wakeFlushed();
+    this.rate.add(this.now(), written);
     if (this.jobHead === this.jobs.length) {
+      this.rate.idle();
       this.jobs.length = 0;
       this.jobHead = 0;
       this.queuedBytes = 0;
+      this.queuedWrites = 0;
       this.running = false;
     } else {
       if (this.jobHead > 1024) { this.jobs.splice(0, this.jobHead); this.jobHead = 0; }

@@ -170,7 +170,8 @@ export class RedisBus implements Bus {
       cmd.on('node error', (err: Error, key: string) => this.log.debug({ err: err.message, node: key }, 'redis cluster node error'));
       // New primaries (failover, resharding onto a new node) get the library; placements follow the slots.
       cmd.on('refresh', () => { this.loadOnNewPrimaries(); this.reconcileSoon(0); });
-      cmd.on('-node', (_redis: Redis, key: string) => { if (key) this.loadedOn.delete(key); });
+      // A node that comes back (restarted, maybe empty) gets the library again.
+      cmd.on('-node', (redis: Redis) => { this.loadedOn.delete(nodeKey(redis)); this.replicaCounts.delete(nodeKey(redis)); });
     } else {
       cmd.on('close', () => this.onConnClose());
       cmd.on('ready', () => {
@@ -249,7 +250,12 @@ export class RedisBus implements Bus {
     try {
       await cluster.connect();
       if (cluster.status !== 'ready') await new Promise((resolve) => cluster.once('ready', resolve));
-      await bus.loadOnPrimaries(cluster.nodes('master'));
+      // A primary that cannot take the library now gets it on first use (Function not found).
+      const masters = cluster.nodes('master');
+      const loads = await Promise.allSettled(masters.map((m) => bus!.loadOnPrimaries([m])));
+      const failed = loads.filter((r) => r.status === 'rejected');
+      if (failed.length === masters.length) throw (failed[0] as PromiseRejectedResult | undefined)?.reason ?? new Error('no primary');
+      if (failed.length) log.warn({ failed: failed.length, primaries: masters.length }, 'redis cluster: library not loaded on every primary yet; loaded on first use');
     } catch (err) {
       await bus.close();
       throw new Error(`cannot connect to ${where}: ${(err as Error).message}`);

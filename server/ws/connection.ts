@@ -17,7 +17,7 @@ import type { Hub, Parts } from '../pubsub/hub.js';
 import type { TimerWheel, WheelItem } from '../timer-wheel.js';
 import type { ReceiverState } from './receiver.js';
 import { closeFrame } from './sender.js';
-import type { RateLimitedLog, SourceCounts } from '../admission.js';
+import type { RateLimitedLog, SourceHeads } from '../admission.js';
 
 /**
  * The connection's state, one small integer (a union of literals, not strings,
@@ -67,7 +67,7 @@ export interface Runtime {
   /** Open sockets accepted by the gateway (WebSocket, HTTP, still deciding), against config.maxSockets. */
   sockets: number;
   /** Pending heads per remote address (config.headsPerSource). */
-  readonly sources: SourceCounts;
+  readonly sources: SourceHeads<Connection>;
   /** The "socket budget reached" warning, at most once per interval. */
   readonly refusedLog: RateLimitedLog;
   /** Bytes of replay events read and not yet written, over all connections (config.maxReplayBytes). */
@@ -112,7 +112,7 @@ export function setState(c: Connection, next: ConnState): void {
   const prev = c.state;
   if (prev === next) return;
   if (isHandshake(prev) && !isHandshake(next)) c.rt.handshakes--;
-  if (prev === S_HEAD && c.rt.heads.delete(c)) c.rt.sources.remove(c.socket.remoteAddress ?? '');
+  if (prev === S_HEAD && c.rt.heads.delete(c)) c.rt.sources.remove(c.socket.remoteAddress ?? '', c);
   c.state = next;
 }
 

@@ -243,6 +243,31 @@ console.log(JSON.stringify({ esm: [typeof createClient, typeof TidingsError, typ
     expect(esm.created).toBe(0);
   });
 
+  it('a React app built with Vite from the installed packages bundles the client and the hooks, with no server code', async () => {
+    const dir = join(sdkApp, 'vite-app');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'index.html'), '<!doctype html><div id="root"></div><script type="module" src="./main.ts"></script>\n');
+    writeFileSync(join(dir, 'main.ts'), `
+import { createClient } from 'tidings';
+import { useChannel, useConnectionState, useTidingsClient } from 'tidings/react';
+import { createElement } from 'react';
+import { createRoot } from 'react-dom/client';
+function Inbox() {
+  const client = useTidingsClient(() => createClient({ url: location.origin, token: 'jwt', channels: ['user:42'] }));
+  useChannel(client, 'news', (e) => console.log(e.data));
+  return createElement('p', null, String(useConnectionState(client)));
+}
+createRoot(document.getElementById('root')!).render(createElement(Inbox));
+`);
+    const { build: viteBuild } = await import('vite');
+    await viteBuild({ root: dir, logLevel: 'silent', configFile: false, build: { outDir: join(dir, 'dist'), minify: true } });
+    const assets = readdirSync(join(dir, 'dist/assets')).filter((f) => f.endsWith('.js'));
+    const code = assets.map((f) => readFileSync(join(dir, 'dist/assets', f), 'utf8')).join('\n');
+    expect(code).not.toMatch(/ioredis|prom-client|pino/);
+    expect(code).toContain('/v1/ws'); // the client is in
+    expect(code).toContain('useSyncExternalStore'); // and React with the hooks
+  });
+
   it('the <script> build defines window.Tidings with no module loader', () => {
     const code = readFileSync(join(sdkApp, 'node_modules/tidings/dist/tidings.min.js'), 'utf8');
     const window: Record<string, unknown> = {};

@@ -4,11 +4,11 @@
  * channel hooks, cleanup on unmount and on changed arguments, StrictMode's
  * double effects, and server rendering (no client is created there).
  */
-import { StrictMode, act, createElement, type ReactElement } from 'react';
+import { Component, StrictMode, act, createElement, type ReactElement, type ReactNode } from 'react';
 import { createRoot, type Root } from 'react-dom/client';
 import { renderToString } from 'react-dom/server';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createClient, type Client, type EventMessage, type ResetMessage, type State, type TidingsEvents } from '../../src/index.js';
+import { createClient, type Client, type EventMessage, type ResetMessage, type State, type TidingsError, type TidingsEvents } from '../../src/index.js';
 import { useChannel, useConnectionState, useTidingsClient } from '../../src/react.js';
 
 beforeAll(() => {
@@ -246,6 +246,26 @@ describe('useTidingsClient', () => {
     expect(made.map((f) => f.closed)).toEqual([1, 0]);
     expect(made[1]!.listeners('state')).toBe(1);
     expect(made[0]!.listeners('state')).toBe(0);
+  });
+
+  it("a create() that throws reaches the component's error boundary", async () => {
+    class Boundary extends Component<{ children: ReactNode }, { error: unknown }> {
+      override state = { error: null as unknown };
+      static getDerivedStateFromError(error: unknown) {
+        return { error };
+      }
+      override render() {
+        return this.state.error ? createElement('p', null, `caught ${(this.state.error as TidingsError).code}`) : this.props.children;
+      }
+    }
+    const quiet = vi.spyOn(console, 'error').mockImplementation(() => {});
+    try {
+      const create = () => createClient({ url: 'http://127.0.0.1:9', token: 'tok', channels: ['no spaces allowed'] });
+      await render(createElement(Boundary, null, createElement(Owner, { create })));
+      expect(container.textContent).toBe('caught BAD_OPTIONS');
+    } finally {
+      quiet.mockRestore();
+    }
   });
 
   it('with the real client under StrictMode opens one WebSocket, and unmount stops it', async () => {

@@ -7,7 +7,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { createClient, type Disconnect } from '../../src/index.js';
 import { flush, manualClock, useFake, type Harness } from './helpers.js';
 
-const { fake, client } = useFake();
+const { fake, client, nav, fire } = useFake();
 const half = () => 0.5;
 const transports = ['websocket', 'polling'] as const;
 const live = (t: (typeof transports)[number]) => (t === 'websocket' ? 'open' : 'polling');
@@ -137,6 +137,23 @@ describe('stops and starts', () => {
   });
 });
 
+describe('close() while offline', () => {
+  it.each(transports)('on %s: nothing waits for online any more, and no token or request is asked for', async (t) => {
+    nav.onLine = false;
+    let tokens = 0;
+    const h = client({ transport: t, random: half, token: () => (tokens++, 'tok') });
+    await h.tick(5000);
+    h.c.close();
+    await h.tick(60_000);
+    nav.onLine = true;
+    fire('online');
+    await h.tick(60_000);
+    expect(tokens).toBe(0);
+    expect(fake.log.connections + fake.log.polls.length).toBe(0);
+    expect(h.c.state).toBe('stopped');
+  });
+});
+
 describe('listeners and diagnostics', () => {
   it('on() returns a function that removes the handler', async () => {
     const h = client({ random: half });
@@ -180,16 +197,15 @@ describe('listeners and diagnostics', () => {
 });
 
 describe('outside a page (server-side rendering)', () => {
-  it('opens no connection until something listens for events', async () => {
+  it('opens no connection until something listens', async () => {
     vi.stubGlobal('document', undefined);
     const clock = manualClock();
     const c = createClient({ url: fake.base, token: 't', channels: ['a'], clock, random: half });
-    const states: string[] = [];
-    c.on('state', (s) => states.push(s));
     for (let i = 0; i < 10; i++) clock.advance(6000), await flush();
     expect(fake.log.connections + fake.log.polls.length).toBe(0);
     expect(c.state).toBe('stopped');
-    c.on('event', () => {});
+    const states: string[] = [];
+    c.on('state', (s) => states.push(s));
     clock.advance(0);
     await flush();
     expect(c.state).toBe('open');

@@ -6,11 +6,22 @@
  */
 import { setupServer } from 'msw/node';
 import { afterAll, afterEach, beforeAll, beforeEach, vi } from 'vitest';
-import { createClient, type Client, type ClientOptions, type EventMessage, type ResetMessage, type State, type TidingsError } from '../../src/index.js';
+import { readFileSync } from 'node:fs';
+import { createClient as fromSource, type Client, type ClientOptions, type EventMessage, type ResetMessage, type State, type TidingsError } from '../../src/index.js';
 import { flush, manualClock, seeded, type ManualClock } from '../support/clock.js';
 import { fakeTidings } from '../support/msw-server.js';
 
 export { flush, manualClock, seeded };
+
+/**
+ * The client under test: src/ by default; with TIDINGS_SDK=dist
+ * (vitest.bundle.config.ts, run by `npm test` after the build) the shipped
+ * dist/tidings.min.js, so the behaviour suites also run the minified bundle.
+ */
+export const createClient: typeof fromSource =
+  process.env.TIDINGS_SDK === 'dist'
+    ? new Function(readFileSync(new URL('../../dist/tidings.min.js', import.meta.url), 'utf8') + '\nreturn Tidings;')().createClient
+    : fromSource;
 
 export interface Harness {
   c: Client;

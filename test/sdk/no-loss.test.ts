@@ -2,7 +2,8 @@
  * Property: whatever the network does (sockets dropped with any backoff code,
  * WebSocket refused so the client falls back to polling, polls failing,
  * probes switching back, slow welcomes that replay what polling delivered,
- * reconnect() calls), once it settles every published
+ * reconnect() calls, close() and start() again, a channel dropped and
+ * subscribed again from its cursor), once it settles every published
  * event has been delivered exactly once, in publish order per channel.
  */
 import fc from 'fast-check';
@@ -18,7 +19,9 @@ type Action =
   | { k: 'ws'; mode: 'ok' | 'refuse' | 'mute' }
   | { k: 'answer' }
   | { k: 'pollFail' }
-  | { k: 'reconnect' };
+  | { k: 'reconnect' }
+  | { k: 'restart' }
+  | { k: 'resubscribe' };
 
 const action: fc.Arbitrary<Action> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ k: fc.constant('publish' as const), ch: fc.constantFrom('a' as const, 'b' as const) }) },
@@ -28,6 +31,8 @@ const action: fc.Arbitrary<Action> = fc.oneof(
   { weight: 1, arbitrary: fc.constant({ k: 'answer' as const }) },
   { weight: 1, arbitrary: fc.constant({ k: 'pollFail' as const }) },
   { weight: 1, arbitrary: fc.constant({ k: 'reconnect' as const }) },
+  { weight: 1, arbitrary: fc.constant({ k: 'restart' as const }) },
+  { weight: 1, arbitrary: fc.constant({ k: 'resubscribe' as const }) },
 );
 
 describe('no loss, no duplicates', () => {
@@ -48,6 +53,13 @@ describe('no loss, no duplicates', () => {
           else if (x.k === 'ws') fake.knobs.ws = x.mode;
           else if (x.k === 'answer') fake.answerMuted(); // a slow welcome: replays what polling may have delivered
           else if (x.k === 'pollFail') fake.knobs.pollQueue.push('network');
+          else if (x.k === 'restart') h.c.close(), h.c.start(); // close() and start again from the cursors held
+          else if (x.k === 'resubscribe') {
+            // b dropped and subscribed again from its cursor; a must lose nothing meanwhile.
+            const from = h.c.cursors().b ?? null;
+            h.c.unsubscribe('b');
+            h.c.subscribe('b', from);
+          }
           else h.c.reconnect();
           await h.tick();
         }

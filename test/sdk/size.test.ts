@@ -41,7 +41,9 @@ beforeAll(async () => {
   } finally {
     process.chdir(prev);
   }
-}, 60_000);
+  // Three TypeScript programs (ESM+CJS of every entry, the <script> build, the
+  // types): about 10 s alone, several times that on a loaded two-core machine.
+}, 180_000);
 
 const gz = (s: string) => gzipSync(s, { level: 9 }).length;
 

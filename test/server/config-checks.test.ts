@@ -3,6 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, publisherKeysOf, subscriberKeyring } from '../../server/config.js';
 import { badBearerChar, normalizeAllowedOrigin } from '../../server/config-checks.js';
+import { startTestServer } from '../support/server.js';
+import { openWs } from '../support/ws-client.js';
 
 const SECRET = 'a-subscriber-secret-of-32-bytes!';
 const KEY = 'publisher-key-0123456789-abcdefgh';
@@ -73,6 +75,24 @@ describe('TIDINGS_ALLOWED_ORIGINS is normalised to what browsers send', () => {
     expect(fails({ TIDINGS_ALLOWED_ORIGINS: 'https://mail.example.com/app' })).toContain('use https://mail.example.com');
     expect(fails({ TIDINGS_ALLOWED_ORIGINS: 'ftp://mail.example.com' })).toContain('http:// or https://');
     expect(normalizeAllowedOrigin('HTTP://[::1]:80')).toBe('http://[::1]');
+  });
+});
+
+describe('allowed origins end to end', () => {
+  it('an allow-list written "https://Mail.Example/" lets the browser\'s "https://mail.example" through on WebSocket and polling alike', async () => {
+    const { config } = load({ TIDINGS_ALLOWED_ORIGINS: 'https://Mail.Example/' });
+    for (const origins of [config.allowedOrigins, ['https://Mail.Example/']]) { // via loadConfig, and embedded as is
+      const s = await startTestServer({ allowedOrigins: origins });
+      try {
+        const ws = await openWs(s.wsUrl, { origin: 'https://mail.example' });
+        ws.ws.close();
+        const poll = await fetch(`${s.url}/v1/poll?channels=a`, { headers: { origin: 'https://mail.example', authorization: `Bearer ${await s.token(['a'])}` } });
+        expect(poll.status).toBe(200);
+        await expect(openWs(s.wsUrl, { origin: 'https://evil.example' })).rejects.toThrow();
+      } finally {
+        await s.close();
+      }
+    }
   });
 });
 

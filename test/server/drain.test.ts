@@ -269,6 +269,18 @@ describe('tidings-server CLI', () => {
     expect(start).toMatchObject({ address: `127.0.0.1:${port}`, bus: 'memory', limits: { maxConnections: 100000 } });
   });
 
+  it('SIGINT (Ctrl-C at a terminal) skips the listen phase', async () => {
+    const child = run([], { TIDINGS_DRAIN_LISTEN_MS: '60000' });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    await expect.poll(() => out.includes('listening on'), { timeout: 15_000 }).toBe(true);
+    const t0 = Date.now();
+    child.kill('SIGINT');
+    const [code] = await once(child, 'exit');
+    expect(code).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+  });
+
   it('exits 2 naming the variable for a publisher key a Bearer header cannot carry, without echoing it', async () => {
     const child = run([], { TIDINGS_PUBLISHER_KEY: 'user:pass-0123456789abcdef' });
     let err = '';

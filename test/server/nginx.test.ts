@@ -91,7 +91,36 @@ describe.skipIf(NGINX === null)('behind nginx with an upstream keepalive pool (d
     }
   });
 
-  async function sdkDelivers(transport: 'websocket' | 'polling'): Promise<void> {
+  it('60 upgrades concurrent with 60 plain requests (the measurement that found 46 of 60 refused): every one reaches welcome', async () => {
+    const token = await s.token(['mail']);
+    const before = reusedUpgrades;
+    const sockets: WebSocket[] = [];
+    const upgrade = () => new Promise<void>((resolve, reject) => {
+      const ws = new WebSocket(`${proxy.url.replace('http', 'ws')}/v1/ws`, 'tidings.v1');
+      sockets.push(ws);
+      ws.once('open', () => ws.send(JSON.stringify({ type: 'hello', token, channels: { mail: null } })));
+      ws.once('unexpected-response', (_req, res) => reject(new Error(`upgrade refused: ${res.statusCode}`)));
+      ws.once('error', reject);
+      ws.once('message', (d) => (JSON.parse(String(d)).type === 'welcome' ? resolve() : reject(new Error(String(d)))));
+    });
+    const plain = async () => {
+      const r = await fetch(`${proxy.url}/v1/poll?channels=mail`, { headers: { authorization: `Bearer ${token}` } });
+      await r.text();
+      return r.status;
+    };
+    try {
+      for (let batch = 0; batch < 3; batch++) {
+        const results = await Promise.allSettled([...Array.from({ length: 20 }, plain), ...Array.from({ length: 20 }, upgrade)]);
+        const failed = results.filter((r) => r.status === 'rejected' || (typeof r.value === 'number' && r.value !== 200));
+        expect(failed).toEqual([]);
+      }
+      console.info(`nginx, concurrent: 60/60 upgrades reached welcome, ${reusedUpgrades - before} on reused upstream connections`);
+    } finally {
+      for (const ws of sockets) ws.terminate();
+    }
+  });
+
+    async function sdkDelivers(transport: 'websocket' | 'polling'): Promise<void> {
     const channel = `user:${transport}`;
     // A plain request first, so the SDK's upgrade can land on a reused upstream connection.
     await (await fetch(`${proxy.url}/healthz`)).text();

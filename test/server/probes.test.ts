@@ -6,6 +6,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { startRedis, type TestRedis } from '../support/redis.js';
 import { startTestServer, type TestServer } from '../support/server.js';
+import { Writable } from 'node:stream';
+import { createLogger } from '../../server/log.js';
+import { TEST_PUBLISHER_KEY } from '../support/context.js';
 
 let servers: TestServer[] = [];
 let redis: TestRedis | null = null;
@@ -54,5 +57,30 @@ describe('probes with a Redis bus', () => {
     expect(many).toEqual([503, 503, 503, 503]);
     redis.thaw();
     await expect.poll(async () => (await fetch(`${s.url}/readyz`)).status, { timeout: 5000 }).toBe(200);
+  });
+});
+
+describe('logs during a Redis outage', () => {
+  it('one warn line when Redis goes, one info line when it is back; none per refused publish', async () => {
+    redis = await startRedis();
+    const lines: { level: number; msg: string }[] = [];
+    const destination = new Writable({ write(chunk, _e, cb) { lines.push(JSON.parse(String(chunk))); cb(); } });
+    const s = await startTestServer({ redisUrl: redis.url, logLevel: 'info' }, { log: createLogger({ level: 'info', destination }) });
+    servers.push(s);
+    await redis.kill();
+    await expect.poll(async () => (await fetch(`${s.url}/readyz`)).status, { timeout: 5000 }).toBe(503);
+    for (let i = 0; i < 10; i++) {
+      const r = await fetch(`${s.url}/v1/publish`, {
+        method: 'POST', headers: { authorization: `Bearer ${TEST_PUBLISHER_KEY}`, 'content-type': 'application/json' }, body: '{"channel":"a","data":1}',
+      });
+      expect(r.status).toBe(503);
+    }
+    await redis.start();
+    await expect.poll(async () => (await fetch(`${s.url}/readyz`)).status, { timeout: 10_000 }).toBe(200);
+    const noisy = lines.filter((l) => l.level >= 40);
+    expect(noisy.map((l) => l.msg)).toEqual(['redis connection error; reconnecting with backoff']);
+    expect(lines.filter((l) => l.msg === 'redis reconnected')).toHaveLength(1);
+    const metrics = await (await fetch(`${s.url}/metrics`)).text();
+    expect(metrics).toContain('tidings_bus_errors_total{op="publish"} 10');
   });
 });

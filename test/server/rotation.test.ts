@@ -78,3 +78,53 @@ describe('a rotation with live clients', () => {
     ws2.c.ws.close();
   });
 });
+
+describe('a rolling rotation across two nodes on Redis, with live SDK clients', () => {
+  it('no valid token is refused and no event is lost while nodes and backend move to the new secret', async () => {
+    const { startRedis, freePort } = await import('../support/redis.js');
+    const { createClient } = await import('../../src/index.js');
+    const redis = await startRedis();
+    const nodes: TestServer[] = [];
+    const clients: { close(): void }[] = [];
+    try {
+      const portA = await freePort();
+      const before = { subscriberSecret: OLD, subscriberSecrets: [] as string[] };
+      const during = { subscriberSecret: NEW, subscriberSecrets: [`2026-12:${NEW}`, `2026-11:${OLD}`] };
+      // Node A still has the old secret only; node B already has both (the roll is under way).
+      let a = await startTestServer({ ...before, port: portA, redisUrl: redis.url, drainWindowMs: 200 });
+      const b = await startTestServer({ ...during, redisUrl: redis.url });
+      nodes.push(a, b);
+      // The backend signs with the old secret until every node has both.
+      let backendSigns: SubscriberKey[] = [{ kid: null, secret: OLD }];
+      const mintFor = () => signSubscriberToken(backendSigns, { sub: 'u', ch: ['mail'], ttlSeconds: 60 });
+      const got: Record<string, unknown[]> = { onA: [], onB: [] };
+      const refused: unknown[] = [];
+      for (const [name, node] of [['onA', a], ['onB', b]] as const) {
+        const c = createClient({ url: node.url, token: mintFor, channels: ['mail'], transport: 'websocket', backoff: { base: 50, cap: 200 } });
+        c.on('event', (e) => got[name]!.push(e.data));
+        c.on('error', (e) => refused.push(e));
+        clients.push(c);
+        await c.ready();
+      }
+      await b.publish('mail', 1);
+      // Roll node A: drain (its clients get 1012 and come back), restart with both secrets on the same port.
+      await a.server.drain(200);
+      a = await startTestServer({ ...during, port: portA, redisUrl: redis.url });
+      nodes.push(a);
+      await b.publish('mail', 2);
+      // Every node has both: the backend switches to the new secret (with its kid).
+      backendSigns = [{ kid: '2026-12', secret: NEW }];
+      await new Promise((r) => setTimeout(r, 300));
+      await b.server.drain(200); // node B restarts too; its client refetches a NEW token
+      const b2 = await startTestServer({ ...during, port: b.port, redisUrl: redis.url });
+      nodes.push(b2);
+      await a.publish('mail', 3);
+      await expect.poll(() => [got.onA, got.onB], { timeout: 10_000 }).toEqual([[1, 2, 3], [1, 2, 3]]);
+      expect(refused).toEqual([]);
+    } finally {
+      for (const c of clients) c.close();
+      for (const n of nodes) await n.close().catch(() => {});
+      await redis.stop();
+    }
+  }, 30_000);
+});

@@ -80,6 +80,8 @@ export function typecheckBlocks(blocks: CodeBlock[], sdkEntry: string): Typechec
         'tidings/react': [path.join(path.dirname(sdkEntry), 'react.ts')],
         react: [path.join(REPO, 'node_modules/@types/react/index.d.ts')],
         'react/jsx-runtime': [path.join(REPO, 'node_modules/@types/react/jsx-runtime.d.ts')],
+        // Vue is no dependency: a stub with the signatures the Vue example uses.
+        vue: [path.join(REPO, 'test/support/stubs/vue.d.ts')],
       },
     };
     const program = ts.createProgram([...files.keys()], options);

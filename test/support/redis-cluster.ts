@@ -37,6 +37,10 @@ export interface TestCluster {
   admin(port: number): Redis;
   /** SIGKILL one node (a primary dying without a word). */
   kill(port: number): Promise<void>;
+  /** Start one more (empty) node and make it meet the cluster: a primary without slots until moveSlot gives it some. */
+  addNode(): Promise<number>;
+  /** CONFIG SET on every live node. */
+  configAll(name: string, value: string): Promise<void>;
   /** SIGSTOP/SIGCONT one node (frozen: connections stay open, nothing is answered or replicated). */
   signal(port: number, sig: 'SIGSTOP' | 'SIGCONT'): void;
   /** Resolve once every live node sees cluster_state:ok, every slot's owner is alive, and live replicas are online. */
@@ -80,7 +84,7 @@ export async function startCluster(opts: { primaries?: number; nodeTimeoutMs?: n
   }
   const procs = new Map<number, ChildProcess>();
   const alive = new Set<number>();
-  for (const port of ports) {
+  const spawnNode = (port: number): void => {
     const p = spawn('redis-server', [
       '--port', String(port), '--bind', '127.0.0.1', '--dir', dir,
       '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`,
@@ -92,7 +96,8 @@ export async function startCluster(opts: { primaries?: number; nodeTimeoutMs?: n
     p.once('error', () => {});
     procs.set(port, p);
     alive.add(port);
-  }
+  };
+  for (const port of ports) spawnNode(port);
   const stop = async (): Promise<void> => {
     await Promise.all([...procs.entries()].map(([port, p]) => new Promise<void>((resolve) => {
       if (p.exitCode !== null || p.signalCode !== null) return resolve();
@@ -175,8 +180,42 @@ export async function startCluster(opts: { primaries?: number; nodeTimeoutMs?: n
       await new Promise<void>((resolve) => { p.once('exit', () => resolve()); p.kill('SIGKILL'); });
     },
     signal: (port, sig) => { procs.get(port)!.kill(sig); },
+    addNode: async () => {
+      let port = 0;
+      while (port === 0 || port + 10_000 >= 65_536 || procs.has(port)) port = await freePort();
+      spawnNode(port);
+      const deadline = Date.now() + 15_000;
+      while (!(await ask(port, (r) => r.ping()).then(() => true, () => false))) {
+        if (Date.now() > deadline) throw new Error(`redis-server on ${port} did not start`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await ask(livePort(), (r) => r.call('CLUSTER', 'MEET', '127.0.0.1', String(port)));
+      // Known to every live node, and knowing them all.
+      for (;;) {
+        const views = await Promise.all([...alive].map((p) => ask(p, (r) => r.call('CLUSTER', 'NODES') as Promise<string>).catch(() => '')));
+        const state = await ask(port, (r) => r.call('CLUSTER', 'INFO') as Promise<string>).catch(() => '');
+        if (/cluster_state:ok/.test(state) && views.every((v) => v.includes(`:${port}@`) && v.trim().split('\n').length === procs.size)) break;
+        if (Date.now() > deadline) throw new Error(`node ${port} did not join the cluster`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return port;
+    },
+    configAll: async (name, value) => {
+      // A frozen node (SIGSTOP) does not answer: it keeps its value.
+      await Promise.all([...alive].map((port) => ask(port, (r) => r.config('SET', name, value)).catch(() => {})));
+    },
     waitHealthy,
     moveSlot: async (slot, toPort) => {
+      // A node's view of who is primary can lag a recent failover: wait until both
+      // ends say themselves what they are (ROLE), so SETSLOT goes to primaries.
+      const deadline = Date.now() + 15_000;
+      for (;;) {
+        const fromNow = await ownerOf(slot);
+        const roles = await Promise.all([fromNow, toPort].map((p) => ask(p, (r) => r.call('ROLE') as Promise<unknown[]>).catch(() => ['?'])));
+        if (roles.every((r) => r[0] === 'master')) break;
+        if (Date.now() > deadline) throw new Error(`slot ${slot}: ${fromNow} or ${toPort} is not a primary`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
       const ns = await nodes();
       const fromPort = await ownerOf(slot);
       if (fromPort === toPort) return;
@@ -193,7 +232,11 @@ export async function startCluster(opts: { primaries?: number; nodeTimeoutMs?: n
           await src.call('MIGRATE', '127.0.0.1', String(toPort), '', '0', '5000', 'KEYS', ...keys);
         }
         await dst.call('CLUSTER', 'SETSLOT', String(slot), 'NODE', to.id);
-        await src.call('CLUSTER', 'SETSLOT', String(slot), 'NODE', to.id);
+        await src.call('CLUSTER', 'SETSLOT', String(slot), 'NODE', to.id).catch((err: Error) => {
+          // A primary that gave away its last slot turns into a replica of the receiver
+          // (cluster-allow-replica-migration) as soon as it hears of it: nothing left to set.
+          if (!/only with masters/.test(err.message)) throw err;
+        });
         for (const n of ns) {
           if (n.role !== 'master' || n.port === fromPort || n.port === toPort || !alive.has(n.port)) continue;
           await ask(n.port, (r) => r.call('CLUSTER', 'SETSLOT', String(slot), 'NODE', to.id)).catch(() => {});
