@@ -59,7 +59,7 @@ const sections = {
       table(['server', 'deliveries/s', 'vs ws', 'total (ms)', 'event → last subscriber p50 (ms)', 'publish response p50 / p99 (ms)', 'loop delay p99 (ms)', 'server CPU / delivery (µs)'],
         s.map((k) => { const m = r.median[k]; return [label(k), n0(m.deliveriesPerSec), ws ? `${(m.deliveriesPerSec / ws).toFixed(2)}x` : '', n0(m.totalMs), n1(m.eventLatencyP50Ms), `${n1(m.publishP50Ms)} / ${n1(m.publishP99Ms)}`, n1(m.lagP99Ms), n2(m.cpuPerDeliveryUs)]; })),
       '',
-      'uWebSockets.js: not measured. The npm package `uwebsockets.js` is only a pointer to a GitHub tag (`uws.js: github:uNetworking/uWebSockets.js#v19.0.0`), and this machine reaches the npm registry only (`npm i uwebsockets.js` fails: "Could not resolve hostname github.com"). The reference figures given for it in the brief (Node 20, same kind of machine) are quoted below for orientation only.',
+      'uWebSockets.js and Bun: measured in section 8 (anchors), each as its own process: uWebSockets.js v20 from the `uwebsockets` package on a Node 20 binary, Bun from the `bun` package.',
       '',
       '![fan-out rate](charts/fanout.svg)',
     ].join('\n');

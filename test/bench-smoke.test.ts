@@ -152,7 +152,7 @@ describe('bench harness smoke runs', () => {
     const scale = await load('scale.mjs');
     const r = await scale.run({
       log: quiet, accept: false,
-      overrides: { subscribers: 300, workers: 2, loaders: 2, concurrency: 16, rate: 100, seconds: 1, broadcasts: 1, settleMs: 200, hardLimitMs: 80_000 },
+      overrides: { subscribers: 300, workers: 2, loaders: 2, concurrency: 16, rate: 100, seconds: 1, broadcasts: 1, settleMs: 200, reserveMs: 5_000, hardLimitMs: 80_000 },
     });
     const [per, shared] = r.rows;
     for (const x of [per, shared]) {

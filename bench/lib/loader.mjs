@@ -13,11 +13,12 @@ let expectState = null;
 
 function send(m) { process.send(m); }
 
-/** Run `n` tasks with at most `limit` in flight. */
-async function pool(n, limit, task) {
+/** Run `n` tasks with at most `limit` in flight; none is started after `deadline` (epoch ms). Returns how many started. */
+async function pool(n, limit, task, deadline = Infinity) {
   let next = 0;
-  const worker = async () => { while (next < n) { const i = next++; await task(i); } };
+  const worker = async () => { while (next < n && Date.now() < deadline) { const i = next++; await task(i); } };
   await Promise.all(Array.from({ length: Math.min(limit, n) }, worker));
+  return next;
 }
 
 /** While armed by 'latencyStart': publish→delivery times (data carries the publish time as "t") and counts per client. */
@@ -98,7 +99,7 @@ async function connect(m) {
   const why = {};
   let ok = 0;
   const shared = m.channelMode === 'one' ? helloFrame(signTokenSync('bench', [m.channel]), { [m.channel]: null }) : null;
-  await pool(m.count, m.concurrency ?? 64, async (i) => {
+  const started = await pool(m.count, m.concurrency ?? 64, async (i) => {
     let hello = shared;
     if (!hello) {
       const ch = `user:${m.startIndex + i}`;
@@ -107,8 +108,8 @@ async function connect(m) {
     const r = await openOne({ port: m.port, localAddress: m.localAddress, hello, timeoutMs: m.timeoutMs ?? 30_000 });
     r.c.user = m.startIndex + i;
     if (r.ok) { ok++; conns.push(r.c); } else why[r.why] = (why[r.why] ?? 0) + 1;
-  });
-  send({ ev: 'connected', ok, failed: m.count - ok, why, ms: nowMs() - t0 });
+  }, m.deadline ?? Infinity);
+  send({ ev: 'connected', ok, failed: started - ok, notStarted: m.count - started, why, ms: nowMs() - t0 });
 }
 
 function churnOne({ port, localAddress, timeoutMs }) {

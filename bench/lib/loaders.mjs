@@ -43,19 +43,20 @@ export async function startLoaders(count) {
   return {
     size: ls.length,
     /** Open `total` more clients spread over the loaders. channelMode 'per': channel user:<i>; 'one': all on `channel`. */
-    async connect(total, { port, channelMode = 'per', channel = 'bench', startIndex = 0, concurrency = 64, timeoutMs = 120_000, clientTimeoutMs = 30_000 }) {
+    /** With `deadline` (epoch ms) no client is started after it; those not started are counted in `notStarted`. */
+    async connect(total, { port, channelMode = 'per', channel = 'bench', startIndex = 0, concurrency = 64, timeoutMs = 120_000, clientTimeoutMs = 30_000, deadline = undefined }) {
       const parts = split(total);
       let base = startIndex;
       const rs = await Promise.all(
         ls.map((l, i) => {
-          const m = { cmd: 'connect', port, localAddress: l.localAddress, count: parts[i], startIndex: base, channelMode, channel, concurrency, timeoutMs: clientTimeoutMs };
+          const m = { cmd: 'connect', port, localAddress: l.localAddress, count: parts[i], startIndex: base, channelMode, channel, concurrency, timeoutMs: clientTimeoutMs, deadline };
           base += parts[i];
-          return l.request(m, 'connected', timeoutMs);
+          return l.request(m, 'connected', deadline === undefined ? timeoutMs : Math.max(timeoutMs, deadline - Date.now() + clientTimeoutMs + 10_000));
         }),
       );
       const why = {};
       for (const r of rs) for (const [k, v] of Object.entries(r.why)) why[k] = (why[k] ?? 0) + v;
-      return { ok: rs.reduce((a, r) => a + r.ok, 0), failed: rs.reduce((a, r) => a + r.failed, 0), why, ms: Math.max(...rs.map((r) => r.ms)) };
+      return { ok: rs.reduce((a, r) => a + r.ok, 0), failed: rs.reduce((a, r) => a + r.failed, 0), notStarted: rs.reduce((a, r) => a + (r.notStarted ?? 0), 0), why, ms: Math.max(...rs.map((r) => r.ms)) };
     },
     /** Arm every loader to time `events` deliveries; resolves once armed, with `done`: a promise of the outcome. */
     async expect(events, timeoutMs) {

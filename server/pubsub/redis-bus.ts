@@ -350,9 +350,16 @@ export class RedisBus implements Bus {
     this.dropIfIdle(shard);
   }
 
+  /**
+   * Single Redis: both connections up. Cluster: the cluster client is up; one
+   * shard failing over does not make the node degraded, since it hits every
+   * node alike and taking them all out of rotation (readiness) would turn one
+   * shard's failover into a full outage. Its channels answer 503 meanwhile.
+   */
   health(): 'ok' | 'degraded' {
     if (this.cmd.status !== 'ready') return 'degraded';
-    for (const s of this.shards.values()) if ((s.channels.size > 0 || s.key === 'main') && !s.ready) return 'degraded';
+    if (this.cmd instanceof Cluster) return 'ok';
+    for (const s of this.shards.values()) if (!s.ready) return 'degraded';
     return 'ok';
   }
 
@@ -360,17 +367,19 @@ export class RedisBus implements Bus {
   private pinging: Promise<boolean> | null = null;
 
   /**
-   * True once Redis answered PING (a cluster: every known primary) within
-   * `timeoutMs`; false otherwise, never rejects. For /readyz: a frozen Redis
-   * keeps its TCP connections, so only a round trip shows it.
+   * True once Redis answered PING within `timeoutMs` (a cluster: at least one
+   * primary did, for the reason given at health()); false otherwise, never
+   * rejects. For /readyz: a frozen Redis keeps its TCP connections, so only a
+   * round trip shows it.
    */
   ping(timeoutMs: number): Promise<boolean> {
     if (this.pinging) return this.pinging;
     const p = new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), timeoutMs);
       const nodes = this.cmd instanceof Cluster ? this.cmd.nodes('master') : [this.cmd];
-      Promise.all(nodes.map((n) => n.ping())).then(
-        () => { clearTimeout(timer); resolve(nodes.length > 0); },
+      if (nodes.length === 0) { clearTimeout(timer); resolve(false); return; }
+      Promise.any(nodes.map((n) => n.ping())).then(
+        () => { clearTimeout(timer); resolve(true); },
         () => { clearTimeout(timer); resolve(false); },
       );
     });

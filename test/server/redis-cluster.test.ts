@@ -29,6 +29,8 @@ async function publish(s: TestServer, channel: string, data: unknown): Promise<{
     method: 'POST',
     headers: { authorization: `Bearer ${TEST_PUBLISHER_KEY}`, 'content-type': 'application/json' },
     body: JSON.stringify({ channel, data }),
+    // The server answers within TIDINGS_PUBLISH_TIMEOUT_MS; a publish hanging past this is a bug to see.
+    signal: AbortSignal.timeout(10_000),
   });
   const body = (await res.json().catch(() => ({}))) as { cursor?: string; error?: string };
   return { status: res.status, cursor: body.cursor, retryAfter: res.headers.get('retry-after'), error: body.error };
@@ -412,7 +414,7 @@ describe('Tidings on a Redis Cluster', { timeout: 60_000 }, () => {
   });
 });
 
-describe('a primary killed while events flow', { timeout: 90_000 }, () => {
+describe('a primary killed while events flow', { timeout: 120_000 }, () => {
   it('loses no acknowledged event while a slot moves and a primary dies: each is delivered or covered by a reset; refused publishes answer 503 + Retry-After', async () => {
     // A primary that still has a replica (the test above used up one shard's).
     const withReplica = await primariesWithReplica();
@@ -423,23 +425,45 @@ describe('a primary killed while events flow', { timeout: 90_000 }, () => {
     const channels = [...onVictim, await channelOn(others[0]!), await channelOn(others[1]!)];
     const recs: Recorder[] = [];
     for (const ch of channels) for (const s of nodes) recs.push(await rec(s, ch));
+    const phases: string[] = [];
+    let mark = Date.now();
+    const phase = (name: string) => { phases.push(`${name} ${Date.now() - mark} ms`); mark = Date.now(); };
     const p = pump(nodes, channels);
     await until(() => p.acked.length > 100, 'traffic before the move');
+    phase('traffic');
     // A slot of a healthy shard moves while events flow...
     const moving = channels[2]!;
     await cluster.moveSlot(calculateSlot(liveKey(moving)), others[1]!);
+    phase('move');
     await until(() => p.acked.filter((a) => a.channel === moving).length > 60, 'traffic after the move');
+    phase('traffic after the move');
     // ...then a primary dies while they still flow.
     const killedAt = Date.now();
     await cluster.kill(victim);
+    // Meanwhile each node stays ready: one shard failing over hits every node alike,
+    // and taking them all out of rotation would make it a full outage.
+    const probes: string[] = [];
+    const bus = nodes[0]!.ctx.bus as RedisBus;
+    const probing = (async () => {
+      while (Date.now() < killedAt + 2_000) {
+        probes.push(`${bus.health()}/${await bus.ping(1_000)}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    })();
     await cluster.waitHealthy(30_000);
     const healthyAt = Date.now();
+    phase('failover');
+    await probing;
+    expect(new Set(probes)).toEqual(new Set(['ok/true']));
     // Traffic keeps flowing to the promoted replica.
     const before = p.acked.filter((a) => onVictim.includes(a.channel) && a.t > healthyAt).length;
     await until(() => p.acked.filter((a) => onVictim.includes(a.channel) && a.t > healthyAt).length > before + 60, 'traffic after the failover', 20_000);
+    phase('traffic after the failover');
     await p.stop();
     await untilLastDelivered(recs, p.acked);
     await until(() => nodes.every((s) => (s.ctx.bus as RedisBus).placement(moving)?.shard === `127.0.0.1:${others[1]}`), 'the moved channel subscribed on its new owner');
+    phase('last deliveries');
+    if (FIGURES) console.log(`[figures] phases: ${phases.join(', ')}`);
     const audits = recs.map((r) => audit(r, p.acked));
     const end = Date.now();
     const silence = Math.max(...recs.filter((r) => onVictim.includes(r.channel)).map((r) => longestGap(r, killedAt - 1_000, end)));

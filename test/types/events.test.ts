@@ -63,7 +63,7 @@ describe('public types', () => {
       expectTypeOf(e.data.unread).toBeNumber();
     });
     expectTypeOf(off).toEqualTypeOf<() => void>();
-    expectTypeOf(c.ready()).toEqualTypeOf<Promise<void>>();
+    expectTypeOf(c.ready).returns.toEqualTypeOf<Promise<void>>();
     c.on('disconnect', (d) => {
       expectTypeOf(d.transport).toEqualTypeOf<Transport>();
       expectTypeOf(d.retryIn).toBeNumber();
