@@ -1,0 +1,86 @@
+/**
+ * The sharing edge (src/share/index.ts) through the public API: Node 24's real
+ * Web Locks and BroadcastChannel, a stubbed `document`/`window` (so the SDK
+ * takes this process for a browser tab), the msw fake server, real timers.
+ * Several clients of one user in one process form a group, like tabs.
+ */
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { createClient, type Client, type EventMessage } from '../../src/index.js';
+import { useFake } from './helpers.js';
+
+const { fake } = useFake();
+// Node 24's own, captured before the helpers stub `navigator`.
+const locks = (globalThis as { navigator: Navigator }).navigator.locks;
+/** A token whose payload names the user and the channels: the SDK groups by `sub` and checks `ch` (it never verifies). */
+const jwt = (sub: string, ch: string[]) => 'h.' + Buffer.from(JSON.stringify({ sub, ch })).toString('base64url') + '.s';
+
+let clients: Client[] = [];
+let n = 0;
+beforeEach(() => {
+  vi.stubGlobal('navigator', { onLine: true, locks });
+  vi.stubGlobal('window', new EventTarget());
+});
+afterEach(() => {
+  clients.forEach((c) => c.close());
+  clients = [];
+});
+
+function tab(user: string, channels = ['a']) {
+  const c = createClient({ url: fake.base, token: jwt(user, ['a', 'b']), channels, pingGrace: 2000 });
+  const got: EventMessage[] = [];
+  c.on('event', (e) => got.push(e));
+  clients.push(c);
+  return { c, got };
+}
+
+describe('sharing, through the public API', () => {
+  it('ready() right after createClient waits for the shared connection (it rejected CLOSED before)', async () => {
+    const { c } = tab('u' + ++n);
+    expect(c.state).toBe('connecting');
+    await expect(c.ready()).resolves.toBeUndefined();
+    expect(c.state).toBe('open');
+  });
+
+  it('two clients of one user share one connection; closing the leader hands over and loses nothing', async () => {
+    const user = 'u' + ++n;
+    const a = tab(user);
+    await a.c.ready();
+    const b = tab(user, ['a', 'b']);
+    await b.c.ready();
+    // One open connection (b's channel made the leader say hello again on a new one).
+    await vi.waitFor(() => expect(fake.subscribers()).toBe(1));
+    expect([a.c.leader, b.c.leader]).toEqual([true, false]);
+    fake.publish('a', 1);
+    fake.publish('b', 2);
+    await vi.waitFor(() => expect(b.got.map((e) => e.data)).toEqual([1, 2]));
+    expect(a.got.map((e) => e.data)).toEqual([1]);
+    // One of the two copies of event 1 is `first` (the desktop notification is shown once).
+    expect([...a.got, ...b.got].filter((e) => e.channel === 'a' && e.first)).toHaveLength(1);
+
+    a.c.close();
+    fake.publish('a', 3);
+    await vi.waitFor(() => expect(b.c.leader).toBe(true), { timeout: 5000 });
+    fake.publish('a', 4);
+    await vi.waitFor(() => expect(b.got.map((e) => e.data)).toEqual([1, 2, 3, 4]), { timeout: 5000 });
+    expect(fake.subscribers()).toBe(1);
+  });
+
+  it('a client of another user does not share', async () => {
+    const a = tab('u' + ++n);
+    const b = tab('u' + ++n);
+    await Promise.all([a.c.ready(), b.c.ready()]);
+    expect(fake.subscribers()).toBe(2);
+    expect([a.c.leader, b.c.leader]).toEqual([true, true]);
+  });
+
+  it('a client whose own token does not grant its channels connects alone', async () => {
+    const user = 'u' + ++n;
+    const a = tab(user);
+    await a.c.ready();
+    const c = createClient({ url: fake.base, token: jwt(user, ['a']), channels: ['a', 'c'], pingGrace: 2000 });
+    clients.push(c);
+    await c.ready();
+    expect(c.leader).toBe(true);
+    expect(fake.subscribers()).toBe(2);
+  });
+});
