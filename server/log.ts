@@ -21,6 +21,10 @@ export interface LogOptions {
 export function createLogger(opts: LogOptions = {}): Logger {
   return pino(
     { level: opts.level ?? 'info', base: { name: 'tidings' }, redact: { paths: REDACT_PATHS, censor: '[redacted]' } },
-    opts.destination,
+    // Synchronous on stdout: an async sonic-boom has a write in flight on the thread pool when
+    // process.exit() flushes the rest synchronously, so the last lines of a drain came out of
+    // order (seen: done before closing) or could be lost. Log lines are rare (sampled), so
+    // a blocking write costs nothing that matters.
+    opts.destination ?? pino.destination({ dest: 1, sync: true }),
   );
 }
