@@ -906,6 +906,9 @@ export class RedisBus implements Bus {
   private onConnClose(): void {
     if (this.closed) return;
     this.attempts++;
+    // A Redis killed or restarted closes the socket cleanly (FIN, no 'error'); if it is back
+    // before the first reconnect attempt fails, no error event ever comes: the outage is logged here.
+    this.onConnError('command', new Error('connection closed'));
   }
 
   private onConnReady(): void {

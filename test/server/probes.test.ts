@@ -61,6 +61,17 @@ describe('probes with a Redis bus', () => {
 });
 
 describe('logs during a Redis outage', () => {
+  it('logs the outage even when Redis is back before a reconnect attempt fails (a clean close brings no error event)', async () => {
+    redis = await startRedis();
+    const lines: { level: number; msg: string }[] = [];
+    const destination = new Writable({ write(chunk, _e, cb) { lines.push(JSON.parse(String(chunk))); cb(); } });
+    const s = await startTestServer({ redisUrl: redis.url, logLevel: 'info' }, { log: createLogger({ level: 'info', destination }) });
+    servers.push(s);
+    await redis.restart();
+    await expect.poll(() => lines.some((l) => l.msg === 'redis reconnected'), { timeout: 10_000 }).toBe(true);
+    expect(lines.filter((l) => l.level >= 40).map((l) => l.msg)).toEqual(['redis connection error; reconnecting with backoff']);
+  });
+
   it('one warn line when Redis goes, one info line when it is back; none per refused publish', async () => {
     redis = await startRedis();
     const lines: { level: number; msg: string }[] = [];
