@@ -61,23 +61,26 @@ describe('probes with a Redis bus', () => {
 });
 
 describe('logs during a Redis outage', () => {
-  it('logs the outage even when Redis is back before a reconnect attempt fails (a clean close brings no error event)', async () => {
-    redis = await startRedis();
+  /** A server on a fresh Redis whose log lines (parsed) are collected in `lines`. */
+  async function serverOnRedisWithLogLines() {
+    const r = await startRedis();
+    redis = r;
     const lines: { level: number; msg: string }[] = [];
     const destination = new Writable({ write(chunk, _e, cb) { lines.push(JSON.parse(String(chunk))); cb(); } });
-    const s = await startTestServer({ redisUrl: redis.url, logLevel: 'info' }, { log: createLogger({ level: 'info', destination }) });
+    const s = await startTestServer({ redisUrl: r.url, logLevel: 'info' }, { log: createLogger({ level: 'info', destination }) });
     servers.push(s);
+    return { s, lines, redis: r };
+  }
+
+  it('logs the outage even when Redis is back before a reconnect attempt fails (a clean close brings no error event)', async () => {
+    const { lines, redis } = await serverOnRedisWithLogLines();
     await redis.restart();
     await expect.poll(() => lines.some((l) => l.msg === 'redis reconnected'), { timeout: 10_000 }).toBe(true);
     expect(lines.filter((l) => l.level >= 40).map((l) => l.msg)).toEqual(['redis connection error; reconnecting with backoff']);
   });
 
   it('one warn line when Redis goes, one info line when it is back; none per refused publish', async () => {
-    redis = await startRedis();
-    const lines: { level: number; msg: string }[] = [];
-    const destination = new Writable({ write(chunk, _e, cb) { lines.push(JSON.parse(String(chunk))); cb(); } });
-    const s = await startTestServer({ redisUrl: redis.url, logLevel: 'info' }, { log: createLogger({ level: 'info', destination }) });
-    servers.push(s);
+    const { s, lines, redis } = await serverOnRedisWithLogLines();
     await redis.kill();
     await expect.poll(async () => (await fetch(`${s.url}/readyz`)).status, { timeout: 5000 }).toBe(503);
     for (let i = 0; i < 10; i++) {
