@@ -147,6 +147,8 @@ export class RedisBus implements Bus {
   private reconcileTimer: NodeJS.Timeout | null = null;
   /** Channels watched since the last flush: their SSUBSCRIBEs leave together (see watch()). */
   private toSync: string[] = [];
+  /** A batch of new watches is being subscribed and its heads read: the next waits for it (see watch()). */
+  private flushing = false;
   private readonly flushSoon = (): void => this.flushWatches();
   private reconcileAttempts = 0;
   private reconciling = false;
@@ -318,11 +320,20 @@ export class RedisBus implements Bus {
     const shard = this.place(channel, fresh, owner);
     if (!shard.ready) { shard.start(); return; } // its 'ready' syncs every channel placed on it
     // Channels watched in one turn of the event loop (a connect storm) share
-    // their SSUBSCRIBE commands (one per slot on a cluster, one in all on a single Redis).
-    if (this.toSync.push(channel) === 1) setImmediate(this.flushSoon);
+    // their SSUBSCRIBE commands (one per slot on a cluster, one in all on a
+    // single Redis) and their head reads leave in one write. While one batch
+    // is in flight the next one gathers: under a storm of new per-user
+    // channels, each batch carries what arrived during the previous one's round
+    // trips instead of one channel each. A round trip to Redis costs a node
+    // ~75-140 µs of CPU alone, ~20 µs per command in batches of 20 (measured
+    // with ioredis here), and two of them per new channel were half of what a
+    // per-user subscriber cost a worker to connect (bench/NOTES.md). An idle
+    // node's first watch still leaves at once.
+    if (this.toSync.push(channel) === 1 && !this.flushing) setImmediate(this.flushSoon);
   }
 
   private flushWatches(): void {
+    if (this.flushing || this.closed) return;
     const byShard = new Map<Shard, string[]>();
     for (const ch of new Set(this.toSync)) {
       const w = this.watches.get(ch);
@@ -333,7 +344,20 @@ export class RedisBus implements Bus {
       if (l) l.push(ch); else byShard.set(shard, [ch]);
     }
     this.toSync = [];
-    for (const [shard, chs] of byShard) void this.sync(shard, chs);
+    if (byShard.size === 0) return;
+    this.flushing = true;
+    let inFlight = true;
+    const next = () => {
+      if (!inFlight) return;
+      inFlight = false;
+      clearTimeout(guard);
+      this.flushing = false;
+      if (this.toSync.length > 0) setImmediate(this.flushSoon);
+    };
+    // Every command of a sync has its deadline; this one only makes sure that a
+    // batch which never settles cannot hold back the next ones.
+    const guard = setTimeout(next, 2 * this.opts.commandTimeoutMs);
+    void Promise.all([...byShard].map(([shard, chs]) => this.sync(shard, chs))).finally(next);
   }
 
   unwatch(channel: string): void {
@@ -577,13 +601,18 @@ export class RedisBus implements Bus {
     const shard = w.shard === null ? undefined : this.shards.get(w.shard);
     if (this.isDown(shard)) return Promise.reject(new BusUnavailableError('Redis subscriber connection is down', this.retryAfterS()));
     return new Promise((resolve, reject) => {
-      const waiter = { resolve, reject };
-      w.waiters.push(waiter);
       // Bounded: a channel whose node does not answer fails its waiters (retryable).
-      setTimeout(() => {
+      // Cleared once answered: one timer per new subscriber otherwise lingers for its full delay.
+      const timer = setTimeout(() => {
         const i = w.waiters.indexOf(waiter);
         if (i >= 0) { w.waiters.splice(i, 1); reject(new BusUnavailableError('Redis subscription not ready', this.retryAfterS())); }
-      }, this.opts.commandTimeoutMs).unref();
+      }, this.opts.commandTimeoutMs);
+      timer.unref();
+      const waiter: Waiter = {
+        resolve: () => { clearTimeout(timer); resolve(); },
+        reject: (err) => { clearTimeout(timer); reject(err); },
+      };
+      w.waiters.push(waiter);
     });
   }
 
