@@ -9,6 +9,7 @@ import calculateSlot from 'cluster-key-slot';
 import { compareCursors, liveKey, parseCursor } from '../../server/pubsub/redis-scripts.js';
 import type { RedisBus } from '../../server/pubsub/redis-bus.js';
 import { TEST_PUBLISHER_KEY } from '../support/context.js';
+import { createLogger } from '../../server/log.js';
 import { startCluster, type TestCluster } from '../support/redis-cluster.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { subscribe, type Msg, type WsClient } from '../support/ws-client.js';
@@ -96,6 +97,17 @@ async function untilLastDelivered(recs: Recorder[], acked: Acked[]): Promise<voi
     for (const r of recs.filter((x) => !has(x))) {
       const placement = nodes.map((s) => (s.ctx.bus as RedisBus).placement(r.channel));
       console.log(`missing on ${r.channel}: last acked ${lastOf(r.channel)}, last received ${JSON.stringify(r.log.at(-1)?.m)}, ws ${r.c.ws.readyState}, placement ${JSON.stringify(placement)}`);
+      const subs: string[] = [];
+      for (const x of await cluster.nodes().catch(() => [])) {
+        if (x.failed) continue;
+        const a = cluster.admin(x.port);
+        try { subs.push(`${x.port}(${x.role}):${JSON.stringify(await a.call('PUBSUB', 'SHARDNUMSUB', liveKey(r.channel)))}`); } catch (e) { subs.push(`${x.port}: ${(e as Error).message}`); } finally { a.disconnect(); }
+      }
+      console.log(`  subscriptions: ${subs.join(' ')}`);
+      for (const s of nodes) {
+        const bus = s.ctx.bus as unknown as { shards: Map<string, { key: string; channels: Set<string>; conn: { status: string; condition?: { subscriber?: false | { channels(t: string): string[] } } } }> };
+        console.log(`  shards: ${[...bus.shards.values()].map((sh) => `${sh.key} ${sh.conn.status} ours=[${[...sh.channels].join(',')}] ioredis=[${sh.conn.condition?.subscriber ? sh.conn.condition.subscriber.channels('ssubscribe').join(',') : '-'}]`).join(' | ')}`);
+      }
     }
     throw err;
   }
@@ -137,10 +149,12 @@ let n = 0;
 
 /** A fresh channel name whose slot the primary on `port` owns. */
 async function channelOn(port: number): Promise<string> {
-  for (;;) {
+  // Bounded: a primary that lost its slots meanwhile (a failover under heavy load) fails the test, not hangs it.
+  for (let i = 0; i < 300; i++) {
     const ch = `cl:${++n}`;
     if ((await cluster.ownerOf(calculateSlot(liveKey(ch)))) === port) return ch;
   }
+  throw new Error(`no channel found on ${port} in 300 tries: does it still own slots? ${JSON.stringify(await cluster.nodes())}`);
 }
 
 async function primaries(): Promise<number[]> {
@@ -162,8 +176,8 @@ async function rec(s: TestServer, channel: string, cursor: string | null = null)
 beforeAll(async () => {
   cluster = await startCluster();
   nodes = [
-    await startTestServer({ redisCluster: cluster.seeds.slice(0, 2) }),
-    await startTestServer({ redisCluster: cluster.seeds.slice(2, 4) }),
+    await startTestServer({ redisCluster: cluster.seeds.slice(0, 2) }, { log: createLogger({ level: process.env['TIDINGS_TEST_LOG'] ?? 'silent' }).child({ tnode: 'A' }) }),
+    await startTestServer({ redisCluster: cluster.seeds.slice(2, 4) }, { log: createLogger({ level: process.env['TIDINGS_TEST_LOG'] ?? 'silent' }).child({ tnode: 'B' }) }),
   ];
 }, 60_000);
 
