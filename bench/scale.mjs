@@ -71,7 +71,9 @@ function publishRedis(admin, channel, json) {
 }
 
 async function startCluster(p, redisUrl, env = {}) {
-  return startProcess(process.execPath, [...tidingsMain(), '--workers', String(p.workers)], {
+  // BENCH_NODE_FLAGS: Node flags for the primary, which its workers inherit (experiments).
+  const flags = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+  return startProcess(process.execPath, [...flags, ...tidingsMain(), '--workers', String(p.workers)], {
     label: 'tidings-server cluster',
     env: {
       TIDINGS_PORT: '0', TIDINGS_HOST: '127.0.0.1', TIDINGS_REDIS_URL: redisUrl,
@@ -83,27 +85,64 @@ async function startCluster(p, redisUrl, env = {}) {
   });
 }
 
-/** Connect `n` per-user subscribers with the given accept mode; CPU of primary and workers per connect. */
-async function acceptRun(p, mode, log) {
+/** CPU (µs) of every process class: server primary, server workers, loaders, redis-server, this process. */
+function classCpu(srv, loaders, redisPid) {
+  const pids = tree(srv.pid);
+  return {
+    primary: cpuOf(pids[0]),
+    workers: sum(pids.slice(1).map(cpuOf)),
+    loaders: sum(loaders.pids.map(cpuOf)),
+    redis: cpuOf(redisPid),
+    bench: (process.cpuUsage().user + process.cpuUsage().system),
+    // Kernel part (stime) of workers and loaders: loopback TCP, syscalls.
+    workersSys: sum(pids.slice(1).map((x) => cpuOf(x, 'sys'))),
+    loadersSys: sum(loaders.pids.map((x) => cpuOf(x, 'sys'))),
+  };
+}
+const cpuPer = (a, b, n) => Object.fromEntries(Object.keys(a).map((k) => [k, Math.round((b[k] - a[k]) / n)]));
+
+/**
+ * Connect `n` subscribers with the given accept mode: connects/s and CPU per
+ * connect of every process class (primary, workers, loaders, Redis), to see
+ * where connect time goes.
+ */
+async function acceptRun(p, mode, log, shape = 'per') {
   const redis = await startRedis();
   let srv = null, loaders = null;
   try {
     srv = await startCluster(p, redis.url, { TIDINGS_WORKER_ACCEPT: mode });
     loaders = await startLoaders(p.loaders);
     await sleep(p.settleMs);
-    const s0 = snapshot(srv);
-    const c = await loaders.connect(p.acceptSubscribers, { port: srv.port, channelMode: 'per', concurrency: p.concurrency, timeoutMs: 300_000 });
-    const s1 = snapshot(srv);
+    const mode_ = { channelMode: shape === 'per' ? 'per' : 'one', channel: 'all', concurrency: p.concurrency, timeoutMs: 300_000 };
+    // warmup: clients connected before measuring, so that the figures are the
+    // steady state (JIT-compiled, heaps grown) rather than each process's first second.
+    if (p.warmup) await loaders.connect(p.warmup, { port: srv.port, ...mode_ });
+    await loaders.prepare(p.acceptSubscribers, { ...mode_, startIndex: p.warmup ?? 0 });
+    const s0 = classCpu(srv, loaders, redis.pid);
+    const c = await loaders.connect(p.acceptSubscribers, { port: srv.port, startIndex: p.warmup ?? 0, ...mode_ });
+    const s1 = classCpu(srv, loaders, redis.pid);
+    const per = cpuPer(s0, s1, c.ok);
     const row = {
-      mode, connected: c.ok, failed: c.failed, connectMs: c.ms,
+      mode, shape, connected: c.ok, failed: c.failed, connectMs: c.ms,
       connectsPerSec: c.ok / (c.ms / 1000),
-      primaryCpuPerConnectUs: (s1.cpu[0] - s0.cpu[0]) / c.ok,
-      workersCpuPerConnectUs: (sum(s1.cpu.slice(1)) - sum(s0.cpu.slice(1))) / c.ok,
+      primaryCpuPerConnectUs: per.primary,
+      workersCpuPerConnectUs: per.workers,
+      loadersCpuPerConnectUs: per.loaders,
+      redisCpuPerConnectUs: per.redis,
+      benchCpuPerConnectUs: per.bench,
+      workersSysPerConnectUs: per.workersSys,
+      loadersSysPerConnectUs: per.loadersSys,
     };
+    if (c.failed) log(`  [accept ${mode}] failed: ${JSON.stringify(c.why)}`);
     log(`  [accept ${mode}] ${JSON.stringify(row)}`);
     return row;
   } finally {
     await loaders?.stop();
+    if (srv && process.env.BENCH_GRACEFUL) {
+      // Profiling (NODE_OPTIONS=--cpu-prof): profiles are written at a clean exit only.
+      try { process.kill(srv.pid, 'SIGTERM'); } catch { /* gone */ }
+      for (let i = 0; i < 150 && tree(srv.pid).some((x) => cpuOf(x) > 0); i++) await sleep(100);
+    }
     await srv?.stop();
     await redis.stop();
   }
@@ -124,6 +163,9 @@ async function shapeRun(p, shape, log, deadlineAt) {
     const redisBase = { rss: rssOf(redis.pid), used: await usedMemory(admin), calls: await commandCalls(admin) };
     log(`  [${shape}] before clients: ${base.rss.length} processes, ${(sum(base.rss) / MiB).toFixed(0)} MiB (primary ${(base.rss[0] / MiB).toFixed(0)} MiB)`);
 
+    // Tokens and hello frames are made before the clock starts: in real life
+    // the app's backend signs them, not the browsers' CPU (here: the loaders').
+    await loaders.prepare(p.subscribers, { channelMode: shape === 'per' ? 'per' : 'one', channel: 'all' });
     const t0 = nowMs();
     const c = await loaders.connect(p.subscribers, {
       // No client is started past what is left of the budget, less what the
@@ -338,6 +380,15 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   // --set=key=value,...: override params (experiments: --set=subscribers=12000,workers=2).
   const overrides = {};
   for (const kv of (args.find((a) => a.startsWith('--set='))?.slice(6).split(',') ?? [])) { const [k, v] = kv.split('='); overrides[k] = Number(v); }
+  // --probe[=reuseport|primary]: only a connect run of acceptSubscribers clients (set
+  // it with --set) and CPU per connect by process class; nothing written.
+  const probe = args.find((a) => a === '--probe' || a.startsWith('--probe='));
+  if (probe) {
+    const p = { ...params(quick), ...overrides };
+    const shape = shapesArg ? shapesArg.slice(9) : 'per';
+    await acceptRun(p, probe.includes('=') ? probe.slice(8) : 'reuseport', console.error, shape);
+    process.exit(0);
+  }
   const r = await run({ quick, overrides, accept: !args.includes('--no-accept'), ...(shapesArg ? { shapes: shapesArg.slice(9).split(',') } : {}) });
   r.machine = machine();
   const { writeFileSync, mkdirSync } = await import('node:fs');

@@ -4,10 +4,13 @@
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-const LOADER = fileURLToPath(new URL('./loader.mjs', import.meta.url));
+// BENCH_LOADER: another loader script (comparing loaders in the same conditions).
+const LOADER = process.env.BENCH_LOADER || fileURLToPath(new URL('./loader.mjs', import.meta.url));
 
 function spawnLoader(index) {
-  const child = fork(LOADER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  // BENCH_LOADER_ARGV: extra Node flags for the loaders (profiling them: --cpu-prof).
+  const execArgv = [...process.execArgv, ...(process.env.BENCH_LOADER_ARGV ?? '').split(' ').filter(Boolean)];
+  const child = fork(LOADER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv });
   const queue = new Map();
   child.on('message', (m) => {
     const q = queue.get(m.ev);
@@ -20,6 +23,7 @@ function spawnLoader(index) {
       queue.set(ev, (m) => { clearTimeout(t); resolve(m); });
     });
   return {
+    pid: child.pid,
     localAddress: `127.0.0.${2 + index}`,
     ready: wait('ready', 10_000),
     request(msg, ev, ms) { const p = wait(ev, ms); child.send(msg); return p; },
@@ -42,6 +46,8 @@ export async function startLoaders(count) {
 
   return {
     size: ls.length,
+    /** Process ids of the loaders (their CPU is measured apart from the server's). */
+    pids: ls.map((l) => l.pid),
     /** Open `total` more clients spread over the loaders. channelMode 'per': channel user:<i>; 'one': all on `channel`. */
     /** With `deadline` (epoch ms) no client is started after it; those not started are counted in `notStarted`. */
     async connect(total, { port, channelMode = 'per', channel = 'bench', startIndex = 0, concurrency = 64, timeoutMs = 120_000, clientTimeoutMs = 30_000, deadline = undefined }) {
@@ -57,6 +63,16 @@ export async function startLoaders(count) {
       const why = {};
       for (const r of rs) for (const [k, v] of Object.entries(r.why)) why[k] = (why[k] ?? 0) + v;
       return { ok: rs.reduce((a, r) => a + r.ok, 0), failed: rs.reduce((a, r) => a + r.failed, 0), notStarted: rs.reduce((a, r) => a + (r.notStarted ?? 0), 0), why, ms: Math.max(...rs.map((r) => r.ms)) };
+    },
+    /** Build the hello frames (tokens) of a later connect() with the same arguments ahead of it, outside the timed phase. */
+    async prepare(total, { channelMode = 'per', channel = 'bench', startIndex = 0 }) {
+      const parts = split(total);
+      let base = startIndex;
+      await Promise.all(ls.map((l, i) => {
+        const m = { cmd: 'prepare', count: parts[i], startIndex: base, channelMode, channel };
+        base += parts[i];
+        return l.request(m, 'prepared', 120_000);
+      }));
     },
     /** Arm every loader to time `events` deliveries; resolves once armed, with `done`: a promise of the outcome. */
     async expect(events, timeoutMs) {

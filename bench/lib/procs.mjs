@@ -20,12 +20,13 @@ export function rssOf(pid) {
   } catch { return 0; }
 }
 
-/** CPU time (user + system) in µs, 0 if the process is gone. */
-export function cpuOf(pid) {
+/** CPU time in µs (user + system; `which`: only 'user' or 'sys'), 0 if the process is gone. */
+export function cpuOf(pid, which = 'all') {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(f[11]) + Number(f[12])) * 1e6) / HZ;
+    const ticks = which === 'user' ? Number(f[11]) : which === 'sys' ? Number(f[12]) : Number(f[11]) + Number(f[12]);
+    return (ticks * 1e6) / HZ;
   } catch { return 0; }
 }
 
