@@ -124,7 +124,7 @@ interface Waiter { resolve(): void; reject(err: Error): void }
 /** One sync: the Shard it subscribed on, and which of that Shard's connections (incarnation). */
 interface Attempt { readonly shard: Shard; readonly incarnation: number }
 /** A probe in flight: the channels it vouches for once heard on `attempt`'s connection. */
-interface Probe { readonly attempt: Attempt; readonly channels: string[]; readonly timer: NodeJS.Timeout }
+interface Probe { readonly attempt: Attempt; readonly channels: string[]; readonly timer: NodeJS.Timeout; readonly at: number }
 
 /**
  * Live payloads starting with this are probes, not events: `~<nonce> null`.
@@ -854,7 +854,7 @@ export class RedisBus implements Bus {
     const nonce = `${this.probeId}.${++this.probeSeq}`;
     const timer = setTimeout(() => this.probeMissed(nonce), this.opts.probeTimeoutMs);
     timer.unref?.();
-    this.probes.set(nonce, { attempt, channels, timer });
+    this.probes.set(nonce, { attempt, channels, timer, at: Date.now() });
     this.cmd.spublish(liveKey(channels[0]!), `${PROBE_MARK}${nonce} null`).catch((err: Error) => {
       // Not published (the owner is failing over?): unproven, so the timer redoes the subscription.
       this.log.debug({ err: err.message, node: attempt.shard.key }, 'redis: probe not published');
@@ -868,6 +868,7 @@ export class RedisBus implements Bus {
     if (!p || p.attempt.shard !== shard || shard.incarnation !== p.attempt.incarnation) return;
     clearTimeout(p.timer);
     this.probes.delete(nonce);
+    this.log.debug({ node: shard.key, channels: p.channels.length, ms: Date.now() - p.at }, 'redis probe heard: resubscription proven');
   }
 
   private probeMissed(nonce: string): void {
