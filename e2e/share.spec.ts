@@ -136,8 +136,9 @@ test.describe('tabs share one connection', () => {
     const tabs = await openTabs(2, openInbox, () => context.newPage());
     const leader = tabs[(await leaderOf(tabs)).indexOf(true)]!;
     const other = tabs.find((t) => t !== leader)!;
-    // The browser fires `freeze` before it freezes a page (Page Lifecycle API); Chromium's devtools
-    // freeze does not fire it, so the event is dispatched as the browser would, then nothing is sent.
+    // The browser fires `freeze` before it freezes a page (Page Lifecycle API); Chromium freezes (and
+    // fires it for) hidden pages only, and a headless page is never hidden, so the event is dispatched
+    // as the browser would. (A page halted without it: the test above.)
     await leader.page.evaluate(() => document.dispatchEvent(new Event('freeze')));
     await expect.poll(() => other.page.evaluate(() => (window as any).demo.client.leader), { timeout: 10_000 }).toBe(true);
     expect(await leader.page.evaluate(() => (window as any).demo.client.leader)).toBe(false);
@@ -164,6 +165,90 @@ test.describe('tabs share one connection', () => {
     await hung.waitFor('open', 'websocket');
     const after = await tidings.mail(hung.channel, 'after the hang');
     await hung.expectDelivered(after);
+  });
+
+  test('a leader truly stuck (its page halted) while events flow: another tab takes over within ping + grace; on resume it follows, no second socket, nothing lost or repeated', async ({ openInbox, context, tidings }, testInfo) => {
+    const tabs = await openTabs(3, openInbox, () => context.newPage());
+    await expect.poll(() => sockets(tidings)).toBe(1);
+    const leader = tabs[(await leaderOf(tabs)).indexOf(true)]!;
+    const rest = tabs.filter((t) => t !== leader);
+    const flow = stream(tidings, leader.channel);
+    await expect.poll(() => got(rest[0]!, leader.channel)).not.toEqual([]);
+
+    // Chromium applies Page.setWebLifecycleState only to hidden pages, and a headless page is never hidden
+    // (checked: no `freeze` event, timers keep running), so it is asked for and the page's script is also
+    // halted through the debugger: the page is alive, keeps its Web Lock and its WebSocket, and runs
+    // nothing (no timer, no message, no `freeze` handler): a frozen page as the other tabs see it.
+    const cdp = await context.newCDPSession(leader.page);
+    await cdp.send('Debugger.enable');
+    const t0 = Date.now();
+    await cdp.send('Page.setWebLifecycleState', { state: 'frozen' });
+    await cdp.send('Debugger.pause');
+    await expect.poll(async () => (await leaderOf(rest)).filter(Boolean).length, { timeout: 20_000, intervals: [50] }).toBe(1);
+    const took = Date.now() - t0;
+    testInfo.annotations.push({ type: 'takeover-ms', description: String(took) });
+    console.log(`takeover from a halted leader: ${took} ms (ping 1 s + grace ${GRACE / 1000} s)`);
+    // Heartbeats every grace / 2, MISSES (2) of them unanswered, then the lock is stolen: 1 to 1.5 grace, plus load.
+    expect(took).toBeLessThan(1000 + 2 * GRACE);
+    await new Promise((r) => setTimeout(r, 1000));
+    const cursors = await flow.stop();
+
+    // Resumed: it hears the newer leader (or finds its lock stolen), closes its socket and follows; it gets
+    // what it missed, once. (A loaded machine may take seconds to run the page's backlog.)
+    await cdp.send('Debugger.resume');
+    await cdp.send('Page.setWebLifecycleState', { state: 'active' });
+    await expect.poll(() => sockets(tidings), { timeout: 20_000 }).toBe(1);
+    await expect.poll(() => leaderOf([leader]), { timeout: 20_000 }).toEqual([false]);
+    cursors.push(...(await tidings.mail(leader.channel, 'after the resume')));
+    for (const t of tabs) {
+      const mine = await got(t, leader.channel);
+      await expectEach([t], leader.channel, cursors.slice(cursors.indexOf(mine[0]!)));
+    }
+    for (const t of tabs) await t.waitFor('open', 'websocket', 20_000);
+    expect(await sockets(tidings)).toBe(1);
+    expect((await leaderOf(tabs)).filter(Boolean)).toHaveLength(1);
+  });
+
+  test('every public method behaves the same in a follower: reconnect() reconnects the shared connection, ready/state/transport/cursors report it, close() leaves the others', async ({ openInbox, context, tidings }) => {
+    const tabs = await openTabs(2, openInbox, () => context.newPage());
+    const leader = tabs[(await leaderOf(tabs)).indexOf(true)]!;
+    const follower = tabs.find((t) => t !== leader)!;
+    const before = await tidings.mail(leader.channel, 'before');
+    for (const t of tabs) await t.expectDelivered(before);
+    const api = (t: Inbox) =>
+      t.page.evaluate(async () => {
+        const c = (window as any).demo.client;
+        await c.ready();
+        return { state: c.state, transport: c.transport, cursors: c.cursors(), leader: c.leader };
+      });
+    const [l, f] = [await api(leader), await api(follower)];
+    expect(f).toEqual({ ...l, leader: false });
+    expect(f.state).toBe('open');
+    expect(f.cursors[leader.channel]).toBe(before[0]);
+
+    // reconnect() in the follower: the leader drops its socket and connects again (one more handshake), once.
+    const handshakes = await metric(tidings, 'tidings_handshakes_total');
+    await follower.page.evaluate(() => (window as any).demo.client.reconnect());
+    await expect.poll(() => metric(tidings, 'tidings_handshakes_total')).toBe(handshakes + 1);
+    for (const t of tabs) await t.waitFor('open', 'websocket');
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await metric(tidings, 'tidings_handshakes_total')).toBe(handshakes + 1);
+    await expect.poll(() => sockets(tidings)).toBe(1);
+    const after = await tidings.mail(leader.channel, 'after');
+    for (const t of tabs) await t.expectDelivered([...before, ...after]);
+    expect(await leaderOf(tabs)).toEqual(tabs.map((t) => t === leader));
+
+    // close() in the follower: it stops (ready() rejects CLOSED); the leader and its socket go on.
+    const closed = await follower.page.evaluate(async () => {
+      const c = (window as any).demo.client;
+      c.close();
+      return { state: c.state, ready: await c.ready().then(() => 'resolved', (e: { code: string }) => e.code) };
+    });
+    expect(closed).toEqual({ state: 'stopped', ready: 'CLOSED' });
+    const last = await tidings.mail(leader.channel, 'last');
+    await leader.expectDelivered([...before, ...after, ...last]);
+    expect(await got(follower, leader.channel)).toEqual([...before, ...after]);
+    expect(await sockets(tidings)).toBe(1);
   });
 
   test('tabs of different users never share: two users, two connections', async ({ openInbox, context, tidings }) => {

@@ -223,15 +223,22 @@ function candidates(ring: readonly SubscriberKey[], token: string): readonly Sub
   return ring;
 }
 
-export async function verifySubscriberToken(secret: SecretSource, token: string | null | undefined, now?: Date): Promise<SubscriberClaims> {
+/**
+ * `remember: false` verifies without adding the token to the cache (a cached
+ * token still answers from it). For a WebSocket hello: a socket shows its token
+ * once, so an entry per connection would hold ~0.5 KB (token, claims) for
+ * nothing and, past TOKEN_CACHE_SIZE sockets in one process, push out the
+ * pollers' entries the cache is there for.
+ */
+export async function verifySubscriberToken(secret: SecretSource, token: string | null | undefined, now?: Date, remember = true): Promise<SubscriberClaims> {
   const hit = cachedSubscriberClaims(secret, token, now);
   if (hit !== undefined) return hit;
-  if (typeof secret === 'string') return verifyWith(secret, token!, now);
+  if (typeof secret === 'string') return verifyWith(secret, token!, now, remember);
   // Built only when every secret failed: an Error captures a stack trace (~20 µs), per new subscriber otherwise.
   let last: unknown = null;
   for (const k of candidates(secret, token!)) {
     try {
-      return await verifyWith(k.secret, token!, now);
+      return await verifyWith(k.secret, token!, now, remember);
     } catch (err) {
       // A bad signature means "not this secret": try the next. Anything else (expired,
       // bad claims) comes after the signature matched: that is the answer.
@@ -242,7 +249,7 @@ export async function verifySubscriberToken(secret: SecretSource, token: string 
   throw last ?? new TokenError('invalid', 'token invalid');
 }
 
-async function verifyWith(secret: string, token: string, now: Date | undefined): Promise<SubscriberClaims> {
+async function verifyWith(secret: string, token: string, now: Date | undefined, remember: boolean): Promise<SubscriberClaims> {
   const { key, cache } = verifierOf(secret);
   const payload = verifyHs256(token, key);
   if (payload === null) throw new TokenError('invalid', 'token invalid');
@@ -253,7 +260,7 @@ async function verifyWith(secret: string, token: string, now: Date | undefined):
   if (typeof exp !== 'number') throw new TokenError('bad-claims', 'token claim exp must be a number');
   // Frozen: every later request with this token shares the object.
   const claims: SubscriberClaims = Object.freeze({ sub, ch: Object.freeze(ch) as string[], exp });
-  cache.set(token!, claims, typeof nbf === 'number' ? nbf : undefined);
+  if (remember) cache.set(token!, claims, typeof nbf === 'number' ? nbf : undefined);
   return claims;
 }
 

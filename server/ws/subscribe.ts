@@ -23,7 +23,8 @@ export async function hello(c: Connection, msg: unknown): Promise<void> {
   }
   let granted: string[];
   try {
-    granted = (await verifySubscriberToken(subscriberKeyring(config), h.token)).ch;
+    // Not remembered: a socket sends its token once (the cache is for pollers, see verifySubscriberToken).
+    granted = (await verifySubscriberToken(subscriberKeyring(config), h.token, undefined, false)).ch;
   } catch (err) {
     if (err instanceof TokenError) {
       sampled(rt.ctx.log, 'auth_failed', { transport: 'websocket', reason: err.code, sub: claimedSub(h.token), ip: c.socket.remoteAddress }, 'subscriber token refused (4401)');

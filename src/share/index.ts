@@ -23,18 +23,21 @@ import { next, tab, type Chans, type Effect, type Input, type Relay, type Tab } 
  * messages differ never hear each other (they simply do not share). Bump it
  * whenever a message (machine.ts `Msg`) changes shape or meaning.
  */
-export const SHARE_VERSION = 'tidings.share.v1';
+export const SHARE_VERSION = 'tidings.share.v2';
 /** How long a new leader waits for the other tabs' reports before it connects, ms. */
 export const GATHER = 50;
 
-/** The channels a token grants (its `ch` claim), and its `sub`: the JWT payload decoded, not verified (the server verifies). */
-export function claims(token: string): { sub?: string; ch: string[] } {
+/**
+ * The token's `sub`, and the channels of `cs` its `ch` claim does not grant: its JWT payload decoded,
+ * not verified (the server verifies; the SDK only groups tabs and keeps each within its own grant).
+ */
+export function claims(token: string, cs: string[]): [sub: unknown, no: string[]] {
+  let p;
   try {
-    const p = JSON.parse(atob(token.split('.')[1]!.replace(/-/g, '+').replace(/_/g, '/')));
-    return { sub: typeof p.sub === 'string' ? p.sub : undefined, ch: Array.isArray(p.ch) ? p.ch : [] };
-  } catch {
-    return { ch: [] };
-  }
+    p = JSON.parse(atob(token.split('.')[1]!.replace(/-/g, '+').replace(/_/g, '/')));
+  } catch {}
+  const ch: unknown[] = Array.isArray(p?.ch) ? p.ch : [];
+  return [p?.sub, cs.filter((c) => !ch.includes(c))];
 }
 
 /** A browser tab: the only place with tabs to share with (Node 24 has BroadcastChannel and locks, but no document). */
@@ -68,13 +71,13 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
   // Inputs that effects cause (our own posts, looped back) wait until the effects before them are done.
   const queue: Input[] = [];
   const dispatch = (i: Input) => {
-    if (queue.push(i) > 1) return;
-    for (; queue.length; queue.shift())
-      if (s) {
-        const r = next(s, queue[0]!);
-        s = r.state;
-        r.effects.forEach(run);
-      }
+    if (queue.push(i) < 2)
+      for (; queue.length; queue.shift())
+        if (s) {
+          const r = next(s, queue[0]!);
+          s = r.state;
+          r.effects.forEach(run);
+        }
   };
 
   const E = make(
@@ -83,39 +86,41 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
       // The union token must grant the union: channels it does not grant leave the group, before the hello.
       token: async (x) => {
         const t = await token(x.channels);
-        const no = x.channels.filter((c) => !claims(t).ch.includes(c));
-        if (lead && no.length) dispatch({ k: 'deny', c: no });
+        const no = claims(t, x.channels)[1];
+        if (lead && no[0]) dispatch({ k: 'deny', c: no });
         return t;
       },
     },
     start,
     {
-      // Errors cross tabs as plain data: a structured clone keeps only an Error's message.
-      emit: (x) => (solo ? sink.emit(x) : lead && dispatch({ k: 'eng', e: x.type === 'error' ? { ...x.error, type: 'error', message: x.error.message } : (x as Relay) })),
+      // Errors cross tabs as plain data (a structured clone keeps only an Error's message): rebuilt in out().
+      emit: (x) => (solo ? sink.emit(x) : lead && dispatch({ k: 'eng', e: x.type === 'error' ? { type: 'error', error: { ...x.error, message: x.error.message } } : (x as Relay) })),
     },
   );
 
   function run(f: Effect) {
-    const a = f[1]!;
+    const a = f[1] as never;
     switch (f[0]) {
       case 'post':
         bc?.postMessage(a);
-        return dispatch({ k: 'msg', m: f[1] });
+        return dispatch(a);
       case 'emit':
-        return out(f[1]);
+        return out(a);
       case 'start':
         // Nothing kept from an earlier turn as leader: the cursors are the tabs'.
         E.channels({});
-        E.channels(f[1]);
+        E.channels(a);
         return E.start();
       case 'chans':
-        return E.channels(f[1]);
+        return E.channels(a);
       case 'reconnect':
         return lead && E.reconnect();
       case 'watch':
-        return void locks.request(name + ' ' + a, { signal: wac.signal }, () => dispatch({ k: 'gone', f: f[1] })).catch(() => 0);
+        return void locks.request(name + a, { signal: wac.signal }, () => dispatch({ k: 'gone', f: a })).catch(() => 0);
       case 'steal':
         return lock(true);
+      case 'yield':
+        return follow();
       case 'solo':
         return alone();
     }
@@ -123,32 +128,25 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
 
   /** To the facade. A stop of the shared engine (a fatal error in the leader) stops this tab too. */
   function out(e: Relay) {
-    if (e.type === 'error') {
-      const err = new TidingsError(e['code'] as TidingsError['code'], '', e['closeCode'] as number, e['status'] as number);
-      err.message = e['message'] as string;
-      e = { type: 'error', error: err };
-    }
     if (e.state === 'stopped') (running = false), leave();
-    sink.emit(e as EngineEvent);
+    const x = e['error'] as TidingsError;
+    sink.emit((x ? { type: 'error', error: Object.assign(new TidingsError(x.code), x) } : e) as EngineEvent);
   }
 
   /** Ask for the leader lock (or take it from a stuck leader). Held until the tab steps down, closes or dies. */
   function lock(steal?: boolean) {
     lac.abort();
     const ac = (lac = new AbortController());
-    let mine = false;
     locks
       .request(name, steal ? { steal } : { signal: ac.signal }, () => {
-        mine = true;
-        return new Promise<void>((r) => {
-          release = r;
-          lead = true;
-          dispatch({ k: 'lead' });
-          clock.setTimeout(() => dispatch({ k: 'go' }), GATHER);
-        });
+        lead = true;
+        wac = new AbortController();
+        dispatch({ k: 'lead', now: clock.now() });
+        clock.setTimeout(() => dispatch({ k: 'go' }), GATHER);
+        return new Promise<void>((r) => (release = r));
       })
       // Rejected: aborted while waiting, or stolen while leading: then follow.
-      .catch(() => mine && release && (down(), !frozen && running && lock()));
+      .catch(() => ac === lac && release && follow());
   }
 
   /** Stop leading: release the lock, stop the engine (its last events unheard). */
@@ -156,10 +154,14 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
     release?.();
     release = undefined;
     wac.abort();
-    wac = new AbortController();
     dispatch({ k: 'step' });
     if (lead) (lead = false), E.stop();
   }
+
+  const follow = () => {
+    down();
+    if (!frozen && running) lock();
+  };
 
   const tick = () => {
     dispatch({ k: 'tick' });
@@ -181,6 +183,9 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
     [document, 'resume', wake],
     [window, 'pageshow', wake],
   ];
+  const listen = (on?: 1) => {
+    for (const [t, n, f] of events) on ? t.addEventListener(n, f) : t.removeEventListener(n, f);
+  };
 
   function leave() {
     s = undefined; // the machine hears nothing more: the facade gets no state but the caller's
@@ -189,7 +194,7 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
     hold?.();
     bc?.close();
     clock.clearTimeout(timer);
-    for (const [t, n, f] of events) t.removeEventListener(n, f);
+    listen();
   }
 
   /** This tab's channels cannot be shared: the engine carries them alone, from this tab's cursors. */
@@ -207,10 +212,8 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
   const admit = (then: (sub: string) => void) =>
     token(Object.keys(want)).then(
       (t) => {
-        const { sub, ch } = claims(t);
-        if (!running || solo) return;
-        if (sub && Object.keys(want).every((c) => ch.includes(c))) then(sub);
-        else alone();
+        const [sub, no] = claims(t, Object.keys(want));
+        if (running && !solo) typeof sub == 'string' && !no[0] ? then(sub) : alone();
       },
       () => running && !solo && alone(),
     );
@@ -224,12 +227,12 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
       sink.emit({ type: 'state', state: 'connecting', transport: null });
       admit((sub) => {
         name = SHARE_VERSION + ' ' + o.httpUrl + ' ' + sub;
-        const id = Math.random().toString(36).slice(2);
+        const id = ' ' + Math.random();
         s = tab(id, {});
         bc = new BroadcastChannel(name);
-        bc.onmessage = (e) => dispatch({ k: 'msg', m: e.data });
-        locks.request(name + ' ' + id, () => new Promise<void>((r) => (hold = r))).catch(() => 0);
-        for (const [t, n, f] of events) t.addEventListener(n, f);
+        bc.onmessage = (e) => dispatch(e.data);
+        locks.request(name + id, () => new Promise<void>((r) => (hold = r))).catch(() => 0);
+        listen(1);
         dispatch({ k: 'chans', c: want });
         lock();
         tick();
@@ -241,7 +244,7 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
       if (solo) return E.stop();
       if (was) leave(), sink.emit({ type: 'state', state: 'stopped', transport: null });
     },
-    reconnect: () => (solo ? E.reconnect() : run(['post', { t: 'r' }])),
+    reconnect: () => (solo ? E.reconnect() : run(['post', { k: 'r' }])),
     channels(c) {
       want = c;
       if (solo) return E.channels(c);

@@ -34,29 +34,29 @@ export type Relay = { type: string; channel?: string; cursor?: string; to?: Chan
  */
 export type Msg =
   /** tab `f`: carry my channels (a cursor: where to start one you do not carry yet). Also the heartbeat. */
-  | { t: 'j'; f: string; c: Chans }
+  | { k: 'j'; f: string; c: Chans; n?: undefined }
   /** tab: the shared stream of `c` is not at my cursor: restart it from `x`. */
-  | { t: 'g'; c: string; x: string }
+  | { k: 'g'; c: string; x: string; n?: undefined }
   /** tab: reconnect() */
-  | { t: 'r' }
-  /** leader: I lead now: report (j). */
-  | { t: 'q' }
+  | { k: 'r'; n?: undefined }
+  /** leader of term `n` (every leader message carries it): I lead now: report (j). */
+  | { k: 'q'; n: number }
   /** leader: what my engine emitted; an event or reset follows cursor `p`; `w`: the tab whose copy is `first`. */
-  | { t: 'e'; e: Relay; p?: string | null; w?: string | undefined }
+  | { k: 'e'; n: number; e: Relay; p?: string | null; w?: string | undefined }
   /** leader: these channels are live (replay over) at these cursors; my engine's state. The answer to `j`. */
-  | { t: 'v'; c: Chans; s: [State, Transport | null] }
+  | { k: 'v'; n: number; c: Chans; s: Tab['st'] }
   /** leader: my token does not grant these channels. */
-  | { t: 'd'; c: string[] };
+  | { k: 'd'; n: number; c: string[] };
 
 export interface Lead {
+  /** My term (Tab.n may grow past it when a newer leader speaks: then my word is the stale one). */
+  n: number;
   /** Every tab (this one too) → its channels, with the cursor it reported. */
   tabs: Record<string, Chans>;
   /** The engine's channels → its cursor, as it emitted them (null: no head yet); null before it starts. */
   at: Chans | null;
   /** Channels whose replay is not over → its last cursor ('' while unknown). */
   end: Record<string, string>;
-  /** The engine's state. */
-  st: [State, Transport | null];
 }
 
 export interface Tab {
@@ -65,36 +65,42 @@ export interface Tab {
   pos: Chans;
   /** My channels known to be in step with the shared stream (1), or waiting for a restart (0). */
   ok: Record<string, number>;
-  /** The leader engine's state. */
+  /** The shared engine's state (in the leader, its own engine's). */
   st: [State, Transport | null];
   /** What the facade was last told (state + transport). */
   shown: string;
   /** Heartbeats the leader left unanswered. */
   miss: number;
+  /**
+   * The newest leader term heard. A leader takes a term above every one its tab has heard (the clock
+   * at its election, or one more); messages of an older term, a stepped-down leader's late words, are
+   * ignored, so they can neither garble the state shown nor count as the leader's heartbeat.
+   */
+  n: number;
   lead?: Lead | undefined;
 }
 
 export type Input =
   /** A message from another tab, or one of ours looped back. */
-  | { k: 'msg'; m: Msg }
+  | Msg
   /** The leader's engine emitted. */
-  | { k: 'eng'; e: Relay }
-  /** This tab got the leader lock. */
-  | { k: 'lead' }
+  | { k: 'eng'; e: Relay; n?: undefined }
+  /** This tab got the leader lock at time `now`: its term, unless it heard one as late. */
+  | { k: 'lead'; now: number; n?: undefined }
   /** Leader: the first reports are in: start the engine. */
-  | { k: 'go' }
+  | { k: 'go'; n?: undefined }
   /** Stop leading (closed, frozen, lock stolen). */
-  | { k: 'step' }
+  | { k: 'step'; n?: undefined }
   /** Heartbeat timer. */
-  | { k: 'tick' }
+  | { k: 'tick'; n?: undefined }
   /** Back from a freeze: messages may have been missed: find out where the stream is again. */
-  | { k: 'wake' }
+  | { k: 'wake'; n?: undefined }
   /** Tab `f` is gone (its lock was released). */
-  | { k: 'gone'; f: string }
+  | { k: 'gone'; f: string; n?: undefined }
   /** Leader: the union token does not grant these channels. */
-  | { k: 'deny'; c: string[] }
+  | { k: 'deny'; c: string[]; n?: undefined }
   /** This tab's channel set changed (cursor: start there; null: keep mine, else from now on). */
-  | { k: 'chans'; c: Chans };
+  | { k: 'chans'; c: Chans; n?: undefined };
 
 export type Effect =
   | ['post', Msg]
@@ -108,6 +114,8 @@ export type Effect =
   | ['watch', string]
   /** Follower: the leader is stuck: take its lock. */
   | ['steal']
+  /** Leader: a newer leader took my lock: stop my engine, give up the lock, follow. */
+  | ['yield']
   /** This tab's channels cannot be shared: connect alone. */
   | ['solo'];
 
@@ -115,23 +123,35 @@ export type Effect =
 export const MISSES = 2;
 
 /** A tab that has told its facade `connecting` (the edge does, on start). */
-export const tab = (id: string, pos: Chans): Tab => ({ id, pos, ok: {}, st: ['connecting', null], shown: 'connectingnull', miss: 0 });
+export const tab = (id: string, pos: Chans): Tab => ({ id, pos, ok: {}, st: ['connecting', null], shown: 'connectingnull', miss: 0, n: 0 });
 
 const isDelivery = (e: Relay) => e.type === 'event' || e.type === 'reset';
 
 /** One step: the new state and what the edge must do, in order. Never mutates `s0`. */
 export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
+  // A stepped-down leader's late word. (Only a leader's messages have a term.)
+  if (i.n! < s0.n) return { state: s0, effects: [] };
   const s = structuredClone(s0);
-  const { pos, ok, id } = s;
-  const L = s.lead;
   const fx: Effect[] = [];
+  if (i.n) {
+    s.n = i.n;
+    s.miss = 0;
+    // A newer leader speaks: my lock was taken while I was stuck; I follow before I hear of it.
+    if (i.n > s.lead?.n!) (s.lead = undefined), fx.push(['yield']);
+  }
+  const { pos, ok, id, lead: L } = s;
   const post = (m: Msg) => fx.push(['post', m]);
-  const join = () => post({ t: 'j', f: id, c: pos });
-  /** Leader: the channels live now (or just `only`), at their cursors. */
-  const live = (only?: string) => {
+  const join = () => post({ k: 'j', f: id, c: s.pos });
+  /** Leader: the channels live now, at their cursors, and the engine's state. */
+  const live = () => {
     const c: Chans = {};
-    for (const x in L!.at) if (!(x in L!.end) && L!.at[x] && (!only || x === only)) c[x] = L!.at[x];
-    post({ t: 'v', c, s: L!.st });
+    for (const x in L!.at) if (!(x in L!.end) && L!.at[x]) c[x] = L!.at[x];
+    post({ k: 'v', n: L!.n, c, s: s.st });
+  };
+  /** Leader: the channel's replay is over: say so. */
+  const goLive = (c: string) => {
+    delete L!.end[c];
+    live();
   };
   /** Leader: carry the union the tabs want; a new channel starts where the first tab that wants it says. */
   const sync = () => {
@@ -149,15 +169,13 @@ export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
     L!.at = want;
     fx.push([at ? 'chans' : 'start', arg]);
   };
-  const goLive = (c: string) => {
-    delete L!.end[c];
-    live(c);
-  };
 
   switch (i.k) {
     case 'lead':
-      s.lead = { tabs: {}, at: null, end: {}, st: ['connecting', null] };
-      post({ t: 'q' });
+      s.n = Math.max(i.now, s.n + 1);
+      s.st = ['connecting', null];
+      s.lead = { n: s.n, tabs: {}, at: null, end: {} };
+      post({ k: 'q', n: s.n });
       break;
     case 'go':
       if (L && !L.at) sync();
@@ -167,11 +185,8 @@ export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
       break;
     case 'tick':
       // The leader's beat: a state that a stepped-down leader's late messages garbled heals at the next tick.
-      if (L) {
-        live();
-        break;
-      }
-      if (s.miss < MISSES) s.miss++, join();
+      if (L) live();
+      else if (s.miss < MISSES) s.miss++, join();
       else (s.miss = 0), fx.push(['steal']);
       break;
     case 'wake':
@@ -185,14 +200,14 @@ export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
         // A cursor given now must be checked against the stream again.
         if (i.c[c]) delete ok[c];
       }
-      post({ t: 'j', f: id, c: s.pos });
+      join();
       break;
     case 'gone':
       if (L?.tabs[i.f]) delete L.tabs[i.f], L.at && sync();
       break;
     case 'deny':
       if (!L) break;
-      post({ t: 'd', c: i.c });
+      post({ k: 'd', n: L.n, c: i.c });
       for (const f in L.tabs) if (i.c.some((c) => c in L.tabs[f]!)) delete L.tabs[f];
       sync();
       break;
@@ -209,9 +224,9 @@ export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
             else L.end[x] = e.to[x]!;
           }
       } else if (e.type !== 'heads') {
-        if (e.type === 'state') L.st = [e.state!, e.transport!];
+        if (e.type === 'state') s.st = [e.state!, e.transport!];
         // One tab shows the notification: the first that has the channel.
-        post({ t: 'e', e, p: at[c], w: isDelivery(e) ? Object.keys(L.tabs).find((f) => c in L.tabs[f]!) : undefined });
+        post({ k: 'e', n: L.n, e, p: at[c], w: isDelivery(e) ? Object.keys(L.tabs).find((f) => c in L.tabs[f]!) : undefined });
         if (isDelivery(e) && c in at) {
           at[c] = e.cursor!;
           if (e.type === 'reset' || L.end[c] === e.cursor) goLive(c);
@@ -219,50 +234,52 @@ export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
       }
       break;
     }
-    case 'msg': {
-      const m = i.m;
-      if (m.t !== 'j' && m.t !== 'g' && m.t !== 'r') s.miss = 0;
-      if (m.t === 'j') {
-        if (!L) break;
-        if (!L.tabs[m.f] && m.f !== id) fx.push(['watch', m.f]);
-        L.tabs[m.f] = m.c;
-        if (L.at) sync();
-        live();
-      } else if (m.t === 'g') {
-        // Restart the channel from the tab's cursor, unless the stream is there right now: then saying so is enough.
-        if (!L?.at || !(m.c in L.at)) break;
-        if (L.at[m.c] === m.x) live(m.c);
-        else {
-          L.at[m.c] = m.x;
-          L.end[m.c] = '';
-          const arg: Chans = {};
-          for (const c in L.at) arg[c] = null;
-          fx.push(['chans', { ...arg, [m.c]: m.x }]);
-        }
-      } else if (m.t === 'r') {
-        if (L) fx.push(['reconnect']);
-      } else if (m.t === 'q') join();
-      else if (m.t === 'v') {
-        s.st = m.s;
-        for (const c in m.c) {
-          if (!(c in pos)) continue;
-          const y = m.c[c]!;
-          if (!pos[c]) fx.push(['emit', { type: 'heads', cursors: { [c]: (pos[c] = y) } }]);
-          if (pos[c] === y) ok[c] = 1;
-          // Live elsewhere than my cursor: I am behind (or my cursor is not of this stream). Asked again
-          // at each such answer: another tab's restart may have overtaken mine.
-          else (ok[c] = 0), post({ t: 'g', c, x: pos[c]! });
-        }
-      } else if (m.t === 'd') {
-        if (m.c.some((c) => c in pos)) fx.push(['solo']);
-      } else {
-        const e = m.e;
-        const c = e.channel!;
-        if (!isDelivery(e)) e.type === 'state' ? (s.st = [e.state!, e.transport!]) : fx.push(['emit', e]);
-        // Mine, and right after my cursor: new to this tab, and in order.
-        else if (c in pos && pos[c] && m.p === pos[c]) fx.push(['emit', { ...e, first: m.w === id }]), (pos[c] = e.cursor!), (ok[c] = 1);
+    case 'j':
+      if (!L) break;
+      if (!L.tabs[i.f] && i.f !== id) fx.push(['watch', i.f]);
+      L.tabs[i.f] = i.c;
+      if (L.at) sync();
+      live();
+      break;
+    case 'g':
+      // Restart the channel from the tab's cursor, unless the stream is there right now: then saying so is enough.
+      if (!L?.at || !(i.c in L.at)) break;
+      if (L.at[i.c] === i.x) live();
+      else {
+        L.at[i.c] = i.x;
+        L.end[i.c] = '';
+        const arg: Chans = {};
+        for (const c in L.at) arg[c] = null;
+        fx.push(['chans', { ...arg, [i.c]: i.x }]);
       }
       break;
+    case 'r':
+      if (L) fx.push(['reconnect']);
+      break;
+    case 'q':
+      join();
+      break;
+    case 'v':
+      s.st = i.s;
+      for (const c in i.c) {
+        if (!(c in pos)) continue;
+        const y = i.c[c]!;
+        if (!pos[c]) fx.push(['emit', { type: 'heads', cursors: { [c]: (pos[c] = y) } }]);
+        if (pos[c] === y) ok[c] = 1;
+        // Live elsewhere than my cursor: I am behind (or my cursor is not of this stream). Asked again
+        // at each such answer: another tab's restart may have overtaken mine.
+        else (ok[c] = 0), post({ k: 'g', c, x: pos[c]! });
+      }
+      break;
+    case 'd':
+      if (i.c.some((c) => c in pos)) fx.push(['solo']);
+      break;
+    case 'e': {
+      const e = i.e;
+      const c = e.channel!;
+      if (!isDelivery(e)) e.type === 'state' ? (s.st = [e.state!, e.transport!]) : fx.push(['emit', e]);
+      // Mine, and right after my cursor: new to this tab, and in order.
+      else if (c in pos && pos[c] && i.p === pos[c]) fx.push(['emit', { ...e, first: i.w === id }]), (pos[c] = e.cursor!), (ok[c] = 1);
     }
   }
 

@@ -68,7 +68,7 @@ class Sim {
   }
   grant(t: SimTab) {
     this.holder = t;
-    t.dispatch({ k: 'lead' });
+    t.dispatch({ k: 'lead', now: ++this.terms });
     // The edge starts the engine a moment later, once the first reports are in.
     this.enqueue(t.id + ':timer', () => t.dispatch({ k: 'go' }));
   }
@@ -151,6 +151,7 @@ class SimTab {
   out: Relay[] = [];
   solo = false;
   steals = 0;
+  yields = 0;
   constructor(
     readonly sim: Sim,
     readonly id: string,
@@ -183,8 +184,8 @@ class SimTab {
     switch (f[0]) {
       case 'post': {
         const m = structuredClone(f[1]) as Msg;
-        for (const o of sim.tabs) if (o !== this) sim.enqueue(this.id, () => o.dispatch({ k: 'msg', m }));
-        return this.dispatch({ k: 'msg', m });
+        for (const o of sim.tabs) if (o !== this) sim.enqueue(this.id, () => o.dispatch(m));
+        return this.dispatch(m);
       }
       case 'emit':
         return void this.out.push(f[1]);
@@ -207,6 +208,9 @@ class SimTab {
       case 'solo':
         this.solo = true;
         return;
+      case 'yield':
+        this.yields++;
+        return void (this.engine = undefined);
     }
   }
   close() {
@@ -346,6 +350,39 @@ describe('share machine', () => {
     expect(sim.holder).toBe(b);
     sim.settle();
     expectExactly(b, 'mail', sim, 'mail#0');
+  });
+
+  it("a replaced leader's late words are ignored (older term), and it follows at the new leader's first word", () => {
+    const sim = new Sim();
+    const a = sim.open({ mail: null });
+    const b = sim.open({ mail: null });
+    sim.settle();
+    // a is stuck: b steals the lock; a does not hear of it yet (its page runs nothing).
+    a.alive = false;
+    for (let i = 0; i < 3; i++) b.dispatch({ k: 'tick' }), sim.settle();
+    expect(sim.holder).toBe(b);
+    expect(b.s.n).toBeGreaterThan(a.s.lead!.n);
+    a.alive = true;
+    sim.publish('mail');
+    sim.settle();
+    const n = b.out.length;
+    // a runs again, still leading in its own eyes: what its old engine says reaches nobody.
+    a.dispatch({ k: 'eng', e: { type: 'state', state: 'connecting', transport: null } });
+    a.dispatch({ k: 'eng', e: { type: 'event', channel: 'mail', cursor: 'mail#9', data: 'stale' } });
+    sim.settle();
+    expect(b.out.slice(n)).toEqual([]);
+    expect(b.state).toBe('open');
+    // b's next word (its heartbeat): a sees a newer term, stops its engine and follows.
+    b.dispatch({ k: 'tick' });
+    sim.settle();
+    expect(a.yields).toBe(1);
+    expect(a.s.lead).toBeUndefined();
+    expect(a.engine).toBeUndefined();
+    sim.publish('mail');
+    sim.settle();
+    expectExactly(a, 'mail', sim, 'mail#0');
+    expectExactly(b, 'mail', sim, 'mail#0');
+    expect([a.state, b.state]).toEqual(['open', 'open']);
   });
 
   it('heartbeats answered in time never trigger a takeover', () => {

@@ -110,6 +110,17 @@ describe('verified-token cache', () => {
     expect(Object.isFrozen(first) && Object.isFrozen(first.ch)).toBe(true);
   });
 
+  it('with remember: false, verifies without caching, and still answers from an entry already cached', async () => {
+    const t = await signSubscriberToken(SECRET, { sub: 'once', ch: ['a'], ttlSeconds: 60 });
+    const before = tokenCacheOf(SECRET).size;
+    const first = await verifySubscriberToken(SECRET, t, undefined, false);
+    expect(first.ch).toEqual(['a']);
+    expect(cachedSubscriberClaims(SECRET, t)).toBeUndefined();
+    expect(tokenCacheOf(SECRET).size).toBe(before);
+    const cached = await verifySubscriberToken(SECRET, t);
+    expect(await verifySubscriberToken(SECRET, t, undefined, false)).toBe(cached);
+  });
+
   it('rejects an expired token even when cached, and forgets it', async () => {
     const t = await signSubscriberToken(SECRET, { sub: 'exp', ch: [], ttlSeconds: 10 }, T0);
     await verifySubscriberToken(SECRET, t, new Date(T0 + 9_999));
