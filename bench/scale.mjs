@@ -73,7 +73,9 @@ function publishRedis(admin, channel, json) {
 async function startCluster(p, redisUrl, env = {}) {
   // BENCH_NODE_FLAGS: Node flags for the primary, which its workers inherit (experiments).
   const flags = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
-  return startProcess(process.execPath, [...flags, ...tidingsMain(), '--workers', String(p.workers)], {
+  // BENCH_TIDINGS_MAIN: another build's main.js (before/after comparisons in the same conditions).
+  const main = process.env.BENCH_TIDINGS_MAIN ? [process.env.BENCH_TIDINGS_MAIN] : tidingsMain();
+  return startProcess(process.execPath, [...flags, ...main, '--workers', String(p.workers)], {
     label: 'tidings-server cluster',
     env: {
       TIDINGS_PORT: '0', TIDINGS_HOST: '127.0.0.1', TIDINGS_REDIS_URL: redisUrl,

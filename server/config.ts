@@ -108,6 +108,8 @@ export interface Config {
   workerAccept: 'reuseport' | 'primary';
   /** TIDINGS_WORKER_SEMI_SPACE_MB: V8 young-generation semi-space of each worker, MB (0: V8's default, 16 MB on 64-bit). */
   workerSemiSpaceMb: number;
+  /** TIDINGS_WORKER_OPTIMIZE_FOR_SIZE: run workers with V8's --optimize-for-size (a tighter heap for idle connections, a little more CPU per connect). */
+  workerOptimizeForSize: boolean;
   /** TIDINGS_HISTORY_TTL_S: a channel's Redis history expires after this long without a publish (0: never). */
   historyTtlS: number;
   /** TIDINGS_METRICS_PORT: serve /metrics on this port only (not on the public port); 0 = on the main port. */
@@ -195,6 +197,7 @@ export const DEFAULTS: Config = {
   // SO_REUSEPORT is Linux's (and Node's reusePort option only works there and on a few BSDs).
   workerAccept: process.platform === 'linux' ? 'reuseport' : 'primary',
   workerSemiSpaceMb: 1,
+  workerOptimizeForSize: true,
   historyTtlS: 7 * 24 * 3600,
   metricsPort: 0,
   metricsHost: '',
@@ -252,6 +255,7 @@ export const SETTINGS: { [K in keyof Config]: [string, string, Kind, string] } =
   workers: ['TIDINGS_WORKERS', 'workers', 'int', 'worker processes sharing the port (needs Redis when > 1)'],
   workerAccept: ['TIDINGS_WORKER_ACCEPT', 'worker-accept', 'string', 'how workers get connections: reuseport (own SO_REUSEPORT socket each) or primary (node:cluster hand-off)'],
   workerSemiSpaceMb: ['TIDINGS_WORKER_SEMI_SPACE_MB', 'worker-semi-space-mb', 'int', 'V8 young-generation semi-space per worker in MB (0: V8 default)'],
+  workerOptimizeForSize: ['TIDINGS_WORKER_OPTIMIZE_FOR_SIZE', 'worker-optimize-for-size', 'bool', 'run workers with V8 --optimize-for-size (less memory per idle connection, more CPU per connect)'],
   historyTtlS: ['TIDINGS_HISTORY_TTL_S', 'history-ttl-s', 'int', 'Redis history of a channel expires after this many seconds without a publish (0: never)'],
   metricsPort: ['TIDINGS_METRICS_PORT', 'metrics-port', 'int', 'serve /metrics on this port only (0: on the main port)'],
   metricsHost: ['TIDINGS_METRICS_HOST', 'metrics-host', 'string', 'listen address of the metrics port (empty: TIDINGS_HOST)'],

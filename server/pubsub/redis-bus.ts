@@ -47,6 +47,13 @@ export interface RedisBusOptions {
   backoffCapMs: number;
   /** Channels per SSUBSCRIBE command when resubscribing after a reconnect. @default 1000 */
   subscribeChunk: number;
+  /**
+   * After a channel is resubscribed (reconnect, failover, slot moved), the node
+   * publishes a probe on it and must hear it on its own subscription within
+   * this; otherwise the subscription is treated as deaf and redone (see
+   * docs/decisions.md "Cluster: a resubscription is bound to its connection"). @default 3000
+   */
+  probeTimeoutMs: number;
   /** Random source for the backoff jitter (tests pass a seeded one). @default Math.random */
   random: () => number;
 }
@@ -57,6 +64,7 @@ export const REDIS_BUS_DEFAULTS: RedisBusOptions = {
   backoffBaseMs: 100,
   backoffCapMs: 3_000,
   subscribeChunk: 1_000,
+  probeTimeoutMs: 3_000,
   random: Math.random,
 };
 
@@ -102,13 +110,27 @@ interface Watch {
   waiters: Waiter[];
   /** Bumped by every sync attempt; an older attempt finding a newer one gives up. */
   gen: number;
-  /** A sync attempt is running (reconcile does not start another one). */
-  busy: boolean;
+  /**
+   * The sync in flight, if any. Only an attempt on the channel's current Shard
+   * and connection incarnation may make it live; reconcile waits for such an
+   * attempt and replaces any other (a stale one finishes without effect).
+   */
+  attempt: Attempt | null;
   readonly slot: number;
-  /** The node this channel is subscribed on (Shard.key), or null while unplaced. */
-  shard: string | null;
+  /** The subscriber connection this channel is placed on (its node owns the slot), or null while unplaced. */
+  shard: Shard | null;
 }
 interface Waiter { resolve(): void; reject(err: Error): void }
+/** One sync: the Shard it subscribed on, and which of that Shard's connections (incarnation). */
+interface Attempt { readonly shard: Shard; readonly incarnation: number }
+/** A probe in flight: the channels it vouches for once heard on `attempt`'s connection. */
+interface Probe { readonly attempt: Attempt; readonly channels: string[]; readonly timer: NodeJS.Timeout; readonly at: number }
+
+/**
+ * Live payloads starting with this are probes, not events: `~<nonce> null`.
+ * Older nodes drop them as "not after the last cursor" (`~` is no cursor).
+ */
+const PROBE_MARK = '~';
 
 /** True for errors that mean "Redis is not there" rather than "Redis said no". */
 function isOutage(err: unknown): boolean {
@@ -147,9 +169,16 @@ export class RedisBus implements Bus {
   private reconcileTimer: NodeJS.Timeout | null = null;
   /** Channels watched since the last flush: their SSUBSCRIBEs leave together (see watch()). */
   private toSync: string[] = [];
+  /** A batch of new watches is being subscribed and its heads read: the next waits for it (see watch()). */
+  private flushing = false;
   private readonly flushSoon = (): void => this.flushWatches();
   private reconcileAttempts = 0;
   private reconciling = false;
+  /** Probes published and not heard back yet, by nonce. */
+  private readonly probes = new Map<string, Probe>();
+  /** Makes this node's probe nonces its own (other nodes hear them too, and ignore them). */
+  private readonly probeId = Math.floor(Math.random() * 36 ** 8).toString(36);
+  private probeSeq = 0;
 
   private constructor(
     /** Commands: a Redis (single) or a Cluster (routes by slot, follows MOVED/ASK). */
@@ -309,7 +338,7 @@ export class RedisBus implements Bus {
     const w = this.watches.get(channel);
     if (w) { w.refs++; return; }
     const fresh: Watch = {
-      phase: 'syncing', refs: 1, last: null, pending: [], waiters: [], gen: 0, busy: false,
+      phase: 'syncing', refs: 1, last: null, pending: [], waiters: [], gen: 0, attempt: null,
       slot: calculateSlot(liveKey(channel)), shard: null,
     };
     this.watches.set(channel, fresh);
@@ -318,22 +347,44 @@ export class RedisBus implements Bus {
     const shard = this.place(channel, fresh, owner);
     if (!shard.ready) { shard.start(); return; } // its 'ready' syncs every channel placed on it
     // Channels watched in one turn of the event loop (a connect storm) share
-    // their SSUBSCRIBE commands (one per slot on a cluster, one in all on a single Redis).
-    if (this.toSync.push(channel) === 1) setImmediate(this.flushSoon);
+    // their SSUBSCRIBE commands (one per slot on a cluster, one in all on a
+    // single Redis) and their head reads leave in one write. While one batch
+    // is in flight the next one gathers: under a storm of new per-user
+    // channels, each batch carries what arrived during the previous one's round
+    // trips instead of one channel each. A round trip to Redis costs a node
+    // ~75-140 µs of CPU alone, ~20 µs per command in batches of 20 (measured
+    // with ioredis here), and two of them per new channel were half of what a
+    // per-user subscriber cost a worker to connect (bench/NOTES.md). An idle
+    // node's first watch still leaves at once.
+    if (this.toSync.push(channel) === 1 && !this.flushing) setImmediate(this.flushSoon);
   }
 
   private flushWatches(): void {
+    if (this.flushing || this.closed) return;
     const byShard = new Map<Shard, string[]>();
     for (const ch of new Set(this.toSync)) {
       const w = this.watches.get(ch);
-      if (!w || w.phase !== 'syncing' || w.busy || w.shard === null) continue;
-      const shard = this.shards.get(w.shard);
-      if (!shard || !shard.ready) continue; // its 'ready' or reconcile syncs it
+      if (!w || w.phase !== 'syncing' || w.shard === null || this.attemptAlive(w)) continue;
+      const shard = w.shard;
+      if (!shard.ready) continue; // its 'ready' or reconcile syncs it
       const l = byShard.get(shard);
       if (l) l.push(ch); else byShard.set(shard, [ch]);
     }
     this.toSync = [];
-    for (const [shard, chs] of byShard) void this.sync(shard, chs);
+    if (byShard.size === 0) return;
+    this.flushing = true;
+    let inFlight = true;
+    const next = () => {
+      if (!inFlight) return;
+      inFlight = false;
+      clearTimeout(guard);
+      this.flushing = false;
+      if (this.toSync.length > 0) setImmediate(this.flushSoon);
+    };
+    // Every command of a sync has its deadline; this one only makes sure that a
+    // batch which never settles cannot hold back the next ones.
+    const guard = setTimeout(next, 2 * this.opts.commandTimeoutMs);
+    void Promise.all([...byShard].map(([shard, chs]) => this.sync(shard, chs))).finally(next);
   }
 
   unwatch(channel: string): void {
@@ -343,7 +394,7 @@ export class RedisBus implements Bus {
     this.watches.delete(channel);
     for (const x of w.waiters.splice(0)) x.reject(new BusUnavailableError(`unwatched ${channel}`, 1));
     this.barrier.releaseAll(channel);
-    const shard = w.shard === null ? undefined : this.shards.get(w.shard);
+    const shard = w.shard;
     if (!shard) return;
     shard.channels.delete(channel);
     if (shard.ready) shard.conn.sunsubscribe(liveKey(channel)).catch((err) => this.log.debug({ err }, 'redis sunsubscribe failed'));
@@ -392,6 +443,8 @@ export class RedisBus implements Bus {
     if (this.closed) return;
     this.closed = true;
     if (this.reconcileTimer) clearTimeout(this.reconcileTimer);
+    for (const p of this.probes.values()) clearTimeout(p.timer);
+    this.probes.clear();
     for (const w of this.watches.values()) for (const x of w.waiters.splice(0)) x.reject(new BusUnavailableError('bus closed', 1));
     this.watches.clear();
     this.barrier.releaseAll();
@@ -413,7 +466,7 @@ export class RedisBus implements Bus {
   /** For tests: the node (host:port, or `main`) a channel is subscribed on, and whether it is live. */
   placement(channel: string): { shard: string | null; live: boolean } | null {
     const w = this.watches.get(channel);
-    return w ? { shard: w.shard, live: w.phase === 'live' } : null;
+    return w ? { shard: w.shard?.key ?? null, live: w.phase === 'live' } : null;
   }
 
   // ---- publish --------------------------------------------------------------
@@ -574,16 +627,21 @@ export class RedisBus implements Bus {
   private whenLive(channel: string): Promise<void> {
     const w = this.watches.get(channel);
     if (!w || w.phase === 'live') return Promise.resolve();
-    const shard = w.shard === null ? undefined : this.shards.get(w.shard);
+    const shard = w.shard ?? undefined;
     if (this.isDown(shard)) return Promise.reject(new BusUnavailableError('Redis subscriber connection is down', this.retryAfterS()));
     return new Promise((resolve, reject) => {
-      const waiter = { resolve, reject };
-      w.waiters.push(waiter);
       // Bounded: a channel whose node does not answer fails its waiters (retryable).
-      setTimeout(() => {
+      // Cleared once answered: one timer per new subscriber otherwise lingers for its full delay.
+      const timer = setTimeout(() => {
         const i = w.waiters.indexOf(waiter);
         if (i >= 0) { w.waiters.splice(i, 1); reject(new BusUnavailableError('Redis subscription not ready', this.retryAfterS())); }
-      }, this.opts.commandTimeoutMs).unref();
+      }, this.opts.commandTimeoutMs);
+      timer.unref();
+      const waiter: Waiter = {
+        resolve: () => { clearTimeout(timer); resolve(); },
+        reject: (err) => { clearTimeout(timer); reject(err); },
+      };
+      w.waiters.push(waiter);
     });
   }
 
@@ -678,7 +736,7 @@ export class RedisBus implements Bus {
   private place(channel: string, w: Watch, owner: string): Shard {
     const shard = this.shardFor(owner);
     shard.channels.add(channel);
-    w.shard = owner;
+    w.shard = shard;
     return shard;
   }
 
@@ -690,8 +748,8 @@ export class RedisBus implements Bus {
    */
   private dropIfIdle(shard: Shard): void {
     if (shard.channels.size > 0 || shard.key === 'main') return;
-    if (this.cmd instanceof Cluster && this.isPrimary(shard.key)) return;
-    this.shards.delete(shard.key);
+    if (this.cmd instanceof Cluster && this.isPrimary(shard.key) && !shard.isClosed) return;
+    if (this.shards.get(shard.key) === shard) this.shards.delete(shard.key);
     void shard.close();
   }
 
@@ -709,23 +767,27 @@ export class RedisBus implements Bus {
 
   /** (Re)subscribe channels on their node, then establish each one's starting point. */
   private async sync(shard: Shard, channels: string[]): Promise<void> {
+    // Subscribed on a connection that is not up, a channel would look live and hear nothing.
+    if (!shard.ready) { this.reconcileSoon(); return; }
+    const attempt: Attempt = { shard, incarnation: shard.incarnation };
     // SSUBSCRIBE takes channels of one slot per command in a cluster; a single Redis takes any.
     const perSlot = this.cmd instanceof Cluster;
     const bySlot = new Map<number, string[]>();
     for (const ch of channels) {
       const w = this.watches.get(ch);
-      if (!w || w.shard !== shard.key) continue;
-      w.busy = true;
+      if (!w || w.shard !== shard) continue;
+      w.attempt = attempt;
       const k = perSlot ? w.slot : 0;
       const l = bySlot.get(k);
       if (l) l.push(ch); else bySlot.set(k, [ch]);
     }
-    const done = (chs: string[]) => { for (const ch of chs) { const w = this.watches.get(ch); if (w) w.busy = false; } };
+    const done = (chs: string[]) => { for (const ch of chs) { const w = this.watches.get(ch); if (w && w.attempt === attempt) w.attempt = null; } };
     await Promise.all([...bySlot.values()].map(async (group) => {
       try {
         for (let i = 0; i < group.length; i += this.opts.subscribeChunk) {
           await shard.conn.ssubscribe(...group.slice(i, i + this.opts.subscribeChunk).map(liveKey));
         }
+        this.log.debug({ node: shard.key, incarnation: attempt.incarnation, channels: group.length }, 'redis ssubscribe confirmed');
       } catch (err) {
         // MOVED (the slot left this node), or the connection dropped: reconcile retries.
         this.log.debug({ err: (err as Error).message, node: shard.key }, 'redis ssubscribe failed; will retry');
@@ -734,17 +796,40 @@ export class RedisBus implements Bus {
         this.reconcileSoon();
         return;
       }
-      await Promise.all(group.map((ch) => this.syncOne(ch, shard.key)));
+      const resumed = await Promise.all(group.map((ch) => this.syncOne(ch, attempt)));
       done(group);
+      // A resubscription (not a first one) proves itself with a probe: see probe().
+      const proven = group.filter((_, i) => resumed[i]);
+      if (proven.length > 0) this.probe(attempt, proven);
     }));
   }
 
-  private async syncOne(channel: string, shardKey: string): Promise<void> {
+  /** The attempt is on the channel's current Shard, on the connection it subscribed on, still up. */
+  private isCurrent(w: Watch, a: Attempt): boolean {
+    return w.shard === a.shard && a.shard.ready && a.shard.incarnation === a.incarnation && this.shards.get(a.shard.key) === a.shard;
+  }
+
+  /** A sync is in flight that can still make the channel live (reconcile lets it finish). */
+  private attemptAlive(w: Watch): boolean {
+    return w.attempt !== null && this.isCurrent(w, w.attempt);
+  }
+
+  /**
+   * Establish a channel's starting point after its SSUBSCRIBE on `attempt`
+   * was confirmed: its head on a first subscription, else a catch-up read from
+   * the last delivered event (or a reset). True when the channel went live
+   * after a resubscription (a catch-up), which the caller then probes.
+   */
+  private async syncOne(channel: string, attempt: Attempt): Promise<boolean> {
     const w = this.watches.get(channel);
-    if (!w || w.phase !== 'syncing' || w.shard !== shardKey) return;
+    if (!w || w.phase !== 'syncing' || !this.isCurrent(w, attempt)) return false;
     // A newer attempt (a reconnect while this one waits) supersedes this one.
     const gen = ++w.gen;
-    const current = () => this.watches.get(channel) === w && w.phase === 'syncing' && w.gen === gen && w.shard === shardKey;
+    // Live only on the connection the SSUBSCRIBE was confirmed on: one that
+    // dropped, or a Shard that replaced it (same node, new connection), has
+    // not got this subscription, and live delivery would silently stop.
+    const current = () => this.watches.get(channel) === w && w.phase === 'syncing' && w.gen === gen && this.isCurrent(w, attempt);
+    const resumed = w.last !== null;
     try {
       let last: string;
       if (w.last === null) {
@@ -752,7 +837,8 @@ export class RedisBus implements Bus {
       } else {
         // Resubscribed: prove nothing was missed since the last delivered event, or reset.
         const replay = await this.read(channel, w.last);
-        if (!current()) return;
+        this.log.debug({ channel, node: attempt.shard.key, from: w.last, kind: replay.kind, n: replay.kind === 'events' ? replay.events.length : 0, current: current() }, 'redis catch-up read');
+        if (!current()) return false;
         if (replay.kind === 'reset') {
           last = replay.head;
           this.log.warn({ channel, head: last }, 'redis: cannot prove continuity after resubscribing, sending reset');
@@ -762,20 +848,78 @@ export class RedisBus implements Bus {
           for (const e of replay.events) { this.deliver(e); last = e.cursor; }
         }
       }
-      if (!current()) return;
+      if (!current()) return false;
       const pending = w.pending;
       const waiters = w.waiters;
       w.phase = 'live'; w.last = last; w.pending = []; w.waiters = [];
+      this.log.debug({ channel, node: attempt.shard.key, incarnation: attempt.incarnation, last, pending: pending.length }, 'redis channel live');
       this.barrier.advanced(channel, last);
       for (const [cursor, json] of pending) { if (w.phase !== 'live') { w.pending.push([cursor, json]); continue; } this.offer(w, channel, cursor, json); }
       for (const x of waiters) x.resolve();
+      return resumed && w.phase === 'live';
     } catch (err) {
       // Still 'syncing': reconcile retries. Waiters learn now rather than hang.
       this.log.debug({ err: (err as Error).message, channel }, 'redis sync failed; will retry');
       if (current()) this.rejectWaiters([channel]);
       this.reconcileSoon();
+      return false;
     }
   }
+
+  /**
+   * The safety net behind every resubscription: publish a probe on one of the
+   * resubscribed channels (one per slot group: Redis drops and moves
+   * subscriptions by slot and by connection, never one channel alone) and
+   * expect it back on the same connection. A confirmed SSUBSCRIBE followed by
+   * silence has many possible causes (a slot map that was stale when we
+   * subscribed, a subscription Redis removed in a way the client library did
+   * not report); whatever the cause, a probe that does not come back within
+   * probeTimeoutMs sends the channels back to syncing: resubscribed where the
+   * slot lives now and caught up from the last delivered event. Costs one
+   * SPUBLISH per resubscribed slot, only after a disruption.
+   */
+  private probe(attempt: Attempt, channels: string[]): void {
+    if (this.closed) return;
+    const nonce = `${this.probeId}.${++this.probeSeq}`;
+    const timer = setTimeout(() => this.probeMissed(nonce), this.opts.probeTimeoutMs);
+    timer.unref?.();
+    this.probes.set(nonce, { attempt, channels, timer, at: Date.now() });
+    this.cmd.spublish(liveKey(channels[0]!), `${PROBE_MARK}${nonce} null`).catch((err: Error) => {
+      // Not published (the owner is failing over?): unproven, so the timer redoes the subscription.
+      this.log.debug({ err: err.message, node: attempt.shard.key }, 'redis: probe not published');
+    });
+  }
+
+  private onProbe(shard: Shard, payload: string): void {
+    const nonce = payload.slice(PROBE_MARK.length, payload.indexOf(' '));
+    const p = this.probes.get(nonce);
+    // Another node's probe, or ours heard on a connection it does not vouch for.
+    if (!p || p.attempt.shard !== shard || shard.incarnation !== p.attempt.incarnation) return;
+    clearTimeout(p.timer);
+    this.probes.delete(nonce);
+    this.log.debug({ node: shard.key, channels: p.channels.length, ms: Date.now() - p.at }, 'redis probe heard: resubscription proven');
+  }
+
+  private probeMissed(nonce: string): void {
+    const p = this.probes.get(nonce);
+    if (!p || this.closed) return;
+    this.probes.delete(nonce);
+    const deaf: string[] = [];
+    for (const ch of p.channels) {
+      const w = this.watches.get(ch);
+      // Only what this probe vouched for: a channel moved or resubscribed since has its own proof.
+      if (!w || w.phase !== 'live' || !this.isCurrent(w, p.attempt)) continue;
+      this.toSyncing(w);
+      deaf.push(ch);
+    }
+    if (deaf.length === 0) return;
+    this.probesMissed++;
+    this.log.warn({ node: p.attempt.shard.key, channels: deaf.length, timeoutMs: this.opts.probeTimeoutMs }, 'redis: a resubscribed channel did not hear its own probe; subscribing again and catching up');
+    this.reconcileSoon(0);
+  }
+
+  /** Probes that did not come back (tests, metrics): each sent its channels back to syncing. */
+  probesMissed = 0;
 
   private rejectWaiters(channels: string[]): void {
     for (const ch of channels) {
@@ -785,6 +929,7 @@ export class RedisBus implements Bus {
   }
 
   private onShardReady(shard: Shard): void {
+    this.log.debug({ node: shard.key, incarnation: shard.incarnation, channels: shard.channels.size }, 'redis shard ready');
     this.onConnReady();
     const chs = [...shard.channels];
     for (const ch of chs) { const w = this.watches.get(ch); if (w) this.toSyncing(w); }
@@ -793,6 +938,7 @@ export class RedisBus implements Bus {
 
   private onShardDown(shard: Shard): void {
     if (this.closed) return;
+    this.log.debug({ node: shard.key, channels: [...shard.channels] }, 'redis shard down');
     this.attempts++;
     const chs = [...shard.channels];
     for (const ch of chs) { const w = this.watches.get(ch); if (w) this.toSyncing(w); }
@@ -804,6 +950,7 @@ export class RedisBus implements Bus {
 
   /** Redis pushed an unsolicited SUNSUBSCRIBE: a slot left this node. Resubscribe where it lives now. */
   private onShardMoved(shard: Shard): void {
+    this.log.debug({ node: shard.key, channels: [...shard.channels] }, 'redis shard moved (unsolicited sunsubscribe or MOVED)');
     for (const ch of shard.channels) { const w = this.watches.get(ch); if (w) this.toSyncing(w); }
     this.reconcileSoon(0);
   }
@@ -833,21 +980,23 @@ export class RedisBus implements Bus {
       for (const [ch, w] of this.watches) {
         const owner = this.ownerOf(w.slot);
         if (owner === null) { waiting = true; continue; }
-        if (w.shard !== owner) {
-          const old = w.shard === null ? undefined : this.shards.get(w.shard);
+        if (w.shard === null || w.shard.key !== owner || this.shards.get(owner) !== w.shard) {
+          const old = w.shard;
           if (old) {
             old.channels.delete(ch);
             if (old.ready) old.conn.sunsubscribe(liveKey(ch)).catch(() => {});
             this.dropIfIdle(old);
           }
+          this.log.debug({ channel: ch, from: old?.key, to: owner, phase: w.phase }, 'redis channel moves to new owner');
           this.toSyncing(w);
           this.place(ch, w, owner);
         }
         if (w.phase === 'live') continue;
         waiting = true;
-        if (w.busy) continue;
-        const shard = this.shards.get(owner)!;
+        const shard = w.shard!;
+        // Whatever is in flight: a channel placed on a connection that is not up gets it started.
         if (!shard.ready) { shard.start(); continue; }
+        if (this.attemptAlive(w)) continue;
         const l = toSync.get(shard);
         if (l) l.push(ch); else toSync.set(shard, [ch]);
       }
@@ -865,7 +1014,8 @@ export class RedisBus implements Bus {
     if (channel === null) return;
     const w = this.watches.get(channel);
     // A late message from a node the channel left: it is in history, the catch-up has it.
-    if (!w || w.shard !== shard.key) return;
+    if (!w || w.shard !== shard) return;
+    if (payload.startsWith(PROBE_MARK)) { this.onProbe(shard, payload); return; }
     const sp = payload.indexOf(' ');
     if (sp <= 0) { this.log.warn({ channel }, 'redis: malformed live message ignored'); return; }
     const cursor = payload.slice(0, sp);

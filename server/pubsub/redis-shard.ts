@@ -24,6 +24,13 @@ export class Shard {
   /** Tidings channels placed on this node (watched, whatever their phase). */
   readonly channels = new Set<string>();
   readonly conn: Redis;
+  /**
+   * Which connection of this Shard is up: bumped at every 'ready'. A
+   * subscription confirmed on one incarnation says nothing about the next one
+   * (a reconnect starts with none), so a sync remembers the incarnation it
+   * subscribed on and may make a channel live only while it is still current.
+   */
+  incarnation = 0;
   private closed = false;
 
   /** @param key `host:port` of the node (or `main` for a single Redis). */
@@ -38,7 +45,7 @@ export class Shard {
       maxRetriesPerRequest: 0,
       enableAutoPipelining: false,
     });
-    this.conn.on('ready', () => { if (!this.closed) events.ready(this); });
+    this.conn.on('ready', () => { this.incarnation++; if (!this.closed) events.ready(this); });
     this.conn.on('close', () => { if (!this.closed) events.down(this); });
     this.conn.on('moved', () => { if (!this.closed) events.moved(this); });
     // ioredis emits 'error' on every failed attempt; an unhandled 'error' would crash the process.
@@ -47,7 +54,12 @@ export class Shard {
   }
 
   get ready(): boolean {
-    return this.conn.status === 'ready';
+    return !this.closed && this.conn.status === 'ready';
+  }
+
+  /** Closed by the bus (its node left, or the bus closed): never ready again; a new Shard replaces it. */
+  get isClosed(): boolean {
+    return this.closed;
   }
 
   /** Start connecting (idempotent); 'ready' follows. */

@@ -38,9 +38,17 @@ describe('worker accept mode and V8 flags (pure)', () => {
   });
 
   it('gives workers a 1 MB semi-space by default, the configured size, or V8\'s own with 0', () => {
-    expect(workerExecArgv({ ...DEFAULTS }, ['--import', 'tsx'])).toEqual(['--import', 'tsx', '--max-semi-space-size=1']);
-    expect(workerExecArgv({ ...DEFAULTS, workerSemiSpaceMb: 8 }, ['--max-semi-space-size=16'])).toEqual(['--max-semi-space-size=8']);
-    expect(workerExecArgv({ ...DEFAULTS, workerSemiSpaceMb: 0 }, ['--max-semi-space-size=16'])).toEqual([]);
+    const off = { ...DEFAULTS, workerOptimizeForSize: false };
+    expect(workerExecArgv(off, ['--import', 'tsx'])).toEqual(['--import', 'tsx', '--max-semi-space-size=1']);
+    expect(workerExecArgv({ ...off, workerSemiSpaceMb: 8 }, ['--max-semi-space-size=16'])).toEqual(['--max-semi-space-size=8']);
+    expect(workerExecArgv({ ...off, workerSemiSpaceMb: 0 }, ['--max-semi-space-size=16'])).toEqual([]);
+  });
+
+  it('runs workers with --optimize-for-size by default, once, and without it when switched off', () => {
+    expect(DEFAULTS.workerOptimizeForSize).toBe(true);
+    expect(workerExecArgv({ ...DEFAULTS }, [])).toEqual(['--max-semi-space-size=1', '--optimize-for-size']);
+    expect(workerExecArgv({ ...DEFAULTS }, ['--optimize-for-size'])).toEqual(['--max-semi-space-size=1', '--optimize-for-size']);
+    expect(workerExecArgv({ ...DEFAULTS, workerOptimizeForSize: false }, ['--optimize-for-size'])).toEqual(['--max-semi-space-size=1']);
   });
 
   it('defaults to reuseport on Linux', () => {
@@ -110,7 +118,7 @@ describe('tidings-server --workers', () => {
     return [...out.matchAll(/pid=(\d+)/g)].map((m) => Number(m[1]));
   };
 
-  it('with reuseport (default) each worker listens on its own socket; the primary holds none; workers get a 1 MB semi-space', async () => {
+  it('with reuseport (default) each worker listens on its own socket; the primary holds none; workers get a 1 MB semi-space and --optimize-for-size', async () => {
     const redis = await startRedis();
     const child = run(['--workers', '2', '--port', '0'], { TIDINGS_REDIS_URL: redis.url });
     try {
@@ -123,6 +131,7 @@ describe('tidings-server --workers', () => {
       expect(listeners(port).sort()).toEqual([...ws].sort());
       for (const pid of ws) {
         expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')).toContain('--max-semi-space-size=1');
+        expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')).toContain('--optimize-for-size');
         expect(readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')).toContain('MALLOC_ARENA_MAX=2');
       }
       // Connections spread over both listeners; each one answers.

@@ -257,6 +257,21 @@ describe('deadlines (fake clock)', () => {
     expect(c.ws.readyState).toBe(c.ws.OPEN);
   });
 
+  it('takes a pong written another way (spacing, extra members) as a pong too, and a binary one as a protocol error', async () => {
+    const s = await start({ pingMs: 1000, pongGraceMs: 500 });
+    const { c } = await subscribe(s.wsUrl, await s.token(['a']), { a: null });
+    for (const text of ['{ "type" : "pong" }', '{"type":"pong","at":1}']) {
+      advance(s, 1020);
+      expect(await c.next()).toEqual({ type: 'ping' });
+      c.ws.send(text);
+      await expect.poll(() => s.server.runtime.conns.values().next().value?.state).toBe(3 /* OPEN */);
+    }
+    advance(s, 1020);
+    expect(await c.next()).toEqual({ type: 'ping' });
+    c.ws.send(Buffer.from('{"type":"pong"}'), { binary: true });
+    expect((await c.closed).code).toBe(4400);
+  });
+
   it('does not ping while events keep the connection busy (pings fill silence only)', async () => {
     const s = await start({ pingMs: 1000 });
     const { c } = await subscribe(s.wsUrl, await s.token(['a']), { a: null });

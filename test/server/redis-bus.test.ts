@@ -264,6 +264,33 @@ describe('RedisBus against a real redis-server', () => {
     }
   });
 
+  it('gathers the channels watched while a batch is being subscribed into the next batch: one more SSUBSCRIBE, not one per channel', async () => {
+    const bus = await open();
+    const admin = new Redis(redis.url);
+    try {
+      const first = channel();
+      const later = Array.from({ length: 50 }, () => channel());
+      const sub0 = await calls(admin, 'ssubscribe');
+      // Hold Redis so that the first batch is still in flight while the others are watched, one per turn of the loop.
+      await admin.call('CLIENT', 'PAUSE', '300', 'ALL');
+      bus.watch(first);
+      const heads = [bus.head(first)];
+      for (const ch of later) {
+        await new Promise((r) => setImmediate(r));
+        bus.watch(ch);
+        heads.push(bus.head(ch));
+      }
+      for (const h of await Promise.all(heads)) expect(h).toMatch(/\.0-0$/);
+      expect(await calls(admin, 'ssubscribe')).toBe(sub0 + 2);
+      // All live: an event on the last one arrives.
+      const got = collect(bus);
+      const [c] = await bus.publish([{ channel: later[49]!, json: json(1) }]);
+      await until(() => got.events.some((e) => e.cursor === c), 'event on a channel of the second batch');
+    } finally {
+      admin.disconnect();
+    }
+  });
+
   it('lets an idle channel\'s history expire after TIDINGS_HISTORY_TTL_S without a publish (0: never)', async () => {
     const admin = new Redis(redis.url);
     try {

@@ -108,7 +108,8 @@ export async function startCluster(opts: { primaries?: number; nodeTimeoutMs?: n
     rmSync(dir, { recursive: true, force: true });
   };
   const admin = (port: number) => {
-    const r = new Redis({ port, host: '127.0.0.1', lazyConnect: false, maxRetriesPerRequest: 1, retryStrategy: () => null });
+    // A bounded wait: a node that never answers (frozen, starved) fails the test with an error instead of hanging it.
+    const r = new Redis({ port, host: '127.0.0.1', lazyConnect: false, maxRetriesPerRequest: 1, retryStrategy: () => null, commandTimeout: 10_000 });
     r.on('error', () => {});
     return r;
   };
