@@ -65,7 +65,7 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
   let lac = new AbortController();
   let timer: unknown;
 
-  const token = (channels: string[]) => Promise.resolve(typeof o.token === 'string' ? o.token : o.token({ channels }));
+  const token = async (channels: string[]) => (typeof o.token == 'string' ? o.token : o.token({ channels }));
   // Inputs that effects cause (our own posts, looped back) wait until the effects before them are done.
   const queue: Input[] = [];
   const dispatch = (i: Input) => {
@@ -91,14 +91,19 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
     },
     {},
     {
-      // Errors cross tabs as plain data (a structured clone keeps only an Error's message): rebuilt in out().
+      // Errors cross tabs as plain data (a structured clone keeps only an Error's message): rebuilt in fx.emit.
       emit: (x) => (solo ? sink.emit(x) : lead && dispatch({ k: 'eng', e: x.type === 'error' ? { type: 'error', error: { ...x.error, message: x.error.message } } : (x as Relay) })),
     },
   );
 
   const fx: { [K in Effect[0]]: (a: Extract<Effect, [K, ...unknown[]]>[1]) => unknown } = {
     post: (m) => (bc?.postMessage(m), dispatch(m)),
-    emit: (e) => out(e),
+    // To the facade. A stop of the shared engine (a fatal error in the leader) stops this tab too.
+    emit: (e) => {
+      if (e.state === 'stopped') (running = false), leave();
+      const x = e['error'] as TidingsError;
+      sink.emit((x ? { type: 'error', error: Object.assign(new TidingsError(x.code), x) } : e) as EngineEvent);
+    },
     // A leader's engine starts from the tabs' cursors only (down() left it none).
     chans: (c) => (E.channels(c), E.start()),
     reconnect: () => E.reconnect(),
@@ -108,13 +113,6 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
     yield: () => follow(),
     solo: () => alone(),
   };
-
-  /** To the facade. A stop of the shared engine (a fatal error in the leader) stops this tab too. */
-  function out(e: Relay) {
-    if (e.state === 'stopped') (running = false), leave();
-    const x = e['error'] as TidingsError;
-    sink.emit((x ? { type: 'error', error: Object.assign(new TidingsError(x.code), x) } : e) as EngineEvent);
-  }
 
   /** Ask for the leader lock (or take it from a stuck leader). Held until the tab steps down, closes or dies. */
   function lock(steal?: boolean) {
@@ -180,23 +178,21 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
     solo = true;
     E.channels(from);
     if (running) E.start();
+    // From now on the facade drives the engine itself.
+    // (It took `cursors` and `reconnect` once: those two ask `solo` themselves.)
+    Object.assign(api, { start: E.start, stop: E.stop, channels: E.channels });
   }
 
   /** The tab's own token must grant its channels: a tab never hears a channel its own token would not let it read. */
   const admit = (then: (sub: string) => void) =>
-    token(Object.keys(want)).then(
-      (t) => {
-        const [sub, no] = claims(t, Object.keys(want));
-        if (running && !solo) typeof sub == 'string' && !no[0] ? then(sub) : alone();
-      },
-      () => running && !solo && alone(),
-    );
+    token(Object.keys(want))
+      .then((t) => claims(t, Object.keys(want)), () => [])
+      .then(([sub, no]) => running && !solo && (typeof sub == 'string' && !no![0] ? then(sub) : alone()));
 
-  return {
+  const api: Engine = {
     start() {
       if (running) return;
       running = true;
-      if (solo) return E.start();
       // `connecting` at once, as the engine does: ready() right after createClient() must wait, not reject.
       sink.emit({ type: 'state', state: 'connecting', transport: null });
       admit((sub) => {
@@ -214,13 +210,11 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
     stop() {
       const was = running;
       running = false;
-      if (solo) return E.stop();
       if (was) leave(), sink.emit({ type: 'state', state: 'stopped', transport: null });
     },
     reconnect: () => (solo ? E.reconnect() : fx.post({ k: 'r' })),
     channels(c) {
       want = c;
-      if (solo) return E.channels(c);
       if (s) admit(() => dispatch({ k: 'chans', c }));
     },
     leader: () => solo || lead,
@@ -231,4 +225,5 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
       return out;
     },
   };
+  return api;
 }

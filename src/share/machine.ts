@@ -242,7 +242,8 @@ export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
         L.end[i.c] = '';
         const arg: Chans = {};
         for (const c in L.at) arg[c] = null;
-        fx.push(['chans', { ...arg, [i.c]: i.x }]);
+        arg[i.c] = i.x;
+        fx.push(['chans', arg]);
       }
       break;
     case 'r':
