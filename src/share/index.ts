@@ -51,8 +51,7 @@ type Make = (o: EngineOptions, start: Record<string, string | undefined>, sink: 
 export function sharedEngine(o: EngineOptions, start: Record<string, string | undefined>, sink: EngineSink, make: Make): Engine {
   const locks = navigator.locks;
   const { clock } = o;
-  let want: Chans = {};
-  for (const c in start) want[c] = start[c] ?? null;
+  let want = start as Chans;
   let s: Tab | undefined;
   let running = false;
   let frozen = false;
@@ -64,7 +63,6 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
   let release: (() => void) | undefined;
   let hold: (() => void) | undefined;
   let lac = new AbortController();
-  let wac = new AbortController();
   let timer: unknown;
 
   const token = (channels: string[]) => Promise.resolve(typeof o.token === 'string' ? o.token : o.token({ channels }));
@@ -76,7 +74,7 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
         if (s) {
           const r = next(s, queue[0]!);
           s = r.state;
-          r.effects.forEach(run);
+          for (const [f, a] of r.effects) fx[f](a as never);
         }
   };
 
@@ -91,40 +89,25 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
         return t;
       },
     },
-    start,
+    {},
     {
       // Errors cross tabs as plain data (a structured clone keeps only an Error's message): rebuilt in out().
       emit: (x) => (solo ? sink.emit(x) : lead && dispatch({ k: 'eng', e: x.type === 'error' ? { type: 'error', error: { ...x.error, message: x.error.message } } : (x as Relay) })),
     },
   );
 
-  function run(f: Effect) {
-    const a = f[1] as never;
-    switch (f[0]) {
-      case 'post':
-        bc?.postMessage(a);
-        return dispatch(a);
-      case 'emit':
-        return out(a);
-      case 'start':
-        // Nothing kept from an earlier turn as leader: the cursors are the tabs'.
-        E.channels({});
-        E.channels(a);
-        return E.start();
-      case 'chans':
-        return E.channels(a);
-      case 'reconnect':
-        return lead && E.reconnect();
-      case 'watch':
-        return void locks.request(name + a, { signal: wac.signal }, () => dispatch({ k: 'gone', f: a })).catch(() => 0);
-      case 'steal':
-        return lock(true);
-      case 'yield':
-        return follow();
-      case 'solo':
-        return alone();
-    }
-  }
+  const fx: { [K in Effect[0]]: (a: Extract<Effect, [K, ...unknown[]]>[1]) => unknown } = {
+    post: (m) => (bc?.postMessage(m), dispatch(m)),
+    emit: (e) => out(e),
+    // A leader's engine starts from the tabs' cursors only (down() left it none).
+    chans: (c) => (E.channels(c), E.start()),
+    reconnect: () => E.reconnect(),
+    // Left waiting if this tab stops leading: the machine ignores `gone` in a follower.
+    watch: (f) => locks.request(name + f, () => dispatch({ k: 'gone', f })),
+    steal: () => lock(true),
+    yield: () => follow(),
+    solo: () => alone(),
+  };
 
   /** To the facade. A stop of the shared engine (a fatal error in the leader) stops this tab too. */
   function out(e: Relay) {
@@ -140,7 +123,6 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
     locks
       .request(name, steal ? { steal } : { signal: ac.signal }, () => {
         lead = true;
-        wac = new AbortController();
         dispatch({ k: 'lead', now: clock.now() });
         clock.setTimeout(() => dispatch({ k: 'go' }), GATHER);
         return new Promise<void>((r) => (release = r));
@@ -153,9 +135,8 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
   function down() {
     release?.();
     release = undefined;
-    wac.abort();
     dispatch({ k: 'step' });
-    if (lead) (lead = false), E.stop();
+    if (lead) (lead = false), E.stop(), E.channels({});
   }
 
   const follow = () => {
@@ -173,19 +154,14 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
     frozen = true;
     down();
   };
+  // Back: the heartbeat finds out where the stream is (and whether the leader still leads).
   const wake = () => {
-    if (frozen && s) lock(), dispatch({ k: 'wake' });
+    if (frozen && s) lock();
     frozen = false;
   };
-  const events: [EventTarget, string, () => void][] = [
-    [document, 'freeze', sleep],
-    [window, 'pagehide', sleep],
-    [document, 'resume', wake],
-    [window, 'pageshow', wake],
-  ];
-  const listen = (on?: 1) => {
-    for (const [t, n, f] of events) on ? t.addEventListener(n, f) : t.removeEventListener(n, f);
-  };
+  // For the engine's lifetime: after close() they find nothing to do.
+  document.addEventListener('freeze', sleep);
+  document.addEventListener('resume', wake);
 
   function leave() {
     s = undefined; // the machine hears nothing more: the facade gets no state but the caller's
@@ -194,7 +170,6 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
     hold?.();
     bc?.close();
     clock.clearTimeout(timer);
-    listen();
   }
 
   /** This tab's channels cannot be shared: the engine carries them alone, from this tab's cursors. */
@@ -203,7 +178,6 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
     for (const c in want) from[c] = s?.pos[c] ?? want[c]!;
     leave();
     solo = true;
-    E.channels({});
     E.channels(from);
     if (running) E.start();
   }
@@ -232,7 +206,6 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
         bc = new BroadcastChannel(name);
         bc.onmessage = (e) => dispatch(e.data);
         locks.request(name + id, () => new Promise<void>((r) => (hold = r))).catch(() => 0);
-        listen(1);
         dispatch({ k: 'chans', c: want });
         lock();
         tick();
@@ -244,7 +217,7 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
       if (solo) return E.stop();
       if (was) leave(), sink.emit({ type: 'state', state: 'stopped', transport: null });
     },
-    reconnect: () => (solo ? E.reconnect() : run(['post', { k: 'r' }])),
+    reconnect: () => (solo ? E.reconnect() : fx.post({ k: 'r' })),
     channels(c) {
       want = c;
       if (solo) return E.channels(c);

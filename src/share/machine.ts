@@ -93,8 +93,6 @@ export type Input =
   | { k: 'step'; n?: undefined }
   /** Heartbeat timer. */
   | { k: 'tick'; n?: undefined }
-  /** Back from a freeze: messages may have been missed: find out where the stream is again. */
-  | { k: 'wake'; n?: undefined }
   /** Tab `f` is gone (its lock was released). */
   | { k: 'gone'; f: string; n?: undefined }
   /** Leader: the union token does not grant these channels. */
@@ -105,9 +103,7 @@ export type Input =
 export type Effect =
   | ['post', Msg]
   | ['emit', Relay]
-  /** Leader: start an engine from these cursors. */
-  | ['start', Chans]
-  /** Leader: engine.channels(). */
+  /** Leader: engine.channels(), and start it (from these cursors if it was not running). */
   | ['chans', Chans]
   | ['reconnect']
   /** Leader: input `gone` once tab `f` releases its lock. */
@@ -164,10 +160,10 @@ export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
         if (!(c in want))
           if (at && c in at) (want[c] = at[c]!), (arg[c] = null);
           else (want[c] = arg[c] = L!.tabs[f]![c]!), (L!.end[c] = ''), add++;
-    for (const c in at) if (!(c in want)) delete L!.end[c];
-    if (at && !add && Object.keys(at).length === Object.keys(want).length) return;
+    for (const c in at) if (!(c in want)) delete L!.end[c], add++;
+    if (at && !add) return;
     L!.at = want;
-    fx.push([at ? 'chans' : 'start', arg]);
+    fx.push(['chans', arg]);
   };
 
   switch (i.k) {
@@ -188,10 +184,6 @@ export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
       if (L) live();
       else if (s.miss < MISSES) s.miss++, join();
       else (s.miss = 0), fx.push(['steal']);
-      break;
-    case 'wake':
-      s.ok = {};
-      join();
       break;
     case 'chans':
       s.pos = {};
@@ -226,7 +218,7 @@ export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
       } else if (e.type !== 'heads') {
         if (e.type === 'state') s.st = [e.state!, e.transport!];
         // One tab shows the notification: the first that has the channel.
-        post({ k: 'e', n: L.n, e, p: at[c], w: isDelivery(e) ? Object.keys(L.tabs).find((f) => c in L.tabs[f]!) : undefined });
+        post({ k: 'e', n: L.n, e, p: at[c], w: Object.keys(L.tabs).find((f) => c in L.tabs[f]!) });
         if (isDelivery(e) && c in at) {
           at[c] = e.cursor!;
           if (e.type === 'reset' || L.end[c] === e.cursor) goLive(c);

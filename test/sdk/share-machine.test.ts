@@ -189,11 +189,8 @@ class SimTab {
       }
       case 'emit':
         return void this.out.push(f[1]);
-      case 'start':
-        this.engine = new FakeEngine(this, sim);
-        return this.engine.set(f[1]);
       case 'chans':
-        return this.engine?.set(f[1]);
+        return (this.engine ??= new FakeEngine(this, sim)).set(f[1]);
       case 'reconnect':
         return this.engine?.set({});
       case 'watch':
