@@ -32,7 +32,7 @@ export function params(quick) {
   return quick
     // publishVia: per-user publishes through Redis (FCALL, the backend path) or POST /v1/publish ('http').
     ? { publishVia: 'redis', subscribers: 1_500, workers: 2, loaders: 2, concurrency: 32, rate: 200, seconds: 2, broadcasts: 2, acceptSubscribers: 600, settleMs: 1000, reserveMs: 10_000, hardLimitMs: 120_000 }
-    : { publishVia: 'redis', subscribers: 100_000, workers: 6, loaders: 6, concurrency: 64, rate: 1_000, seconds: 30, broadcasts: 3, acceptSubscribers: 6_000, settleMs: 3000, reserveMs: 45_000, hardLimitMs: 12 * 60_000 };
+    : { publishVia: 'redis', subscribers: 100_000, workers: 6, loaders: 6, concurrency: 256, rate: 1_000, seconds: 30, broadcasts: 3, acceptSubscribers: 6_000, settleMs: 3000, reserveMs: 45_000, hardLimitMs: 12 * 60_000 };
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -349,7 +349,7 @@ export function render(r) {
   const lines = [
     `## 9. ${n(p.subscribers)} subscribers on one machine (cluster + Redis)`,
     '',
-    `\`tidings-server --workers ${p.workers}\` (defaults: SO_REUSEPORT accept, 1 MB semi-space per worker, fan-out batching) on one throwaway \`redis-server\`; ${p.loaders} loader processes on 127.0.0.2–.${p.loaders + 1}, ${p.concurrency} handshakes in flight each. RSS summed over the primary and every worker from /proc, no forced GC (what an operator sees); Redis apart. Per-user: ${n(p.rate)} publishes/s to random users for ${p.seconds} s, ${p.publishVia === 'http' ? 'through \`POST /v1/publish\` (keep-alive, 32 sockets)' : 'as a storage backend publishes (\`FCALL tidings_publish\` on Redis, docs/redis.md)'}; "lost" counts only clients that were connected the whole time. Shared: ${p.broadcasts} broadcasts to everyone, each after the previous one reached all. The loaders share the 2 cores with the server, so connect times include their CPU.`,
+    `\`tidings-server --workers ${p.workers}\` (defaults: SO_REUSEPORT accept, 1 MB semi-space and \`--optimize-for-size\` per worker, fan-out batching) on one throwaway \`redis-server\`; ${p.loaders} loader processes on 127.0.0.2–.${p.loaders + 1}, ${p.concurrency} handshakes in flight each. RSS summed over the primary and every worker from /proc, no forced GC (what an operator sees); Redis apart. Per-user: ${n(p.rate)} publishes/s to random users for ${p.seconds} s, ${p.publishVia === 'http' ? 'through \`POST /v1/publish\` (keep-alive, 32 sockets)' : 'as a storage backend publishes (\`FCALL tidings_publish\` on Redis, docs/redis.md)'}; "lost" counts only clients that were connected the whole time. Shared: ${p.broadcasts} broadcasts to everyone, each after the previous one reached all. The loaders share the 2 cores with the server, so connect times include their CPU.`,
     '',
     '| shape | reached welcome | failed (not started: budget) | connect (s) | server CPU per connect (µs) | RSS total (MiB) | RSS per subscriber (KB) | marginal per subscriber (KB) | primary (MiB) | workers (MiB) | Redis RSS (MiB) | Redis used per subscriber (B) | Redis commands per subscriber |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
