@@ -74,16 +74,18 @@ test('after a drain (SIGTERM, 1012) pages reconnect spread over the announced wi
 
 test('fetches a fresh token when the old one has expired and carries on', async ({ openInbox, tidings }) => {
   const ttl = 2;
-  const loadedAt = Date.now();
   const inbox = await openInbox({ ttl });
   await inbox.waitFor('open', 'websocket');
+  // Every token the page holds was minted before it was open (a tab group's leader fetches the union token
+  // before its hello), so they all expire by this clock + ttl; a slow page load must not push exp later.
+  const openedAt = Date.now();
   const before = await tidings.mail(inbox.channel, 'with the first token');
   await inbox.expectDelivered(before);
   const fetchesBefore = (await inbox.counters()).tokenFetches;
 
   // exp = floor(mint time in s) + ttl and jose refuses it from that second on:
   // wait (on the wall clock, which is what exp is about) until it is surely past.
-  const expiredBy = (Math.floor(loadedAt / 1000) + ttl + 1) * 1000;
+  const expiredBy = (Math.floor(openedAt / 1000) + ttl + 1) * 1000;
   await expect.poll(() => Date.now() >= expiredBy, { timeout: (ttl + 3) * 1000, intervals: [100] }).toBe(true);
 
   await tidings.simulate('drop'); // the reconnect's hello is checked against exp
