@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { liveKey } from '../../server/pubsub/redis-scripts.js';
 import { TEST_PUBLISHER_KEY } from '../support/context.js';
-import { freePort, startRedis, type TestRedis } from '../support/redis.js';
+import { startRedis, type TestRedis } from '../support/redis.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { openWs, subscribe, type Msg, type WsClient } from '../support/ws-client.js';
 
@@ -192,7 +192,7 @@ describe('a storage backend publishing without HTTP (docs/examples/publish-redis
     await node();
     expect(await run([channel(), '{not json'])).toMatchObject({ code: 1, stderr: expect.stringMatching(/publish refused: BADJSON/) });
     expect(await run(['bad channel', '1'])).toMatchObject({ code: 1, stderr: expect.stringMatching(/BADCHANNEL/) });
-    const dead = `redis://127.0.0.1:${await freePort()}`;
+    const dead = 'redis://127.0.0.1:1'; // nothing listens on port 1; a free port could be taken by a parallel test's Redis
     expect(await run([channel(), '1'], dead)).toMatchObject({ code: 1, stderr: expect.stringMatching(/cannot reach Redis at redis:\/\/127\.0\.0\.1/) });
     expect(await run([])).toMatchObject({ code: 2, stderr: expect.stringMatching(/usage/) });
   });
