@@ -37,26 +37,39 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** Resolve once something accepts TCP on the port and answers PING with +PONG. */
-async function waitForPong(port: number, timeoutMs: number): Promise<void> {
+/** The port was free when asked but another test file's redis-server took it before ours could bind. */
+class PortTaken extends Error {}
+
+/**
+ * Resolve once the redis-server we spawned (process `pid`) answers on the port. Answering PING is not
+ * enough: a port found free a moment ago can be taken by a redis-server another test file starts in
+ * parallel; ours then fails to bind and the tests would share, kill and freeze the other one.
+ */
+async function waitForOurs(port: number, pid: number | undefined, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
+    const who = await new Promise<number | null>((resolve) => {
       const s = connect(port, '127.0.0.1');
-      s.setTimeout(500, () => { s.destroy(); resolve(false); });
-      s.on('error', () => resolve(false));
-      s.on('connect', () => s.write('PING\r\n'));
-      s.on('data', (d) => { s.destroy(); resolve(d.toString().startsWith('+PONG')); });
+      let got = '';
+      s.setTimeout(500, () => { s.destroy(); resolve(null); });
+      s.on('error', () => resolve(null));
+      s.on('connect', () => s.write('INFO server\r\n'));
+      s.on('data', (d) => {
+        got += d.toString();
+        const m = /process_id:(\d+)/.exec(got);
+        if (m || got.startsWith('-')) { s.destroy(); resolve(m ? Number(m[1]) : null); }
+      });
     });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not answer PING within ${timeoutMs} ms`);
+    if (who !== null && who === pid) return;
+    if (who !== null) throw new PortTaken(`port ${port} is held by another redis-server (process ${who})`);
+    if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not answer within ${timeoutMs} ms`);
     // Polling a process we just spawned: there is no event to wait on instead.
     await new Promise((r) => setTimeout(r, 50));
   }
 }
 
 export async function startRedis(): Promise<TestRedis> {
-  const port = await freePort();
+  let port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'tidings-redis-'));
   let child: ChildProcess | null = null;
 
@@ -72,7 +85,7 @@ export async function startRedis(): Promise<TestRedis> {
       p.once('exit', (code) => reject(new Error(`redis-server exited early with code ${code}`)));
     });
     failed.catch(() => {});
-    await Promise.race([waitForPong(port, 10_000), failed]);
+    await Promise.race([waitForOurs(port, p.pid, 10_000), failed]);
   };
 
   const kill = async (): Promise<void> => {
@@ -83,7 +96,18 @@ export async function startRedis(): Promise<TestRedis> {
     await new Promise<void>((resolve) => { p.once('exit', () => resolve()); p.kill('SIGKILL'); });
   };
 
-  await start();
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await start();
+      break;
+    } catch (err) {
+      await kill();
+      // Ours exits at once when it cannot bind: the same race, seen from the other side.
+      const raced = err instanceof PortTaken || /exited early/.test(String(err));
+      if (!raced || attempt === 5) throw err;
+      port = await freePort();
+    }
+  }
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
