@@ -50,6 +50,17 @@ async function expectEach(tabs: Inbox[], channel: string, cursors: string[]) {
   }
 }
 
+/** Three tabs on one WebSocket, events streaming to the leader's channel and reaching the other tabs. */
+async function leaderStreaming(openInbox: Parameters<typeof openTabs>[1], newPage: () => Promise<Page>, tidings: TidingsServer) {
+  const tabs = await openTabs(3, openInbox, newPage);
+  await expect.poll(() => sockets(tidings)).toBe(1);
+  const leader = tabs[(await leaderOf(tabs)).indexOf(true)]!;
+  const rest = tabs.filter((t) => t !== leader);
+  const flow = stream(tidings, leader.channel);
+  await expect.poll(() => got(rest[0]!, leader.channel)).not.toEqual([]);
+  return { tabs, leader, rest, flow };
+}
+
 // A few seconds of grace: on a loaded machine a page's main thread can stall for over a second, and a
 // follower must not take a busy (not stuck) leader's place. Detection stays within ping (1 s) + grace.
 const GRACE = 3000;
@@ -95,12 +106,7 @@ test.describe('tabs share one connection', () => {
 
   for (const how of ['closes', 'crashes'] as const) {
     test(`the leader ${how} while events flow: another tab takes over, no gap and no duplicate in any tab`, async ({ openInbox, context, tidings }, testInfo) => {
-      const tabs = await openTabs(3, openInbox, () => context.newPage());
-      await expect.poll(() => sockets(tidings)).toBe(1);
-      const leader = tabs[(await leaderOf(tabs)).indexOf(true)]!;
-      const rest = tabs.filter((t) => t !== leader);
-      const flow = stream(tidings, leader.channel);
-      await expect.poll(() => got(rest[0]!, leader.channel)).not.toEqual([]);
+      const { leader, rest, flow } = await leaderStreaming(openInbox, context.newPage.bind(context), tidings);
 
       const handshakes = await metric(tidings, 'tidings_handshakes_total');
       const t0 = Date.now();
@@ -168,12 +174,7 @@ test.describe('tabs share one connection', () => {
   });
 
   test('a leader truly stuck (its page halted) while events flow: another tab takes over within ping + grace; on resume it follows, no second socket, nothing lost or repeated', async ({ openInbox, context, tidings }, testInfo) => {
-    const tabs = await openTabs(3, openInbox, () => context.newPage());
-    await expect.poll(() => sockets(tidings)).toBe(1);
-    const leader = tabs[(await leaderOf(tabs)).indexOf(true)]!;
-    const rest = tabs.filter((t) => t !== leader);
-    const flow = stream(tidings, leader.channel);
-    await expect.poll(() => got(rest[0]!, leader.channel)).not.toEqual([]);
+    const { tabs, leader, rest, flow } = await leaderStreaming(openInbox, context.newPage.bind(context), tidings);
 
     // Chromium applies Page.setWebLifecycleState only to hidden pages, and a headless page is never hidden
     // (checked: no `freeze` event, timers keep running), so it is asked for and the page's script is also

@@ -121,19 +121,24 @@ describe('cluster bus subscriptions across topology changes (stand-in cluster, r
     try { await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub'); } finally { admin.disconnect(); }
   }
 
-  it('never makes a channel live on a connection it did not subscribe on: a catch-up read that returns after the slot moved away and back is dropped, and the channel is subscribed on the node\'s current connection', async () => {
-    const { bus, fake, got, pub } = await open();
+  /** A channel live with one event, then its subscriber connection cut while the resubscription's catch-up read is held. */
+  async function resubscribingWithCatchUpHeld(opts?: Parameters<typeof open>[0]) {
+    const o = await open(opts);
     const ch = `topo:${++n}`;
-    bus.watch(ch);
-    await bus.head(ch);
-    const first = await publishOn(pub, ch, 0);
-    await until(() => got.events.length === 1, 'first event live');
-
-    // The resubscription's catch-up read is held back...
+    o.bus.watch(ch);
+    await o.bus.head(ch);
+    const first = await publishOn(o.pub, ch, 0);
+    await until(() => o.got.events.length === 1, 'first event live');
     let release!: () => void;
-    fake.hold = new Promise<void>((r) => { release = r; });
+    o.fake.hold = new Promise<void>((r) => { release = r; });
     await cutSubscribers(a);
-    await until(() => fake.held === 1, 'catch-up read in flight');
+    await until(() => o.fake.held === 1, 'catch-up read in flight');
+    return { ...o, ch, first, release };
+  }
+
+  it('never makes a channel live on a connection it did not subscribe on: a catch-up read that returns after the slot moved away and back is dropped, and the channel is subscribed on the node\'s current connection', async () => {
+    // The resubscription's catch-up read is held back...
+    const { bus, fake, got, pub, ch, first, release } = await resubscribingWithCatchUpHeld();
     // ...while the slot map moves the channel to B (a failover seen by one node
     // first) and back to A (a stale map from a node that has not heard yet).
     fake.moveAll(keyOf(b));
@@ -155,17 +160,7 @@ describe('cluster bus subscriptions across topology changes (stand-in cluster, r
   });
 
   it('redoes a resubscription that does not hear its own probe: subscribed, caught up, live again', async () => {
-    const { bus, fake, got, pub } = await open({ probeTimeoutMs: 300 });
-    const ch = `topo:${++n}`;
-    bus.watch(ch);
-    await bus.head(ch);
-    const first = await publishOn(pub, ch, 0);
-    await until(() => got.events.length === 1, 'first event live');
-
-    let release!: () => void;
-    fake.hold = new Promise<void>((r) => { release = r; });
-    await cutSubscribers(a);
-    await until(() => fake.held === 1, 'catch-up read in flight');
+    const { bus, fake, got, pub, ch, first, release } = await resubscribingWithCatchUpHeld({ probeTimeoutMs: 300 });
     // The SSUBSCRIBE was confirmed; the subscription now disappears without a
     // word to the bus (as Redis dropping a slot's channels can, when the client
     // library takes the notice for the answer to another command).
