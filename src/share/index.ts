@@ -9,7 +9,7 @@
  * the group's channels, and the others hear it on a BroadcastChannel. The
  * lock is held for the tab's lifetime, so a closed or crashed leader hands
  * over at once; a freezing one steps down; a stuck one misses heartbeats and
- * is replaced.
+ * is replaced. A tab that cannot share leads a group of its own.
  *
  * Hand-written: no library shares a resumable connection between tabs (see
  * docs/decisions.md, "One connection per browser").
@@ -23,7 +23,7 @@ import { next, tab, type Chans, type Effect, type Input, type Relay, type Tab } 
  * messages differ never hear each other (they simply do not share). Bump it
  * whenever a message (machine.ts `Msg`) changes shape or meaning.
  */
-export const SHARE_VERSION = 'tidings.share.v2';
+export const SHARE_VERSION = 'tidings.share.v3';
 /** How long a new leader waits for the other tabs' reports before it connects, ms. */
 export const GATHER = 50;
 
@@ -51,20 +51,21 @@ type Make = (o: EngineOptions, start: Record<string, string | undefined>, sink: 
 export function sharedEngine(o: EngineOptions, start: Record<string, string | undefined>, sink: EngineSink, make: Make): Engine {
   const locks = navigator.locks;
   const { clock } = o;
+  const id = ' ' + Math.random();
   let want = start as Chans;
   let s: Tab | undefined;
   let running = false;
   let frozen = false;
-  /** E carries the group's channels (this tab leads), or this tab's own (it cannot share), or rests. */
-  let lead = false;
-  let solo = false;
+  /** The group's name ('' before it is known); it ends with this tab's id when the tab cannot share. */
   let name = '';
   let bc: BroadcastChannel | undefined;
   let release: (() => void) | undefined;
   let hold: (() => void) | undefined;
-  let lac = new AbortController();
+  /** Lock requests of an older generation give the lock back at once when granted. */
+  let gen = 0;
   let timer: unknown;
 
+  const alone = () => name.endsWith(id);
   const token = async (channels: string[]) => (typeof o.token == 'string' ? o.token : o.token({ channels }));
   // Inputs that effects cause (our own posts, looped back) wait until the effects before them are done.
   const queue: Input[] = [];
@@ -85,15 +86,13 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
       token: async (x) => {
         const t = await token(x.channels);
         const no = claims(t, x.channels)[1];
-        if (lead && no[0]) dispatch({ k: 'deny', c: no });
+        if (no[0] && s?.lead && !alone()) fx.post({ k: 'd', n: s.n, c: no });
         return t;
       },
     },
     {},
-    {
-      // Errors cross tabs as plain data (a structured clone keeps only an Error's message): rebuilt in fx.emit.
-      emit: (x) => (solo ? sink.emit(x) : lead && dispatch({ k: 'eng', e: x.type === 'error' ? { type: 'error', error: { ...x.error, message: x.error.message } } : (x as Relay) })),
-    },
+    // Errors cross tabs as plain data (a structured clone keeps only an Error's message): rebuilt in fx.emit.
+    { emit: (x) => dispatch({ k: 'eng', e: x.type === 'error' ? { type: 'error', error: { ...x.error, message: x.error.message } } : (x as Relay) }) },
   );
 
   const fx: { [K in Effect[0]]: (a: Extract<Effect, [K, ...unknown[]]>[1]) => unknown } = {
@@ -106,124 +105,112 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
     },
     // A leader's engine starts from the tabs' cursors only (down() left it none).
     chans: (c) => (E.channels(c), E.start()),
-    reconnect: () => E.reconnect(),
     // Left waiting if this tab stops leading: the machine ignores `gone` in a follower.
     watch: (f) => locks.request(name + f, () => dispatch({ k: 'gone', f })),
     steal: () => lock(true),
     yield: () => follow(),
-    solo: () => alone(),
+    // A group of its own, from this tab's cursors: it connects alone, with its own token.
+    solo,
   };
+
+  function solo() {
+    if (alone()) return;
+    for (const c in want) want[c] = s?.pos[c] ?? want[c]!;
+    leave();
+    join(name + id);
+  }
 
   /** Ask for the leader lock (or take it from a stuck leader). Held until the tab steps down, closes or dies. */
   function lock(steal?: boolean) {
-    lac.abort();
-    const ac = (lac = new AbortController());
+    const g = ++gen;
     locks
-      .request(name, steal ? { steal } : { signal: ac.signal }, () => {
-        lead = true;
-        dispatch({ k: 'lead', now: clock.now() });
-        clock.setTimeout(() => dispatch({ k: 'go' }), GATHER);
-        return new Promise<void>((r) => (release = r));
-      })
-      // Rejected: aborted while waiting, or stolen while leading: then follow.
-      .catch(() => ac === lac && release && follow());
+      .request(name, { steal }, () =>
+        g == gen
+          ? (dispatch({ k: 'lead', now: clock.now() }), clock.setTimeout(() => dispatch({ k: 'go' }), GATHER), new Promise<void>((r) => (release = r)))
+          : 0,
+      )
+      // Rejected: stolen while leading: follow.
+      .catch(() => g == gen && follow());
   }
 
-  /** Stop leading: release the lock, stop the engine (its last events unheard). */
+  /** Stop leading: release the lock, forget lock requests still waiting, stop the engine (its last events unheard: the machine no longer leads). */
   function down() {
     release?.();
     release = undefined;
+    gen++;
     dispatch({ k: 'step' });
-    if (lead) (lead = false), E.stop(), E.channels({});
+    E.stop();
+    E.channels({});
   }
 
-  const follow = () => {
+  function follow() {
     down();
     if (!frozen && running) lock();
-  };
+  }
 
   const tick = () => {
     dispatch({ k: 'tick' });
     timer = clock.setTimeout(tick, o.grace / 2);
   };
 
-  // A frozen page runs nothing: a leader steps down first (`freeze`, or `pagehide` into the back/forward cache) and follows after.
-  const sleep = () => {
+  // A frozen page runs nothing: a leader steps down first (`freeze`) and follows after (`resume`). For the
+  // engine's lifetime: after close() they find nothing to do. Back, the heartbeat finds out where the stream is.
+  document.addEventListener('freeze', () => {
     frozen = true;
     down();
-  };
-  // Back: the heartbeat finds out where the stream is (and whether the leader still leads).
-  const wake = () => {
+  });
+  document.addEventListener('resume', () => {
     if (frozen && s) lock();
     frozen = false;
-  };
-  // For the engine's lifetime: after close() they find nothing to do.
-  document.addEventListener('freeze', sleep);
-  document.addEventListener('resume', wake);
+  });
+
+  function join(n: string) {
+    name = n;
+    s = tab(id, {});
+    bc = new BroadcastChannel(n);
+    bc.onmessage = (e) => dispatch(e.data);
+    locks.request(n + id, () => new Promise<void>((r) => (hold = r)));
+    dispatch({ k: 'chans', c: want });
+    lock();
+    tick();
+  }
 
   function leave() {
     s = undefined; // the machine hears nothing more: the facade gets no state but the caller's
     down();
-    lac.abort();
     hold?.();
     bc?.close();
     clock.clearTimeout(timer);
-  }
-
-  /** This tab's channels cannot be shared: the engine carries them alone, from this tab's cursors. */
-  function alone() {
-    const from: Chans = {};
-    for (const c in want) from[c] = s?.pos[c] ?? want[c]!;
-    leave();
-    solo = true;
-    E.channels(from);
-    if (running) E.start();
-    // From now on the facade drives the engine itself.
-    // (It took `cursors` and `reconnect` once: those two ask `solo` themselves.)
-    Object.assign(api, { start: E.start, stop: E.stop, channels: E.channels });
   }
 
   /** The tab's own token must grant its channels: a tab never hears a channel its own token would not let it read. */
   const admit = (then: (sub: string) => void) =>
     token(Object.keys(want))
       .then((t) => claims(t, Object.keys(want)), () => [])
-      .then(([sub, no]) => running && !solo && (typeof sub == 'string' && !no![0] ? then(sub) : alone()));
+      .then(([sub, no]) => running && (alone() || (typeof sub == 'string' && !no![0]) ? then(sub as string) : solo()));
 
-  const api: Engine = {
+  return {
     start() {
       if (running) return;
       running = true;
       // `connecting` at once, as the engine does: ready() right after createClient() must wait, not reject.
       sink.emit({ type: 'state', state: 'connecting', transport: null });
-      admit((sub) => {
-        name = SHARE_VERSION + ' ' + o.httpUrl + ' ' + sub;
-        const id = ' ' + Math.random();
-        s = tab(id, {});
-        bc = new BroadcastChannel(name);
-        bc.onmessage = (e) => dispatch(e.data);
-        locks.request(name + id, () => new Promise<void>((r) => (hold = r))).catch(() => 0);
-        dispatch({ k: 'chans', c: want });
-        lock();
-        tick();
-      });
+      name = '';
+      admit((sub) => join(SHARE_VERSION + ' ' + o.httpUrl + ' ' + sub));
     },
     stop() {
-      const was = running;
-      running = false;
-      if (was) leave(), sink.emit({ type: 'state', state: 'stopped', transport: null });
+      if (running) (running = false), leave(), sink.emit({ type: 'state', state: 'stopped', transport: null });
     },
-    reconnect: () => (solo ? E.reconnect() : fx.post({ k: 'r' })),
+    reconnect: () => fx.post({ k: 'r' }),
     channels(c) {
       want = c;
       if (s) admit(() => dispatch({ k: 'chans', c }));
     },
-    leader: () => solo || lead,
+    leader: () => !!s?.lead,
     cursors() {
-      if (solo) return E.cursors();
       const out: Record<string, string> = {};
       for (const c in s?.pos) if (s.pos[c]) out[c] = s.pos[c];
       return out;
     },
   };
-  return api;
 }

@@ -15,7 +15,10 @@
  * from its own cursor (`g`); the server replays, and every other tab skips
  * the replayed events it already has. A tab knows it is behind when the
  * leader says the channel is live (`v`: its replay is over) at a cursor that
- * is not the tab's.
+ * is not the tab's. A restart opens a new leader term: the questions asked
+ * before it, of the older term, are ignored, and a tab whose cursor the replay
+ * does not pass asks again once the channel is live: restarts never chase
+ * each other, and there are at most as many as cursors behind.
  *
  * Cursors are opaque: nothing here orders them, it only compares them.
  */
@@ -31,21 +34,24 @@ export type Relay = { type: string; channel?: string; cursor?: string; to?: Chan
  * Messages between tabs, on one BroadcastChannel per server URL and user.
  * Short keys: every tab receives every message. The protocol version is in
  * the channel's name (src/share/index.ts), so builds that disagree never meet.
+ * Every leader message carries the leader's term `n`.
  */
 export type Msg =
   /** tab `f`: carry my channels (a cursor: where to start one you do not carry yet). Also the heartbeat. */
   | { k: 'j'; f: string; c: Chans; n?: undefined }
-  /** tab: the shared stream of `c` is not at my cursor: restart it from `x`. */
-  | { k: 'g'; c: string; x: string; n?: undefined }
+  /** tab: the shared stream of `c` (as the leader of term `n` said) is not at my cursor: restart it from `x`. */
+  | { k: 'g'; n: number; c: string; x: string }
   /** tab: reconnect() */
   | { k: 'r'; n?: undefined }
-  /** leader of term `n` (every leader message carries it): I lead now: report (j). */
-  | { k: 'q'; n: number }
-  /** leader: what my engine emitted; an event or reset follows cursor `p`; `w`: the tab whose copy is `first`. */
+  /** leader: what my engine emitted (not its state); an event or reset follows cursor `p`; `w`: the tab whose copy is `first`. */
   | { k: 'e'; n: number; e: Relay; p?: string | null; w?: string | undefined }
-  /** leader: these channels are live (replay over) at these cursors; my engine's state. The answer to `j`. */
-  | { k: 'v'; n: number; c: Chans; s: Tab['st'] }
-  /** leader: my token does not grant these channels. */
+  /**
+   * leader: my engine's cursors (`c`: Lead.at), its channels still replaying (`e`: Lead.end), its state.
+   * The answer to `j`, the leader's heartbeat, and a new leader's first word (a tab that hears a newer
+   * term reports).
+   */
+  | { k: 'v'; n: number; c: Chans | null; e: Record<string, string>; s: Tab['st'] }
+  /** leader: my token (the union token) does not grant these channels: the tabs that want them go solo, the leader drops them. */
   | { k: 'd'; n: number; c: string[] };
 
 export interface Lead {
@@ -67,8 +73,6 @@ export interface Tab {
   ok: Record<string, number>;
   /** The shared engine's state (in the leader, its own engine's). */
   st: [State, Transport | null];
-  /** What the facade was last told (state + transport). */
-  shown: string;
   /** Heartbeats the leader left unanswered. */
   miss: number;
   /**
@@ -95,17 +99,15 @@ export type Input =
   | { k: 'tick'; n?: undefined }
   /** Tab `f` is gone (its lock was released). */
   | { k: 'gone'; f: string; n?: undefined }
-  /** Leader: the union token does not grant these channels. */
-  | { k: 'deny'; c: string[]; n?: undefined }
   /** This tab's channel set changed (cursor: start there; null: keep mine, else from now on). */
   | { k: 'chans'; c: Chans; n?: undefined };
 
 export type Effect =
   | ['post', Msg]
+  /** To the facade (a state on every step: the facade passes on changes only). */
   | ['emit', Relay]
-  /** Leader: engine.channels(), and start it (from these cursors if it was not running). */
+  /** Leader: engine.channels() (a reconnect), and start it (from these cursors if it was not running). */
   | ['chans', Chans]
-  | ['reconnect']
   /** Leader: input `gone` once tab `f` releases its lock. */
   | ['watch', string]
   /** Follower: the leader is stuck: take its lock. */
@@ -118,8 +120,7 @@ export type Effect =
 /** Heartbeats in a row the leader may leave unanswered before a follower takes over. */
 export const MISSES = 2;
 
-/** A tab that has told its facade `connecting` (the edge does, on start). */
-export const tab = (id: string, pos: Chans): Tab => ({ id, pos, ok: {}, st: ['connecting', null], shown: 'connectingnull', miss: 0, n: 0 });
+export const tab = (id: string, pos: Chans): Tab => ({ id, pos, ok: {}, st: ['connecting', null], miss: 0, n: 0 });
 
 const isDelivery = (e: Relay) => e.type === 'event' || e.type === 'reset';
 
@@ -129,52 +130,41 @@ export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
   if (i.n! < s0.n) return { state: s0, effects: [] };
   const s = structuredClone(s0);
   const fx: Effect[] = [];
-  if (i.n) {
-    s.n = i.n;
-    s.miss = 0;
-    // A newer leader speaks: my lock was taken while I was stuck; I follow before I hear of it.
-    if (i.n > s.lead?.n!) (s.lead = undefined), fx.push(['yield']);
-  }
-  const { pos, ok, id, lead: L } = s;
+  const { pos, ok, id } = s;
   const post = (m: Msg) => fx.push(['post', m]);
   const join = () => post({ k: 'j', f: id, c: s.pos });
-  /** Leader: the channels live now, at their cursors, and the engine's state. */
-  const live = () => {
-    const c: Chans = {};
-    for (const x in L!.at) if (!(x in L!.end) && L!.at[x]) c[x] = L!.at[x];
-    post({ k: 'v', n: L!.n, c, s: s.st });
-  };
-  /** Leader: the channel's replay is over: say so. */
-  const goLive = (c: string) => {
-    delete L!.end[c];
-    live();
-  };
+  if (i.n) {
+    // A newer leader: report to it. If I led, my lock was taken while I was stuck: I follow before I hear of it.
+    if (i.n > s.n) join(), s.lead && ((s.lead = undefined), fx.push(['yield']));
+    s.n = i.n;
+    s.miss = 0;
+  }
+  const L = s.lead!;
+  /** Leader: where the engine is, and its state. */
+  const live = (l = s.lead!) => post({ k: 'v', n: l.n, c: l.at, e: l.end, s: s.st });
+  /** Leader: the engine carries these channels from these cursors; restart it. */
+  const restart = (at: Chans) => fx.push(['chans', (L.at = at)]);
   /** Leader: carry the union the tabs want; a new channel starts where the first tab that wants it says. */
   const sync = () => {
-    const at = L!.at;
+    const at = L.at;
     const want: Chans = {};
-    const arg: Chans = {};
-    let add = 0;
-    for (const f in L!.tabs)
-      for (const c in L!.tabs[f])
-        if (!(c in want))
-          if (at && c in at) (want[c] = at[c]!), (arg[c] = null);
-          else (want[c] = arg[c] = L!.tabs[f]![c]!), (L!.end[c] = ''), add++;
-    for (const c in at) if (!(c in want)) delete L!.end[c], add++;
-    if (at && !add) return;
-    L!.at = want;
-    fx.push(['chans', arg]);
+    if (at) {
+      for (const f in L.tabs) for (const c in L.tabs[f]) if (!(c in want)) want[c] = c in at ? at[c]! : ((L.end[c] = ''), L.tabs[f]![c]!);
+      if (Object.keys(want) + '' != Object.keys(at) + '') restart(want);
+    }
   };
 
   switch (i.k) {
     case 'lead':
       s.n = Math.max(i.now, s.n + 1);
       s.st = ['connecting', null];
-      s.lead = { n: s.n, tabs: {}, at: null, end: {} };
-      post({ k: 'q', n: s.n });
+      s.lead = { n: s.n, tabs: { [id]: pos }, at: null, end: {} };
+      // The new term: every tab reports (and shows `connecting` until this engine is live).
+      live();
       break;
     case 'go':
-      if (L && !L.at) sync();
+      // Every channel is new to the engine: the union, from the cursors the tabs reported.
+      if (L && !L.at) (L.at = {}), sync();
       break;
     case 'step':
       s.lead = undefined;
@@ -182,8 +172,8 @@ export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
     case 'tick':
       // The leader's beat: a state that a stepped-down leader's late messages garbled heals at the next tick.
       if (L) live();
-      else if (s.miss < MISSES) s.miss++, join();
-      else (s.miss = 0), fx.push(['steal']);
+      else if (++s.miss > MISSES) fx.push(['steal']);
+      else join();
       break;
     case 'chans':
       s.pos = {};
@@ -195,13 +185,14 @@ export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
       join();
       break;
     case 'gone':
-      if (L?.tabs[i.f]) delete L.tabs[i.f], L.at && sync();
+      if (L?.tabs[i.f]) delete L.tabs[i.f], sync();
       break;
-    case 'deny':
-      if (!L) break;
-      post({ k: 'd', n: L.n, c: i.c });
-      for (const f in L.tabs) if (i.c.some((c) => c in L.tabs[f]!)) delete L.tabs[f];
-      sync();
+    case 'd':
+      if (i.c.some((c) => c in pos)) fx.push(['solo']);
+      if (L) {
+        for (const f in L.tabs) if (i.c.some((c) => c in L.tabs[f]!)) delete L.tabs[f];
+        sync();
+      }
       break;
     case 'eng': {
       const e = i.e;
@@ -209,76 +200,60 @@ export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
       if (!at) break;
       const c = e.channel!;
       if (e.type === 'stream') {
-        for (const x in e.to)
-          if (x in at) {
-            at[x] ??= e.to[x]!;
-            if (at[x] === e.to[x]) goLive(x);
-            else L.end[x] = e.to[x]!;
-          }
-      } else if (e.type !== 'heads') {
-        if (e.type === 'state') s.st = [e.state!, e.transport!];
+        for (const x in e.to) if (x in at) (at[x] ??= e.to[x]!) === e.to[x] ? delete L.end[x] : (L.end[x] = e.to[x]!);
+        live();
+      } else if (e.type === 'state') (s.st = [e.state!, e.transport!]), live();
+      else if (e.type !== 'heads') {
         // One tab shows the notification: the first that has the channel.
         post({ k: 'e', n: L.n, e, p: at[c], w: Object.keys(L.tabs).find((f) => c in L.tabs[f]!) });
         if (isDelivery(e) && c in at) {
           at[c] = e.cursor!;
-          if (e.type === 'reset' || L.end[c] === e.cursor) goLive(c);
+          if (e.type === 'reset' || L.end[c] === e.cursor) delete L.end[c], live();
         }
       }
       break;
     }
     case 'j':
       if (!L) break;
-      if (!L.tabs[i.f] && i.f !== id) fx.push(['watch', i.f]);
+      if (!L.tabs[i.f]) fx.push(['watch', i.f]);
       L.tabs[i.f] = i.c;
-      if (L.at) sync();
+      sync();
       live();
       break;
     case 'g':
-      // Restart the channel from the tab's cursor, unless the stream is there right now: then saying so is enough.
-      if (!L?.at || !(i.c in L.at)) break;
-      if (L.at[i.c] === i.x) live();
-      else {
-        L.at[i.c] = i.x;
-        L.end[i.c] = '';
-        const arg: Chans = {};
-        for (const c in L.at) arg[c] = null;
-        arg[i.c] = i.x;
-        fx.push(['chans', arg]);
-      }
+      // Restart the channel from the tab's cursor, in a new term: a tab asks at most once per term, and the
+      // questions asked before this restart are of an older term, ignored (see the header).
+      if (L?.at && i.c in L.at) (s.n = ++L.n), (L.end[i.c] = ''), restart({ ...L.at, [i.c]: i.x });
       break;
     case 'r':
-      if (L) fx.push(['reconnect']);
-      break;
-    case 'q':
-      join();
+      // The engine given the channels it has: it drops its transport and connects again at once.
+      if (L?.at) restart(L.at);
       break;
     case 'v':
       s.st = i.s;
       for (const c in i.c) {
-        if (!(c in pos)) continue;
         const y = i.c[c]!;
+        // Not mine, or not live (no cursor yet, or replaying).
+        if (!(c in pos) || !y || c in i.e) continue;
         if (!pos[c]) fx.push(['emit', { type: 'heads', cursors: { [c]: (pos[c] = y) } }]);
         if (pos[c] === y) ok[c] = 1;
-        // Live elsewhere than my cursor: I am behind (or my cursor is not of this stream). Asked again
-        // at each such answer: another tab's restart may have overtaken mine.
-        else (ok[c] = 0), post({ k: 'g', c, x: pos[c]! });
+        // Live elsewhere than my cursor: I am behind (or my cursor is not of this stream).
+        else (ok[c] = 0), post({ k: 'g', n: s.n, c, x: pos[c]! });
       }
-      break;
-    case 'd':
-      if (i.c.some((c) => c in pos)) fx.push(['solo']);
       break;
     case 'e': {
       const e = i.e;
       const c = e.channel!;
-      if (!isDelivery(e)) e.type === 'state' ? (s.st = [e.state!, e.transport!]) : fx.push(['emit', e]);
+      if (!isDelivery(e)) fx.push(['emit', e]);
       // Mine, and right after my cursor: new to this tab, and in order.
-      else if (c in pos && pos[c] && i.p === pos[c]) fx.push(['emit', { ...e, first: i.w === id }]), (pos[c] = e.cursor!), (ok[c] = 1);
+      else if (pos[c] && i.p === pos[c]) fx.push(['emit', { ...e, first: i.w === id }]), (pos[c] = e.cursor!), (ok[c] = 1);
     }
   }
 
   // What the facade sees: the shared state, but `connecting` until every channel of this tab is in step.
   const inStep = Object.keys(s.pos).every((c) => s.ok[c]);
-  const [st, tr] = (s.st[0] === 'open' || s.st[0] === 'polling') && !inStep ? (['connecting', null] as const) : s.st;
-  if (st + tr !== s0.shown) (s.shown = st + tr), fx.push(['emit', { type: 'state', state: st, transport: tr }]);
+  // (A transport is named only while `open` or `polling`.)
+  const [st, tr] = s.st[1] && !inStep ? (['connecting', null] as const) : s.st;
+  fx.push(['emit', { type: 'state', state: st, transport: tr }]);
   return { state: s, effects: fx };
 }

@@ -27,6 +27,8 @@ class Sim {
   grants: string[] | undefined;
   seq = 0;
   terms = 0;
+  /** Engine restarts (re-hellos), by every leader. */
+  restarts = 0;
   constructor(readonly pick: (n: number) => number = () => 0) {}
 
   publish(c: string): string {
@@ -101,12 +103,13 @@ class FakeEngine {
     readonly sim: Sim,
   ) {}
   set(c: Chans) {
+    this.sim.restarts++;
     const at: Pos = {};
     for (const ch in c) at[ch] = c[ch] ?? (ch in this.at ? this.at[ch]! : null);
     this.at = at;
-    // The token for the new set: the edge reports channels it does not grant.
+    // The token for the new set: the edge (its leader) tells every tab the channels it does not grant.
     const no = Object.keys(at).filter((ch) => this.sim.grants && !this.sim.grants.includes(ch));
-    if (no.length) this.t.sim.enqueue(this.t.id + ':engine', () => this.t.engine === this && this.t.dispatch({ k: 'deny', c: no }));
+    if (no.length) this.t.sim.enqueue(this.t.id + ':engine', () => this.t.engine === this && this.t.s.lead && this.t.run(['post', { k: 'd', n: this.t.s.n, c: no }]));
     // A new stream (re-hello): heads, then the replay, all delivered later as one server would.
     this.t.sim.enqueue(this.t.id + ':engine', () => this.stream());
   }
@@ -191,8 +194,6 @@ class SimTab {
         return void this.out.push(f[1]);
       case 'chans':
         return (this.engine ??= new FakeEngine(this, sim)).set(f[1]);
-      case 'reconnect':
-        return this.engine?.set({});
       case 'watch':
         return void this.watching.add(f[1]);
       case 'steal': {
@@ -380,6 +381,33 @@ describe('share machine', () => {
     expectExactly(a, 'mail', sim, 'mail#0');
     expectExactly(b, 'mail', sim, 'mail#0');
     expect([a.state, b.state]).toEqual(['open', 'open']);
+  });
+
+  it('tabs lagging at different cursors, with answers in flight: a few restarts, not one per answer', () => {
+    const sim = new Sim();
+    const a = sim.open({ mail: null });
+    sim.open({ mail: null });
+    sim.open({ mail: null });
+    sim.settle();
+    for (let i = 0; i < 6; i++) sim.publish('mail');
+    sim.settle();
+    const before = sim.restarts;
+    // Two reloaded tabs, each behind at its own cursor, join while the leader beats (each beat an answer).
+    const b = sim.open({ mail: 'mail#1' });
+    const c = sim.open({ mail: 'mail#3' });
+    for (let i = 0; i < 6; i++) {
+      a.dispatch({ k: 'tick' });
+      for (let j = 0; j < 4; j++) sim.step();
+    }
+    sim.settle();
+    a.dispatch({ k: 'tick' });
+    sim.settle();
+    expect(sim.holder).toBe(a);
+    expectExactly(b, 'mail', sim, 'mail#1');
+    expectExactly(c, 'mail', sim, 'mail#3');
+    expect([b.state, c.state]).toEqual(['open', 'open']);
+    // One restart per cursor that is behind, and one more if a replay overtakes the other's.
+    expect(sim.restarts - before).toBeLessThanOrEqual(3);
   });
 
   it('heartbeats answered in time never trigger a takeover', () => {
