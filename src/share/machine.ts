@@ -2,11 +2,11 @@
  * Cross-tab sharing, the pure part: one state machine per tab, for both roles.
  *
  * The leader runs the one engine, for the union of every tab's channels, and
- * relays each event with the cursor it follows (`p`: the engine's cursor of
- * that channel before it). Every tab keeps its own cursor per channel (`pos`)
- * and takes an event only if it follows that cursor: so each tab gets each
- * event once and in order, whichever leader relays it, and skips a replay
- * until the replay reaches its own cursor. The leader's own tab hears its own
+ * relays each event with where the engine was before it (`c`: its cursor per
+ * channel). Every tab keeps its own cursor per channel (`pos`) and takes an
+ * event only if it follows that cursor: so each tab gets each event once and
+ * in order, whichever leader relays it, and skips a replay until the replay
+ * reaches its own cursor. The leader's own tab hears its own
  * messages (the edge loops every post back): it is a tab like the others.
  *
  * The leader keeps no replay buffer. When a tab's cursor is not where the
@@ -43,14 +43,13 @@ export type Msg =
   | { k: 'g'; n: number; c: string; x: string }
   /** tab: reconnect() */
   | { k: 'r'; n?: undefined }
-  /** leader: what my engine emitted (not its state); an event or reset follows cursor `p`; `w`: the tab whose copy is `first`. */
-  | { k: 'e'; n: number; e: Relay; p?: string | null; w?: string | undefined }
   /**
-   * leader: my engine's cursors (`c`: Lead.at), its channels still replaying (`e`: Lead.end), its state.
-   * The answer to `j`, the leader's heartbeat, and a new leader's first word (a tab that hears a newer
-   * term reports).
+   * leader: my engine's cursors (`c`: Lead.at), its channels still replaying (`e`: Lead.end), its state,
+   * and what it emitted since (`x`, not its state; an event or reset follows `c`; `w`: the tab whose copy is
+   * `first`). The only leader message but one: the relay, the answer to `j`, the leader's heartbeat, and a
+   * new leader's first word (a tab that hears a newer term reports).
    */
-  | { k: 'v'; n: number; c: Chans | null; e: Record<string, string>; s: Tab['st'] }
+  | { k: 'v'; n: number; c: Chans; e: Record<string, string>; s: Tab['st']; x?: Relay | undefined; w?: string | undefined }
   /** leader: my token (the union token) does not grant these channels: the tabs that want them go solo, the leader drops them. */
   | { k: 'd'; n: number; c: string[] };
 
@@ -69,8 +68,8 @@ export interface Tab {
   id: string;
   /** My channels → my cursor. */
   pos: Chans;
-  /** My channels known to be in step with the shared stream (1), or waiting for a restart (0). */
-  ok: Record<string, number>;
+  /** All my channels are in step with the shared stream, as the leader last said (1), or not (0). */
+  ok: number;
   /** The shared engine's state (in the leader, its own engine's). */
   st: [State, Transport | null];
   /** Heartbeats the leader left unanswered. */
@@ -120,7 +119,7 @@ export type Effect =
 /** Heartbeats in a row the leader may leave unanswered before a follower takes over. */
 export const MISSES = 2;
 
-export const tab = (id: string, pos: Chans): Tab => ({ id, pos, ok: {}, st: ['connecting', null], miss: 0, n: 0 });
+export const tab = (id: string, pos: Chans): Tab => ({ id, pos, ok: 0, st: ['connecting', null], miss: 0, n: 0 });
 
 const isDelivery = (e: Relay) => e.type === 'event' || e.type === 'reset';
 
@@ -130,7 +129,7 @@ export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
   if (i.n! < s0.n) return { state: s0, effects: [] };
   const s = structuredClone(s0);
   const fx: Effect[] = [];
-  const { pos, ok, id } = s;
+  const { pos, id } = s;
   const post = (m: Msg) => fx.push(['post', m]);
   const join = () => post({ k: 'j', f: id, c: s.pos });
   if (i.n) {
@@ -140,8 +139,8 @@ export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
     s.miss = 0;
   }
   const L = s.lead!;
-  /** Leader: where the engine is, and its state. */
-  const live = (l = s.lead!) => post({ k: 'v', n: l.n, c: l.at, e: l.end, s: s.st });
+  /** Leader: where the engine is, its state, and what it emitted. */
+  const live = (x?: Relay, w?: string, l = s.lead!) => post({ k: 'v', n: l.n, c: { ...l.at }, e: l.end, s: s.st, x, w });
   /** Leader: the engine carries these channels from these cursors; restart it. */
   const restart = (at: Chans) => fx.push(['chans', (L.at = at)]);
   /** Leader: carry the union the tabs want; a new channel starts where the first tab that wants it says. */
@@ -178,9 +177,9 @@ export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
     case 'chans':
       s.pos = {};
       for (const c in i.c) {
+        // A new channel, or a cursor given now, must be checked against the stream again.
+        if (!(c in pos) || i.c[c]) s.ok = 0;
         s.pos[c] = i.c[c] ?? pos[c] ?? null;
-        // A cursor given now must be checked against the stream again.
-        if (i.c[c]) delete ok[c];
       }
       join();
       break;
@@ -205,7 +204,7 @@ export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
       } else if (e.type === 'state') (s.st = [e.state!, e.transport!]), live();
       else if (e.type !== 'heads') {
         // One tab shows the notification: the first that has the channel.
-        post({ k: 'e', n: L.n, e, p: at[c], w: Object.keys(L.tabs).find((f) => c in L.tabs[f]!) });
+        live(e, Object.keys(L.tabs).find((f) => c in L.tabs[f]!));
         if (isDelivery(e) && c in at) {
           at[c] = e.cursor!;
           if (e.type === 'reset' || L.end[c] === e.cursor) delete L.end[c], live();
@@ -229,31 +228,27 @@ export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
       // The engine given the channels it has: it drops its transport and connects again at once.
       if (L?.at) restart(L.at);
       break;
-    case 'v':
+    case 'v': {
       s.st = i.s;
-      for (const c in i.c) {
-        const y = i.c[c]!;
-        // Not mine, or not live (no cursor yet, or replaying).
-        if (!(c in pos) || !y || c in i.e) continue;
-        if (!pos[c]) fx.push(['emit', { type: 'heads', cursors: { [c]: (pos[c] = y) } }]);
-        if (pos[c] === y) ok[c] = 1;
+      s.ok = 1;
+      for (const c in pos) {
+        const y = i.c[c];
+        // Not carried yet, or replaying.
+        if (!y || c in i.e) s.ok = 0;
+        else if (!pos[c]) fx.push(['emit', { type: 'heads', cursors: { [c]: (pos[c] = y) } }]);
         // Live elsewhere than my cursor: I am behind (or my cursor is not of this stream).
-        else (ok[c] = 0), post({ k: 'g', n: s.n, c, x: pos[c]! });
+        else if (pos[c] !== y) (s.ok = 0), post({ k: 'g', n: s.n, c, x: pos[c]! });
       }
-      break;
-    case 'e': {
-      const e = i.e;
-      const c = e.channel!;
-      if (!isDelivery(e)) fx.push(['emit', e]);
+      const x = i.x;
+      const c = x?.channel!;
       // Mine, and right after my cursor: new to this tab, and in order.
-      else if (pos[c] && i.p === pos[c]) fx.push(['emit', { ...e, first: i.w === id }]), (pos[c] = e.cursor!), (ok[c] = 1);
+      if (x) isDelivery(x) ? pos[c] && pos[c] === i.c[c] && (fx.push(['emit', { ...x, first: i.w === id }]), (pos[c] = x.cursor!)) : fx.push(['emit', x]);
     }
   }
 
   // What the facade sees: the shared state, but `connecting` until every channel of this tab is in step.
-  const inStep = Object.keys(s.pos).every((c) => s.ok[c]);
   // (A transport is named only while `open` or `polling`.)
-  const [st, tr] = s.st[1] && !inStep ? (['connecting', null] as const) : s.st;
+  const [st, tr] = s.st[1] && !s.ok ? (['connecting', null] as const) : s.st;
   fx.push(['emit', { type: 'state', state: st, transport: tr }]);
   return { state: s, effects: fx };
 }
