@@ -16,6 +16,7 @@
  */
 import type { Engine, EngineEvent, EngineOptions, EngineSink } from '../engine.js';
 import { TidingsError } from '../errors.js';
+import type { State, Transport } from '../types.js';
 import { next, tab, type Chans, type Effect, type Input, type Relay, type Tab } from './machine.js';
 
 /**
@@ -66,6 +67,7 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
   let timer: unknown;
 
   const alone = () => name.endsWith(id);
+  const show = (state: State, transport: Transport | null = null) => sink.emit({ type: 'state', state, transport });
   const token = async (channels: string[]) => (typeof o.token == 'string' ? o.token : o.token({ channels }));
   // Inputs that effects cause (our own posts, looped back) wait until the effects before them are done.
   const queue: Input[] = [];
@@ -97,11 +99,14 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
 
   const fx: { [K in Effect[0]]: (a: Extract<Effect, [K, ...unknown[]]>[1]) => unknown } = {
     post: (m) => (bc?.postMessage(m), dispatch(m)),
-    // To the facade. A stop of the shared engine (a fatal error in the leader) stops this tab too.
     emit: (e) => {
-      if (e.state === 'stopped') (running = false), leave();
       const x = e['error'] as TidingsError;
       sink.emit((x ? { type: 'error', error: Object.assign(new TidingsError(x.code), x) } : e) as EngineEvent);
+    },
+    // On every step: the facade passes on changes only. A stop of the shared engine (a fatal error in the leader) stops this tab too.
+    show: ([st, tr]) => {
+      if (st == 'stopped') (running = false), leave();
+      show(st, tr);
     },
     // A leader's engine starts from the tabs' cursors only (down() left it none).
     chans: (c) => (E.channels(c), E.start()),
@@ -194,12 +199,12 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
       if (running) return;
       running = true;
       // `connecting` at once, as the engine does: ready() right after createClient() must wait, not reject.
-      sink.emit({ type: 'state', state: 'connecting', transport: null });
+      show('connecting');
       name = '';
       admit((sub) => join(SHARE_VERSION + ' ' + o.httpUrl + ' ' + sub));
     },
     stop() {
-      if (running) (running = false), leave(), sink.emit({ type: 'state', state: 'stopped', transport: null });
+      if (running) (running = false), leave(), show('stopped');
     },
     reconnect: () => fx.post({ k: 'r' }),
     channels(c) {

@@ -58,8 +58,8 @@ export interface Lead {
   n: number;
   /** Every tab (this one too) → its channels, with the cursor it reported. */
   tabs: Record<string, Chans>;
-  /** The engine's channels → its cursor, as it emitted them (null: no head yet); null before it starts. */
-  at: Chans | null;
+  /** The engine's channels → its cursor, as it emitted them (null: no head yet); none before it starts. */
+  at?: Chans;
   /** Channels whose replay is not over → its last cursor ('' while unknown). */
   end: Record<string, string>;
 }
@@ -103,8 +103,10 @@ export type Input =
 
 export type Effect =
   | ['post', Msg]
-  /** To the facade (a state on every step: the facade passes on changes only). */
+  /** To the facade. */
   | ['emit', Relay]
+  /** The state the facade shows. */
+  | ['show', readonly [State, Transport | null]]
   /** Leader: engine.channels() (a reconnect), and start it (from these cursors if it was not running). */
   | ['chans', Chans]
   /** Leader: input `gone` once tab `f` releases its lock. */
@@ -156,9 +158,8 @@ export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
   switch (i.k) {
     case 'lead':
       s.n = Math.max(i.now, s.n + 1);
-      s.st = ['connecting', null];
-      s.lead = { n: s.n, tabs: { [id]: pos }, at: null, end: {} };
-      // The new term: every tab reports (and shows `connecting` until this engine is live).
+      s.lead = { n: s.n, tabs: { [id]: pos }, end: {} };
+      // The new term: every tab reports.
       live();
       break;
     case 'go':
@@ -248,7 +249,6 @@ export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
 
   // What the facade sees: the shared state, but `connecting` until every channel of this tab is in step.
   // (A transport is named only while `open` or `polling`.)
-  const [st, tr] = s.st[1] && !s.ok ? (['connecting', null] as const) : s.st;
-  fx.push(['emit', { type: 'state', state: st, transport: tr }]);
+  fx.push(['show', s.st[1] && !s.ok ? ['connecting', null] : s.st]);
   return { state: s, effects: fx };
 }

@@ -192,6 +192,8 @@ class SimTab {
       }
       case 'emit':
         return void this.out.push(f[1]);
+      case 'show':
+        return void this.out.push({ type: 'state', state: f[1][0], transport: f[1][1] });
       case 'chans':
         return (this.engine ??= new FakeEngine(this, sim)).set(f[1]);
       case 'watch':
