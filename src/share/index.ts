@@ -33,12 +33,12 @@ export const GATHER = 50;
  * not verified (the server verifies; the SDK only groups tabs and keeps each within its own grant).
  */
 export function claims(token: string, cs: string[]): [sub: unknown, no: string[]] {
-  let p;
+  let p: { sub?: unknown; ch?: string[] } | undefined;
   try {
     p = JSON.parse(atob(token.split('.')[1]!.replace(/-/g, '+').replace(/_/g, '/')));
   } catch {}
-  const ch: unknown[] = Array.isArray(p?.ch) ? p.ch : [];
-  return [p?.sub, cs.filter((c) => !ch.includes(c))];
+  // (A `ch` that is not a list grants nothing it does not equal.)
+  return [p?.sub, cs.filter((c) => !([] as unknown[]).concat(p?.ch).includes(c))];
 }
 
 /** A browser tab: the only place with tabs to share with (Node 24 has BroadcastChannel and locks, but no document). */
@@ -212,10 +212,7 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
       if (s) admit(() => dispatch({ k: 'chans', c }));
     },
     leader: () => !!s?.lead,
-    cursors() {
-      const out: Record<string, string> = {};
-      for (const c in s?.pos) if (s.pos[c]) out[c] = s.pos[c];
-      return out;
-    },
+    // Channels without a cursor yet left out, as the engine does.
+    cursors: () => JSON.parse(JSON.stringify(s?.pos ?? {}, (_, v) => v ?? undefined)),
   };
 }
