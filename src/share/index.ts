@@ -25,8 +25,6 @@ import { next, tab, type Chans, type Effect, type Input, type Relay, type Tab } 
  * whenever a message (machine.ts `Msg`) changes shape or meaning.
  */
 export const SHARE_VERSION = 'tidings.share.v3';
-/** How long a new leader waits for the other tabs' reports before it connects, ms. */
-export const GATHER = 50;
 
 /**
  * The token's `sub`, and the channels of `cs` its `ch` claim does not grant: its JWT payload decoded,
@@ -130,9 +128,7 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
     const g = ++gen;
     locks
       .request(name, { steal }, () =>
-        g == gen
-          ? (dispatch({ k: 'lead', now: clock.now() }), clock.setTimeout(() => dispatch({ k: 'go' }), GATHER), new Promise<void>((r) => (release = r)))
-          : 0,
+        g == gen ? (dispatch({ k: 'lead', now: clock.now() }), new Promise<void>((r) => (release = r))) : 0,
       )
       // Rejected: stolen while leading: follow.
       .catch(() => g == gen && follow());

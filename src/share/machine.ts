@@ -58,8 +58,8 @@ export interface Lead {
   n: number;
   /** Every tab (this one too) → its channels, with the cursor it reported. */
   tabs: Record<string, Chans>;
-  /** The engine's channels → its cursor, as it emitted them (null: no head yet); none before it starts. */
-  at?: Chans;
+  /** The engine's channels → its cursor, as it emitted them (null: no head yet). */
+  at: Chans;
   /** Channels whose replay is not over → its last cursor ('' while unknown). */
   end: Record<string, string>;
 }
@@ -90,8 +90,6 @@ export type Input =
   | { k: 'eng'; e: Relay; n?: undefined }
   /** This tab got the leader lock at time `now`: its term, unless it heard one as late. */
   | { k: 'lead'; now: number; n?: undefined }
-  /** Leader: the first reports are in: start the engine. */
-  | { k: 'go'; n?: undefined }
   /** Stop leading (closed, frozen, lock stolen). */
   | { k: 'step'; n?: undefined }
   /** Heartbeat timer. */
@@ -140,31 +138,27 @@ export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
     s.n = i.n;
     s.miss = 0;
   }
-  const L = s.lead!;
+  let L = s.lead!;
   /** Leader: where the engine is, its state, and what it emitted. */
-  const live = (x?: Relay, w?: string, l = s.lead!) => post({ k: 'v', n: l.n, c: { ...l.at }, e: l.end, s: s.st, x, w });
+  const live = (x?: Relay, w?: string) => post({ k: 'v', n: L.n, c: { ...L.at }, e: L.end, s: s.st, x, w });
   /** Leader: the engine carries these channels from these cursors; restart it. */
   const restart = (at: Chans) => fx.push(['chans', (L.at = at)]);
   /** Leader: carry the union the tabs want; a new channel starts where the first tab that wants it says. */
   const sync = () => {
     const at = L.at;
     const want: Chans = {};
-    if (at) {
-      for (const f in L.tabs) for (const c in L.tabs[f]) if (!(c in want)) want[c] = c in at ? at[c]! : ((L.end[c] = ''), L.tabs[f]![c]!);
-      if (Object.keys(want) + '' != Object.keys(at) + '') restart(want);
-    }
+    for (const f in L.tabs) for (const c in L.tabs[f]) if (!(c in want)) want[c] = c in at ? at[c]! : ((L.end[c] = ''), L.tabs[f]![c]!);
+    if (Object.keys(want) + '' != Object.keys(at) + '') restart(want);
   };
 
   switch (i.k) {
     case 'lead':
       s.n = Math.max(i.now, s.n + 1);
-      s.lead = { n: s.n, tabs: { [id]: pos }, end: {} };
-      // The new term: every tab reports.
+      L = s.lead = { n: s.n, tabs: { [id]: pos }, at: {}, end: {} };
+      // The new term: every tab reports. The engine starts at once, for this tab's channels; a report with
+      // channels it lacks restarts it (while it still fetches its token, they simply join the hello).
       live();
-      break;
-    case 'go':
-      // Every channel is new to the engine: the union, from the cursors the tabs reported.
-      if (L && !L.at) (L.at = {}), sync();
+      sync();
       break;
     case 'step':
       s.lead = undefined;
@@ -196,8 +190,8 @@ export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
       break;
     case 'eng': {
       const e = i.e;
-      const at = L?.at;
-      if (!at) break;
+      if (!L) break;
+      const at = L.at;
       const c = e.channel!;
       if (e.type === 'stream') {
         for (const x in e.to) if (x in at) (at[x] ??= e.to[x]!) === e.to[x] ? delete L.end[x] : (L.end[x] = e.to[x]!);
@@ -223,11 +217,11 @@ export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
     case 'g':
       // Restart the channel from the tab's cursor, in a new term: a tab asks at most once per term, and the
       // questions asked before this restart are of an older term, ignored (see the header).
-      if (L?.at && i.c in L.at) (s.n = ++L.n), (L.end[i.c] = ''), restart({ ...L.at, [i.c]: i.x });
+      if (i.c in (L?.at ?? {})) (s.n = ++L.n), (L.end[i.c] = ''), restart({ ...L.at, [i.c]: i.x });
       break;
     case 'r':
       // The engine given the channels it has: it drops its transport and connects again at once.
-      if (L?.at) restart(L.at);
+      if (L) restart(L.at);
       break;
     case 'v': {
       s.st = i.s;

@@ -71,8 +71,6 @@ class Sim {
   grant(t: SimTab) {
     this.holder = t;
     t.dispatch({ k: 'lead', now: ++this.terms });
-    // The edge starts the engine a moment later, once the first reports are in.
-    this.enqueue(t.id + ':timer', () => t.dispatch({ k: 'go' }));
   }
   release(t: SimTab) {
     this.waiting = this.waiting.filter((w) => w !== t);
