@@ -54,7 +54,6 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
   let want = start as Chans;
   let s: Tab | undefined;
   let running = false;
-  let frozen = false;
   /** The group's name ('' before it is known); it ends with this tab's id when the tab cannot share. */
   let name = '';
   let bc: BroadcastChannel | undefined;
@@ -111,7 +110,7 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
     // Left waiting if this tab stops leading: the machine ignores `gone` in a follower.
     watch: (f) => locks.request(name + f, () => dispatch({ k: 'gone', f })),
     steal: () => lock(true),
-    yield: () => follow(),
+    yield: follow,
     // A group of its own, from this tab's cursors: it connects alone, with its own token.
     solo,
   };
@@ -146,7 +145,7 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
 
   function follow() {
     down();
-    if (!frozen && running) lock();
+    if (s) lock();
   }
 
   const tick = () => {
@@ -154,16 +153,12 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
     timer = clock.setTimeout(tick, o.grace / 2);
   };
 
-  // A frozen page runs nothing: a leader steps down first (`freeze`) and follows after (`resume`). For the
-  // engine's lifetime: after close() they find nothing to do. Back, the heartbeat finds out where the stream is.
-  document.addEventListener('freeze', () => {
-    frozen = true;
-    down();
-  });
-  document.addEventListener('resume', () => {
-    if (frozen && s) lock();
-    frozen = false;
-  });
+  // A frozen page runs nothing: a leader steps down first (`freeze`), and asks for the lock again when back
+  // (`resume`; the heartbeat finds out where the stream is). For the engine's lifetime: after close() they
+  // find nothing to do. (Nothing runs in between that could ask for the lock: a follower's lock request
+  // that the browser grants while the page is frozen gives the lock back on resume, of an older generation.)
+  document.addEventListener('freeze', down);
+  document.addEventListener('resume', follow);
 
   function join(n: string) {
     name = n;
