@@ -54,7 +54,7 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
   let want = start as Chans;
   let s: Tab | undefined;
   let running = false;
-  /** The group's name ('' before it is known); it ends with this tab's id when the tab cannot share. */
+  /** The group's name ('' before it is known); this tab's id when the tab cannot share (a group of its own). */
   let name = '';
   let bc: BroadcastChannel | undefined;
   let release: (() => void) | undefined;
@@ -63,7 +63,7 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
   let gen = 0;
   let timer: unknown;
 
-  const alone = () => name.endsWith(id);
+  const alone = () => name == id;
   const show = (state: State, transport: Transport | null = null) => sink.emit({ type: 'state', state, transport });
   const token = async (channels: string[]) => (typeof o.token == 'string' ? o.token : o.token({ channels }));
   // Inputs that effects cause (our own posts, looped back) wait until the effects before them are done.
@@ -109,7 +109,7 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
     chans: (c) => (E.channels(c), E.start()),
     // Left waiting if this tab stops leading: the machine ignores `gone` in a follower.
     watch: (f) => locks.request(name + f, () => dispatch({ k: 'gone', f })),
-    steal: () => lock(true),
+    steal: lock,
     yield: follow,
     // A group of its own, from this tab's cursors: it connects alone, with its own token.
     solo,
@@ -119,7 +119,7 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
     if (alone()) return;
     for (const c in want) want[c] = s?.pos[c] ?? want[c]!;
     leave();
-    join(name + id);
+    join(id);
   }
 
   /** Ask for the leader lock (or take it from a stuck leader). Held until the tab steps down, closes or dies. */

@@ -110,7 +110,7 @@ export type Effect =
   /** Leader: input `gone` once tab `f` releases its lock. */
   | ['watch', string]
   /** Follower: the leader is stuck: take its lock. */
-  | ['steal']
+  | ['steal', true]
   /** Leader: a newer leader took my lock: stop my engine, give up the lock, follow. */
   | ['yield']
   /** This tab's channels cannot be shared: connect alone. */
@@ -166,7 +166,7 @@ export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
     case 'tick':
       // The leader's beat: a state that a stepped-down leader's late messages garbled heals at the next tick.
       if (L) live();
-      else if (++s.miss > MISSES) fx.push(['steal']);
+      else if (++s.miss > MISSES) fx.push(['steal', true]);
       else join();
       break;
     case 'chans':
@@ -179,7 +179,7 @@ export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
       join();
       break;
     case 'gone':
-      if (L?.tabs[i.f]) delete L.tabs[i.f], sync();
+      if (L) delete L.tabs[i.f], sync();
       break;
     case 'd':
       if (i.c.some((c) => c in pos)) fx.push(['solo']);
