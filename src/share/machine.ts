@@ -69,7 +69,7 @@ export interface Tab {
   /** My channels → my cursor. */
   pos: Chans;
   /** All my channels are in step with the shared stream, as the leader last said (1), or not (0). */
-  ok: number;
+  ok?: number;
   /** The shared engine's state (in the leader, its own engine's). */
   st: [State, Transport | null];
   /** Heartbeats the leader left unanswered. */
@@ -119,7 +119,7 @@ export type Effect =
 /** Heartbeats in a row the leader may leave unanswered before a follower takes over. */
 export const MISSES = 2;
 
-export const tab = (id: string, pos: Chans): Tab => ({ id, pos, ok: 0, st: ['connecting', null], miss: 0, n: 0 });
+export const tab = (id: string, pos: Chans): Tab => ({ id, pos, st: ['connecting', null], miss: 0, n: 0 });
 
 const isDelivery = (e: Relay) => e.type === 'event' || e.type === 'reset';
 
