@@ -102,6 +102,12 @@ export interface Config {
   redisCluster: string[];
   /** TIDINGS_PUBLISH_TIMEOUT_MS: a publish not stored (cluster: and acknowledged by a replica) within this answers 503. */
   publishTimeoutMs: number;
+  /**
+   * TIDINGS_REDIS_WATCH_GATHER_MS: Redis subscriptions of new channels start
+   * at most once per this many ms; those watched meanwhile wait and share one
+   * SSUBSCRIBE and one head read (0: as soon as the previous batch is done).
+   */
+  redisWatchGatherMs: number;
   /** TIDINGS_WORKERS / --workers: processes sharing the port (needs Redis when > 1). */
   workers: number;
   /** TIDINGS_WORKER_ACCEPT: `reuseport` (each worker accepts on its own SO_REUSEPORT socket) or `primary` (node:cluster hand-off). */
@@ -193,6 +199,7 @@ export const DEFAULTS: Config = {
   redisUrl: '',
   redisCluster: [],
   publishTimeoutMs: 2_000,
+  redisWatchGatherMs: 25,
   workers: 1,
   // SO_REUSEPORT is Linux's (and Node's reusePort option only works there and on a few BSDs).
   workerAccept: process.platform === 'linux' ? 'reuseport' : 'primary',
@@ -252,6 +259,7 @@ export const SETTINGS: { [K in keyof Config]: [string, string, Kind, string] } =
   redisUrl: ['TIDINGS_REDIS_URL', 'redis-url', 'string', 'Redis URL for several nodes (empty: in-memory bus)'],
   redisCluster: ['TIDINGS_REDIS_CLUSTER', 'redis-cluster', 'list', 'Redis Cluster seed nodes, host:port,host:port (instead of --redis-url)'],
   publishTimeoutMs: ['TIDINGS_PUBLISH_TIMEOUT_MS', 'publish-timeout-ms', 'int', 'ms for a publish to be stored (and replicated on a cluster) before 503'],
+  redisWatchGatherMs: ['TIDINGS_REDIS_WATCH_GATHER_MS', 'redis-watch-gather-ms', 'int', 'Redis subscriptions of new channels start at most once per this many ms, batched (0: no wait)'],
   workers: ['TIDINGS_WORKERS', 'workers', 'int', 'worker processes sharing the port (needs Redis when > 1)'],
   workerAccept: ['TIDINGS_WORKER_ACCEPT', 'worker-accept', 'string', 'how workers get connections: reuseport (own SO_REUSEPORT socket each) or primary (node:cluster hand-off)'],
   workerSemiSpaceMb: ['TIDINGS_WORKER_SEMI_SPACE_MB', 'worker-semi-space-mb', 'int', 'V8 young-generation semi-space per worker in MB (0: V8 default)'],
@@ -423,6 +431,7 @@ export function loadConfig(
     try { parseSeed(seed); } catch (err) { throw new ConfigError(`TIDINGS_REDIS_CLUSTER: ${(err as Error).message}`); }
   }
   if (config.publishTimeoutMs < 1) throw new ConfigError('publish-timeout-ms must be at least 1');
+  if (config.redisWatchGatherMs < 0 || config.redisWatchGatherMs > 1_000) throw new ConfigError('redis-watch-gather-ms must be between 0 and 1000');
   if (config.workers > 1 && !config.redisUrl && config.redisCluster.length === 0) throw new ConfigError('--workers > 1 needs TIDINGS_REDIS_URL or TIDINGS_REDIS_CLUSTER: workers share events through Redis');
   const warnings: string[] = [];
   const generated: ('subscriberSecret' | 'publisherKey')[] = [];

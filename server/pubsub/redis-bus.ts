@@ -48,6 +48,27 @@ export interface RedisBusOptions {
   /** Channels per SSUBSCRIBE command when resubscribing after a reconnect. @default 1000 */
   subscribeChunk: number;
   /**
+   * Most channels whose heads one `FCALL tidings_heads` reads when a batch of
+   * new watches starts (a connect storm of per-user channels): one call per
+   * this many instead of one per channel. Bounded because Redis runs a call
+   * to the end before anything else (~10 µs of Redis per channel: 256 keep a
+   * publish waiting behind it for a few ms at most). On a cluster a call holds
+   * the channels of one slot only. @default 256
+   */
+  headBatch: number;
+  /**
+   * New watches start (one SSUBSCRIBE and one head read per batch) at most
+   * once per this many ms (config.redisWatchGatherMs); the channels watched
+   * meanwhile wait and go together. A node that was idle starts at once. In a
+   * connect storm of per-user channels a batch otherwise held the one or two
+   * channels that arrived during the previous round trip, and each round trip
+   * costs the node ~75-140 µs of CPU whatever it carries: 25 ms took a
+   * worker's CPU per connect from ~480 to ~330 µs and Redis' from ~50 to
+   * ~25 µs (bench/NOTES.md), for at most 25 ms more before a new channel's
+   * `welcome`. @default 25
+   */
+  watchGatherMs: number;
+  /**
    * After a channel is resubscribed (reconnect, failover, slot moved), the node
    * publishes a probe on it and must hear it on its own subscription within
    * this; otherwise the subscription is treated as deaf and redone (see
@@ -64,6 +85,8 @@ export const REDIS_BUS_DEFAULTS: RedisBusOptions = {
   backoffBaseMs: 100,
   backoffCapMs: 3_000,
   subscribeChunk: 1_000,
+  headBatch: 256,
+  watchGatherMs: 25,
   probeTimeoutMs: 3_000,
   random: Math.random,
 };
@@ -105,9 +128,10 @@ interface Watch {
   refs: number;
   /** Last cursor delivered to onEvent (or the starting head); null before the first sync. */
   last: string | null;
-  /** Live messages buffered while syncing. */
-  pending: [string, string][];
-  waiters: Waiter[];
+  /** Live messages buffered while syncing; null while there are none (most channels, most of the time). */
+  pending: [string, string][] | null;
+  /** head/readAfter calls waiting for the channel to go live; null while there are none. */
+  waiters: Waiter[] | null;
   /** Bumped by every sync attempt; an older attempt finding a newer one gives up. */
   gen: number;
   /**
@@ -116,11 +140,13 @@ interface Watch {
    * attempt and replaces any other (a stale one finishes without effect).
    */
   attempt: Attempt | null;
+  /** Cluster: the hash slot of the channel's keys (0 on a single Redis, where nothing routes by slot). */
   readonly slot: number;
   /** The subscriber connection this channel is placed on (its node owns the slot), or null while unplaced. */
   shard: Shard | null;
 }
-interface Waiter { resolve(): void; reject(err: Error): void }
+/** `until`: past this (Date.now()), the waiter is failed by the sweep (see whenLive). */
+interface Waiter { resolve(): void; reject(err: Error): void; readonly until: number }
 /** One sync: the Shard it subscribed on, and which of that Shard's connections (incarnation). */
 interface Attempt { readonly shard: Shard; readonly incarnation: number }
 /** A probe in flight: the channels it vouches for once heard on `attempt`'s connection. */
@@ -138,6 +164,10 @@ function isOutage(err: unknown): boolean {
   const c = classifyPublishError(err);
   return c !== 'refused' && c !== 'noscript';
 }
+
+/** How often waiters of channels not live yet are checked against their deadline (at most; commandTimeoutMs if smaller). */
+const WAITER_SWEEP_MS = 100;
+const NO_WAITERS: readonly Waiter[] = Object.freeze([]);
 
 /** How long a primary's replica count (ROLE) is trusted before it is asked again. */
 const REPLICA_COUNT_TTL_MS = 1_000;
@@ -172,7 +202,14 @@ export class RedisBus implements Bus {
   /** A batch of new watches is being subscribed and its heads read: the next waits for it (see watch()). */
   private flushing = false;
   private readonly flushSoon = (): void => this.flushWatches();
+  /** The next batch's start, when one is scheduled (an immediate, or a timer while gathering). */
+  private flushImmediate: NodeJS.Immediate | null = null;
+  private flushTimer: NodeJS.Timeout | null = null;
+  private lastFlushAt = 0;
   private reconcileAttempts = 0;
+  /** Channels with head/readAfter waiters, and the one timer that fails those past their deadline. */
+  private readonly waiting = new Set<Watch>();
+  private waiterSweep: NodeJS.Timeout | null = null;
   private reconciling = false;
   /** Probes published and not heard back yet, by nonce. */
   private readonly probes = new Map<string, Probe>();
@@ -220,7 +257,7 @@ export class RedisBus implements Bus {
   /** Connect as config says (TIDINGS_REDIS_URL or TIDINGS_REDIS_CLUSTER). */
   static async fromConfig(config: Config, log: Logger, options: Partial<RedisBusOptions> = {}): Promise<RedisBus> {
     const target: RedisTarget = config.redisCluster.length > 0 ? { cluster: config.redisCluster } : { url: config.redisUrl };
-    return RedisBus.open(target, config, log, { publishTimeoutMs: config.publishTimeoutMs, ...options });
+    return RedisBus.open(target, config, log, { publishTimeoutMs: config.publishTimeoutMs, watchGatherMs: config.redisWatchGatherMs, ...options });
   }
 
   static async open(target: RedisTarget, config: Config, log: Logger, options: Partial<RedisBusOptions> = {}): Promise<RedisBus> {
@@ -338,8 +375,9 @@ export class RedisBus implements Bus {
     const w = this.watches.get(channel);
     if (w) { w.refs++; return; }
     const fresh: Watch = {
-      phase: 'syncing', refs: 1, last: null, pending: [], waiters: [], gen: 0, attempt: null,
-      slot: calculateSlot(liveKey(channel)), shard: null,
+      phase: 'syncing', refs: 1, last: null, pending: null, waiters: null, gen: 0, attempt: null,
+      // Only a cluster routes by slot (CRC16 of the key: a few µs per new channel otherwise spent for nothing).
+      slot: this.cmd instanceof Cluster ? calculateSlot(liveKey(channel)) : 0, shard: null,
     };
     this.watches.set(channel, fresh);
     const owner = this.ownerOf(fresh.slot);
@@ -356,11 +394,22 @@ export class RedisBus implements Bus {
     // with ioredis here), and two of them per new channel were half of what a
     // per-user subscriber cost a worker to connect (bench/NOTES.md). An idle
     // node's first watch still leaves at once.
-    if (this.toSync.push(channel) === 1 && !this.flushing) setImmediate(this.flushSoon);
+    if (this.toSync.push(channel) === 1 && !this.flushing) this.scheduleFlush();
+  }
+
+  /** The next batch starts watchGatherMs after the previous one started, or at once (next turn) if that is past. */
+  private scheduleFlush(): void {
+    if (this.flushTimer !== null || this.flushImmediate !== null || this.closed) return;
+    const wait = this.lastFlushAt + this.opts.watchGatherMs - Date.now();
+    if (wait <= 0) this.flushImmediate = setImmediate(this.flushSoon);
+    else this.flushTimer = setTimeout(this.flushSoon, wait);
   }
 
   private flushWatches(): void {
+    this.flushTimer = null;
+    this.flushImmediate = null;
     if (this.flushing || this.closed) return;
+    this.lastFlushAt = Date.now();
     const byShard = new Map<Shard, string[]>();
     for (const ch of new Set(this.toSync)) {
       const w = this.watches.get(ch);
@@ -379,7 +428,7 @@ export class RedisBus implements Bus {
       inFlight = false;
       clearTimeout(guard);
       this.flushing = false;
-      if (this.toSync.length > 0) setImmediate(this.flushSoon);
+      if (this.toSync.length > 0) this.scheduleFlush();
     };
     // Every command of a sync has its deadline; this one only makes sure that a
     // batch which never settles cannot hold back the next ones.
@@ -392,7 +441,7 @@ export class RedisBus implements Bus {
     if (!w) return;
     if (--w.refs > 0) return;
     this.watches.delete(channel);
-    for (const x of w.waiters.splice(0)) x.reject(new BusUnavailableError(`unwatched ${channel}`, 1));
+    for (const x of this.takeWaiters(w)) x.reject(new BusUnavailableError(`unwatched ${channel}`, 1));
     this.barrier.releaseAll(channel);
     const shard = w.shard;
     if (!shard) return;
@@ -443,9 +492,12 @@ export class RedisBus implements Bus {
     if (this.closed) return;
     this.closed = true;
     if (this.reconcileTimer) clearTimeout(this.reconcileTimer);
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    if (this.flushImmediate) clearImmediate(this.flushImmediate);
     for (const p of this.probes.values()) clearTimeout(p.timer);
     this.probes.clear();
-    for (const w of this.watches.values()) for (const x of w.waiters.splice(0)) x.reject(new BusUnavailableError('bus closed', 1));
+    if (this.waiterSweep) clearTimeout(this.waiterSweep);
+    for (const w of this.watches.values()) for (const x of this.takeWaiters(w)) x.reject(new BusUnavailableError('bus closed', 1));
     this.watches.clear();
     this.barrier.releaseAll();
     const shards = [...this.shards.values()];
@@ -630,19 +682,48 @@ export class RedisBus implements Bus {
     const shard = w.shard ?? undefined;
     if (this.isDown(shard)) return Promise.reject(new BusUnavailableError('Redis subscriber connection is down', this.retryAfterS()));
     return new Promise((resolve, reject) => {
-      // Bounded: a channel whose node does not answer fails its waiters (retryable).
-      // Cleared once answered: one timer per new subscriber otherwise lingers for its full delay.
-      const timer = setTimeout(() => {
-        const i = w.waiters.indexOf(waiter);
-        if (i >= 0) { w.waiters.splice(i, 1); reject(new BusUnavailableError('Redis subscription not ready', this.retryAfterS())); }
-      }, this.opts.commandTimeoutMs);
-      timer.unref();
-      const waiter: Waiter = {
-        resolve: () => { clearTimeout(timer); resolve(); },
-        reject: (err) => { clearTimeout(timer); reject(err); },
-      };
-      w.waiters.push(waiter);
+      // Bounded: a channel whose node does not answer fails its waiters
+      // (retryable) after commandTimeoutMs, found by one sweep for all of them
+      // rather than a timer each (a timer per new subscriber cost a few µs to
+      // set and clear in a connect storm; see sweepWaiters).
+      (w.waiters ??= []).push({ resolve, reject, until: Date.now() + this.opts.commandTimeoutMs });
+      this.waiting.add(w);
+      if (this.waiterSweep === null) this.armSweep();
     });
+  }
+
+  /** The waiters of a channel, taken off it (resolve or reject them). */
+  private takeWaiters(w: Watch): readonly Waiter[] {
+    const list = w.waiters;
+    if (list === null) return NO_WAITERS;
+    w.waiters = null;
+    this.waiting.delete(w);
+    return list;
+  }
+
+  /** Every WAITER_SWEEP_MS while some channel has waiters (so a waiter is failed within commandTimeoutMs + that). */
+  private armSweep(): void {
+    if (this.closed) return;
+    this.waiterSweep = setTimeout(() => this.sweepWaiters(), Math.min(WAITER_SWEEP_MS, this.opts.commandTimeoutMs));
+    this.waiterSweep.unref();
+  }
+
+  private sweepWaiters(): void {
+    this.waiterSweep = null;
+    const now = Date.now();
+    for (const w of this.waiting) {
+      const list = w.waiters;
+      let keep = 0;
+      if (list !== null) {
+        for (const x of list) {
+          if (x.until > now) list[keep++] = x;
+          else x.reject(new BusUnavailableError('Redis subscription not ready', this.retryAfterS()));
+        }
+        list.length = keep;
+      }
+      if (keep === 0) { w.waiters = null; this.waiting.delete(w); }
+    }
+    if (this.waiting.size > 0) this.armSweep();
   }
 
   private isDown(shard: Shard | undefined): boolean {
@@ -762,7 +843,7 @@ export class RedisBus implements Bus {
 
   /** Live delivery of a channel may have been cut: buffer, and catch up before trusting it again. */
   private toSyncing(w: Watch): void {
-    if (w.phase === 'live') { w.phase = 'syncing'; w.pending = []; }
+    if (w.phase === 'live') { w.phase = 'syncing'; w.pending = null; }
   }
 
   /** (Re)subscribe channels on their node, then establish each one's starting point. */
@@ -796,10 +877,18 @@ export class RedisBus implements Bus {
         this.reconcileSoon();
         return;
       }
-      const resumed = await Promise.all(group.map((ch) => this.syncOne(ch, attempt)));
+      // First subscriptions start at their heads, read in batches; resubscribed
+      // channels each catch up from their own last delivered event.
+      const fresh: string[] = [];
+      const again: string[] = [];
+      for (const ch of group) (this.watches.get(ch)?.last === null ? fresh : again).push(ch);
+      const [resumed] = await Promise.all([
+        Promise.all(again.map((ch) => this.syncOne(ch, attempt))),
+        this.syncFresh(fresh, attempt),
+      ]);
       done(group);
       // A resubscription (not a first one) proves itself with a probe: see probe().
-      const proven = group.filter((_, i) => resumed[i]);
+      const proven = again.filter((_, i) => resumed[i]);
       if (proven.length > 0) this.probe(attempt, proven);
     }));
   }
@@ -849,14 +938,8 @@ export class RedisBus implements Bus {
         }
       }
       if (!current()) return false;
-      const pending = w.pending;
-      const waiters = w.waiters;
-      w.phase = 'live'; w.last = last; w.pending = []; w.waiters = [];
-      this.log.debug({ channel, node: attempt.shard.key, incarnation: attempt.incarnation, last, pending: pending.length }, 'redis channel live');
-      this.barrier.advanced(channel, last);
-      for (const [cursor, json] of pending) { if (w.phase !== 'live') { w.pending.push([cursor, json]); continue; } this.offer(w, channel, cursor, json); }
-      for (const x of waiters) x.resolve();
-      return resumed && w.phase === 'live';
+      this.goLive(channel, w, last, attempt);
+      return resumed && (w.phase as Watch['phase']) === 'live';
     } catch (err) {
       // Still 'syncing': reconcile retries. Waiters learn now rather than hang.
       this.log.debug({ err: (err as Error).message, channel }, 'redis sync failed; will retry');
@@ -864,6 +947,68 @@ export class RedisBus implements Bus {
       this.reconcileSoon();
       return false;
     }
+  }
+
+  /**
+   * First subscriptions (no event delivered yet) confirmed on `attempt`: their
+   * heads are read `headBatch` channels per `FCALL tidings_heads` (on a
+   * cluster the caller passes the channels of one slot), and each channel goes
+   * live at its head. What syncOne does for one channel with `tidings_head`,
+   * for one round trip and one call per batch: under a connect storm of
+   * per-user channels the head read was one command per new subscriber.
+   */
+  private async syncFresh(channels: string[], attempt: Attempt): Promise<void> {
+    const batch: { channel: string; w: Watch; gen: number }[] = [];
+    for (const channel of channels) {
+      const w = this.watches.get(channel);
+      if (!w || w.phase !== 'syncing' || w.last !== null || !this.isCurrent(w, attempt)) continue;
+      // A newer attempt (a reconnect while this one waits) supersedes this one.
+      batch.push({ channel, w, gen: ++w.gen });
+    }
+    const chunks: (typeof batch)[] = [];
+    for (let i = 0; i < batch.length; i += this.opts.headBatch) chunks.push(batch.slice(i, i + this.opts.headBatch));
+    await Promise.all(chunks.map(async (chunk) => {
+      // Live only on the connection the SSUBSCRIBE was confirmed on (see syncOne).
+      const current = (x: (typeof batch)[number]) => this.watches.get(x.channel) === x.w && x.w.phase === 'syncing' && x.w.gen === x.gen && this.isCurrent(x.w, attempt);
+      let heads: string[];
+      try {
+        heads = await this.heads(chunk.map((x) => x.channel));
+      } catch (err) {
+        // Still 'syncing': reconcile retries. Waiters learn now rather than hang.
+        this.log.debug({ err: (err as Error).message, channels: chunk.length }, 'redis head read failed; will retry');
+        this.rejectWaiters(chunk.filter(current).map((x) => x.channel));
+        this.reconcileSoon();
+        return;
+      }
+      for (let i = 0; i < chunk.length; i++) {
+        const x = chunk[i]!;
+        if (current(x)) this.goLive(x.channel, x.w, heads[i]!, attempt);
+      }
+    }));
+  }
+
+  /** The heads of channels of one slot (any on a single Redis), one FCALL. */
+  private async heads(channels: string[]): Promise<string[]> {
+    const keys: string[] = new Array(2 * channels.length);
+    for (let i = 0; i < channels.length; i++) { keys[2 * i] = streamKey(channels[i]!); keys[2 * i + 1] = epochKey(channels[i]!); }
+    const r = (await this.run(() => this.cmd.fcall('tidings_heads', keys.length, ...keys, this.ttl, ...channels))) as string[];
+    if (!Array.isArray(r) || r.length !== channels.length) throw new Error(`tidings_heads answered ${Array.isArray(r) ? r.length : typeof r} heads for ${channels.length} channels`);
+    return r;
+  }
+
+  /**
+   * A syncing channel's starting point is proven (`last`, on the connection of
+   * `attempt`): deliver what was buffered after it, wake head/readAfter waiters.
+   */
+  private goLive(channel: string, w: Watch, last: string, attempt: Attempt): void {
+    const pending = w.pending;
+    const waiters = this.takeWaiters(w);
+    w.phase = 'live'; w.last = last; w.pending = null;
+    if (this.log.isLevelEnabled('debug')) this.log.debug({ channel, node: attempt.shard.key, incarnation: attempt.incarnation, last, pending: pending?.length ?? 0 }, 'redis channel live');
+    this.barrier.advanced(channel, last);
+    // offer() may send the channel back to syncing (an epoch change): what follows waits for that sync.
+    if (pending !== null) for (const [cursor, json] of pending) { if ((w.phase as Watch['phase']) !== 'live') { (w.pending ??= []).push([cursor, json]); continue; } this.offer(w, channel, cursor, json); }
+    for (const x of waiters) x.resolve();
   }
 
   /**
@@ -924,7 +1069,7 @@ export class RedisBus implements Bus {
   private rejectWaiters(channels: string[]): void {
     for (const ch of channels) {
       const w = this.watches.get(ch);
-      if (w) for (const x of w.waiters.splice(0)) x.reject(new BusUnavailableError('Redis unavailable', this.retryAfterS()));
+      if (w) for (const x of this.takeWaiters(w)) x.reject(new BusUnavailableError('Redis unavailable', this.retryAfterS()));
     }
   }
 
@@ -1020,7 +1165,7 @@ export class RedisBus implements Bus {
     if (sp <= 0) { this.log.warn({ channel }, 'redis: malformed live message ignored'); return; }
     const cursor = payload.slice(0, sp);
     const json = payload.slice(sp + 1);
-    if (w.phase === 'syncing') w.pending.push([cursor, json]);
+    if (w.phase === 'syncing') (w.pending ??= []).push([cursor, json]);
     else this.offer(w, channel, cursor, json);
   }
 

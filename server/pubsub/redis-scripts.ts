@@ -192,6 +192,28 @@ redis.register_function('tidings_head', function(keys, args)
   return epoch(keys[2], ttl) .. '.' .. stream_info(keys[1]).last
 end)
 
+-- FCALL tidings_heads 2N h1 g1 ... hN gN <ttl> <ch1> ... <chN> -> {cursor1, ..., cursorN}
+-- The heads of N channels in one call (a node that starts watching many new
+-- channels at once, e.g. a connect storm of per-user channels): what N calls of
+-- tidings_head return, for one round of call overhead. On a cluster the keys
+-- of one call must share a slot (Redis refuses CROSSSLOT): callers batch per slot.
+redis.register_function('tidings_heads', function(keys, args)
+  local ttl = check_ttl(args[1])
+  if not ttl then return redis.error_reply('BADTTL ttl must be a non-negative integer (seconds)') end
+  local n = #args - 1
+  if n < 1 or #keys ~= 2 * n then
+    return redis.error_reply('BADKEY keys must be tidings:{<channel>}:h and tidings:{<channel>}:g for each channel, in order')
+  end
+  -- All checked before any epoch is created: a refused call changes nothing.
+  for i = 1, n do
+    local bad = check_channel({ keys[2 * i - 1], keys[2 * i] }, args[i + 1])
+    if bad then return bad end
+  end
+  local out = {}
+  for i = 1, n do out[i] = epoch(keys[2 * i], ttl) .. '.' .. stream_info(keys[2 * i - 1]).last end
+  return out
+end)
+
 -- FCALL tidings_read 2 tidings:{<ch>}:h tidings:{<ch>}:g <ch> <epoch> <id> [ttl=0]
 -- -> {'events', head, cursor1, json1, cursor2, json2, ...} or {'reset', head}.
 -- Continuity proof: same epoch; cursor not ahead of the last generated ID;

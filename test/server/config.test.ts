@@ -83,6 +83,8 @@ describe('loadConfig', () => {
     ['a cluster seed with port 0', { TIDINGS_REDIS_CLUSTER: '10.0.0.2:0' }, [], /is not a seed node/],
     ['a cluster seed past port 65535', { TIDINGS_REDIS_CLUSTER: '10.0.0.2:65536' }, [], /is not a seed node/],
     ['a publish timeout of 0', {}, ['--publish-timeout-ms', '0'], /publish-timeout-ms must be at least 1/],
+    ['a watch gather past 1 s', {}, ['--redis-watch-gather-ms', '1001'], /redis-watch-gather-ms must be between 0 and 1000/],
+    ['a negative watch gather', { TIDINGS_REDIS_WATCH_GATHER_MS: '-1' }, [], /TIDINGS_REDIS_WATCH_GATHER_MS must be a non-negative integer/],
   ])('refuses %s with a ConfigError', (_name, env, argv, msg) => {
     expect(() => loadConfig(env as Record<string, string>, argv as string[])).toThrow(ConfigError);
     expect(() => loadConfig(env as Record<string, string>, argv as string[])).toThrow(msg);
@@ -95,6 +97,9 @@ describe('loadConfig', () => {
     expect(loadConfig({ TIDINGS_REDIS_CLUSTER: '10.0.0.1:1, redis://u:p%40ss@r1.example:65535,[::1]:7000' }, ['--workers', '2']).config)
       .toMatchObject({ workers: 2, redisCluster: ['10.0.0.1:1', 'redis://u:p%40ss@r1.example:65535', '[::1]:7000'] });
     expect(loadConfig({}, ['--publish-timeout-ms', '1', '--history-ttl-s', '0']).config).toMatchObject({ publishTimeoutMs: 1, historyTtlS: 0 });
+    expect(loadConfig({}, []).config.redisWatchGatherMs).toBe(25);
+    expect(loadConfig({}, ['--redis-watch-gather-ms', '1000']).config.redisWatchGatherMs).toBe(1000);
+    expect(loadConfig({ TIDINGS_REDIS_WATCH_GATHER_MS: '0' }, []).config.redisWatchGatherMs).toBe(0);
   });
 
   it('parses cluster seeds with credentials (decoded) and IPv6 hosts', () => {

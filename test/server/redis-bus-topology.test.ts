@@ -101,7 +101,7 @@ describe('cluster bus subscriptions across topology changes (stand-in cluster, r
     const fake = fakeCluster(clients, keyOf(a));
     const config: Config = { ...DEFAULTS };
     const sub: RedisOptions = { commandTimeout: 2_000, retryStrategy: () => 50, connectionName: 'tidings-sub' };
-    const options: RedisBusOptions = { commandTimeoutMs: 2_000, publishTimeoutMs: 2_000, backoffBaseMs: 20, backoffCapMs: 100, subscribeChunk: 1_000, probeTimeoutMs: 3_000, random: () => 0.5, ...opts };
+    const options: RedisBusOptions = { commandTimeoutMs: 2_000, publishTimeoutMs: 2_000, backoffBaseMs: 20, backoffCapMs: 100, subscribeChunk: 1_000, headBatch: 256, watchGatherMs: 0, probeTimeoutMs: 3_000, random: () => 0.5, ...opts };
     const Ctor = RedisBus as unknown as new (cmd: Cluster, sub: RedisOptions, single: null, config: Config, log: Logger, opts: RedisBusOptions) => RedisBus;
     const bus = new Ctor(fake, sub, null, config, log, options);
     buses.push(bus);

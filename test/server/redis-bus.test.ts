@@ -240,7 +240,7 @@ describe('RedisBus against a real redis-server', () => {
     return m ? Number(m[1]) : 0;
   }
 
-  it('subscribes the channels watched in one turn of the event loop with ONE SSUBSCRIBE (single Redis), and answers a watched head without a round trip', async () => {
+  it('subscribes the channels watched in one turn of the event loop with ONE SSUBSCRIBE and reads their heads with ONE FCALL (single Redis), and answers a watched head without a round trip', async () => {
     const bus = await open();
     const admin = new Redis(redis.url);
     try {
@@ -250,8 +250,8 @@ describe('RedisBus against a real redis-server', () => {
       for (const ch of names) bus.watch(ch);
       const heads = await Promise.all(names.map((ch) => bus.head(ch)));
       expect(await calls(admin, 'ssubscribe')).toBe(sub0 + 1);
-      // One head read per channel when its watch begins; the hello's head() reuses it.
-      expect(await calls(admin, 'fcall')).toBe(fcall0 + 100);
+      // The heads of the batch in one tidings_heads call when the watches begin; the hello's head() reuses them.
+      expect(await calls(admin, 'fcall')).toBe(fcall0 + 1);
       for (const h of heads) expect(h).toMatch(/\.0-0$/);
       // A live watched channel's head follows the events it delivers.
       const [c] = await bus.publish([{ channel: names[0]!, json: json(1) }]);
@@ -259,6 +259,104 @@ describe('RedisBus against a real redis-server', () => {
       const f1 = await calls(admin, 'fcall');
       expect(await bus.head(names[0]!)).toBe(c);
       expect(await calls(admin, 'fcall')).toBe(f1);
+    } finally {
+      admin.disconnect();
+    }
+  });
+
+  it('reads the heads of a batch headBatch channels per FCALL: at the limit one call, past it one more', async () => {
+    const bus = await RedisBus.connect(redis.url, config(), log, { headBatch: 8, watchGatherMs: 0 });
+    buses.push(bus);
+    const admin = new Redis(redis.url);
+    try {
+      const got = collect(bus);
+      // One channel published before: its head is its last event, not epoch.0-0.
+      const old = channel();
+      const [oldHead] = await bus.publish([{ channel: old, json: json(0) }]);
+      for (const [size, fcalls] of [[8, 1], [9, 2], [17, 3]] as const) {
+        const names = Array.from({ length: size }, (_, i) => (i === 3 && size === 9 ? old : channel()));
+        const f0 = await calls(admin, 'fcall');
+        for (const ch of names) bus.watch(ch);
+        const heads = await Promise.all(names.map((ch) => bus.head(ch)));
+        expect(await calls(admin, 'fcall'), `${size} channels`).toBe(f0 + fcalls);
+        // Each head is its own channel's (in the order asked): the published one's is its event.
+        names.forEach((ch, i) => (ch === old ? expect(heads[i], ch).toBe(oldHead) : expect(heads[i], ch).toMatch(/^[0-9a-z]+\.0-0$/)));
+        // Every channel of every chunk is live: an event on the last one arrives, and only after its head.
+        const last = names[names.length - 1]!;
+        const [c] = await bus.publish([{ channel: last, json: json(size) }]);
+        await until(() => got.events.some((e) => e.cursor === c), `event on the last of ${size}`);
+        expect(bus.isAfter(c!, heads[heads.length - 1]!)).toBe(true);
+      }
+    } finally {
+      admin.disconnect();
+    }
+  });
+
+  it('tidings_heads answers what tidings_head answers per channel, and refuses keys that do not match the channels before creating anything', async () => {
+    const admin = new Redis(redis.url);
+    try {
+      const bus = await open();
+      await bus.head('warm'); // loads the library
+      const [a, b, c] = [channel(), channel(), channel()];
+      await bus.publish([{ channel: b, json: json(1) }]);
+      const many = (await admin.fcall('tidings_heads', 6, streamKey(a), epochKey(a), streamKey(b), epochKey(b), streamKey(c), epochKey(c), '0', a, b, c)) as string[];
+      const one = await Promise.all([a, b, c].map((ch) => admin.fcall('tidings_head', 2, streamKey(ch), epochKey(ch), ch, '0')));
+      expect(many).toEqual(one);
+      const d = channel();
+      await expect(admin.fcall('tidings_heads', 4, streamKey(d), epochKey(d), streamKey(a), epochKey(a), '0', d, b)).rejects.toThrow(/^BADKEY/);
+      await expect(admin.fcall('tidings_heads', 2, streamKey(d), epochKey(d), '0', d, a)).rejects.toThrow(/^BADKEY/);
+      await expect(admin.fcall('tidings_heads', 2, streamKey('x y'), epochKey('x y'), '0', 'x y')).rejects.toThrow(/^BADCHANNEL/);
+      await expect(admin.fcall('tidings_heads', 2, streamKey(d), epochKey(d), '-1', d)).rejects.toThrow(/^BADTTL/);
+      // Refused calls created no epoch for the channel they named first.
+      expect(await admin.exists(epochKey(d))).toBe(0);
+    } finally {
+      admin.disconnect();
+    }
+  });
+
+  it('starts new watches at most once per watchGatherMs: those watched meanwhile wait and share one SSUBSCRIBE; a node idle for longer starts at once (0: never waits)', async () => {
+    const gather = 1_000;
+    const bus = await RedisBus.connect(redis.url, config(), log, { watchGatherMs: gather });
+    buses.push(bus);
+    const admin = new Redis(redis.url);
+    try {
+      const first = channel();
+      const t0 = Date.now();
+      bus.watch(first);
+      await bus.head(first);
+      // Idle before: the first batch did not wait for the window.
+      expect(Date.now() - t0).toBeLessThan(gather);
+      // The reconcile that follows a fresh connection retries whatever is not live yet, which
+      // would subscribe the channels below early: let it find everything live first.
+      await new Promise((r) => setTimeout(r, 250));
+      const sub0 = await calls(admin, 'ssubscribe');
+      const later = [channel(), channel(), channel()];
+      for (const ch of later) { await new Promise((r) => setImmediate(r)); bus.watch(ch); }
+      const waited = Promise.all(later.map((ch) => bus.head(ch)));
+      // Within the window: not subscribed yet (a timer cannot fire early, however loaded the machine).
+      await new Promise((r) => setTimeout(r, 200));
+      if (Date.now() - t0 < gather - 50) for (const ch of later) expect(bus.placement(ch)?.live, ch).toBe(false);
+      await waited;
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(gather - 5);
+      expect(await calls(admin, 'ssubscribe')).toBe(sub0 + 1);
+      // Past the window, idle: the next watch leaves at once.
+      await new Promise((r) => setTimeout(r, gather));
+      const t1 = Date.now();
+      const next = channel();
+      bus.watch(next);
+      await bus.head(next);
+      expect(Date.now() - t1).toBeLessThan(gather);
+
+      const eager = await RedisBus.connect(redis.url, config(), log, { watchGatherMs: 0 });
+      buses.push(eager);
+      const a = channel();
+      eager.watch(a);
+      await eager.head(a);
+      const t2 = Date.now();
+      const b = channel();
+      eager.watch(b);
+      await eager.head(b);
+      expect(Date.now() - t2).toBeLessThan(gather);
     } finally {
       admin.disconnect();
     }
@@ -395,7 +493,11 @@ describe('RedisBus against a real redis-server', () => {
     await until(() => published.length > 5, 'some events');
     node.watch(ch);
     const head = await node.head(ch);
-    await until(() => published.length > 40, 'more events');
+    // Events after the head, counted from the head: the pump may be past any fixed count by now
+    // (it publishes every ~0.2 ms, `until` looks every 10 ms), and a head read after the
+    // last publish would leave nothing to check.
+    const atHead = published.length;
+    await until(() => published.length > atHead + 30, 'more events');
     stop = true;
     await pumping;
     const after = published.filter((c) => node.isAfter(c, head));

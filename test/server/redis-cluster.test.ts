@@ -326,6 +326,45 @@ describe('Tidings on a Redis Cluster', { timeout: 60_000 }, () => {
     expect(await subscriberConnections()).toEqual(connections);
   });
 
+  it('reads the heads of new channels in one FCALL per slot (keys of one call share a slot), and every one goes live', async () => {
+    const ports = await primaries();
+    const bus = nodes[1]!.ctx.bus as RedisBus;
+    // Two names of one slot (found locally), one of a slot on another primary.
+    const a1 = await channelOn(ports[0]!);
+    const slot = calculateSlot(liveKey(a1));
+    let a2 = '';
+    for (let i = 0; !a2; i++) { const ch = `same:${n}:${i}`; if (calculateSlot(liveKey(ch)) === slot) a2 = ch; }
+    const b = await channelOn(ports[1]!);
+    const fcalls = async (): Promise<number> => {
+      let t = 0;
+      for (const port of ports) {
+        const a = cluster.admin(port);
+        try { t += Number(/^cmdstat_fcall:calls=(\d+)/m.exec(await a.info('commandstats'))?.[1] ?? 0); } finally { a.disconnect(); }
+      }
+      return t;
+    };
+    const f0 = await fcalls();
+    for (const ch of [a1, a2, b]) bus.watch(ch);
+    try {
+      const heads = await Promise.all([a1, a2, b].map((ch) => bus.head(ch)));
+      for (const h of heads) expect(h).toMatch(/^[0-9a-z]+\.0-0$/);
+      // Without batching: 3; one call across slots: refused CROSSSLOT (and no head at all).
+      expect((await fcalls()) - f0).toBe(2);
+      const got: string[] = [];
+      const prev = bus.onEvent;
+      bus.onEvent = (e) => { got.push(e.cursor); prev?.(e); };
+      try {
+        const cursors: string[] = [];
+        for (const ch of [a1, a2, b]) cursors.push((await publish(nodes[0]!, ch, 1)).cursor!);
+        await until(() => cursors.every((c) => got.includes(c)), 'an event on each new channel');
+      } finally {
+        bus.onEvent = prev;
+      }
+    } finally {
+      for (const ch of [a1, a2, b]) bus.unwatch(ch);
+    }
+  });
+
   it('moves a slot to another primary while events flow: subscribers follow it, nothing acknowledged is lost', async () => {
     const ports = await primaries();
     const channels = [await channelOn(ports[0]!), await channelOn(ports[0]!), await channelOn(ports[1]!)];
