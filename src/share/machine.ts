@@ -182,11 +182,12 @@ export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
       if (L) delete L.tabs[i.f], sync();
       break;
     case 'd':
-      if (i.c.some((c) => c in pos)) fx.push(['solo']);
       if (L) {
         for (const f in L.tabs) if (i.c.some((c) => c in L.tabs[f]!)) delete L.tabs[f];
         sync();
       }
+      // Last: going solo leaves the group (and stops the engine this step may have restarted).
+      if (i.c.some((c) => c in pos)) fx.push(['solo']);
       break;
     case 'eng': {
       const e = i.e;
