@@ -53,9 +53,11 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
   const id = ' ' + Math.random();
   let want = start as Chans;
   let s: Tab | undefined;
-  let running = false;
-  /** The group's name ('' before it is known); this tab's id when the tab cannot share (a group of its own). */
-  let name = '';
+  /**
+   * The group's name: none while stopped, '' until it is known, this tab's id when the tab cannot share
+   * (a group of its own).
+   */
+  let name: string | undefined;
   let bc: BroadcastChannel | undefined;
   let release: (() => void) | undefined;
   let hold: (() => void) | undefined;
@@ -102,7 +104,7 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
     },
     // On every step: the facade passes on changes only. A stop of the shared engine (a fatal error in the leader) stops this tab too.
     show: ([st, tr]) => {
-      if (st == 'stopped') (running = false), leave();
+      if (st == 'stopped') (name = undefined), leave();
       show(st, tr);
     },
     // A leader's engine starts from the tabs' cursors only (down() left it none).
@@ -126,7 +128,7 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
   function lock(steal?: boolean) {
     const g = ++gen;
     locks
-      .request(name, { steal }, () =>
+      .request(name!, { steal }, () =>
         g == gen ? (dispatch({ k: 'lead', now: clock.now() }), new Promise<void>((r) => (release = r))) : 0,
       )
       // Rejected: stolen while leading: follow.
@@ -183,19 +185,18 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
   const admit = (then: (sub: string) => void) =>
     token(Object.keys(want))
       .then((t) => claims(t, Object.keys(want)), () => [])
-      .then(([sub, no]) => running && (alone() || (typeof sub == 'string' && !no![0]) ? then(sub as string) : solo()));
+      .then(([sub, no]) => name != null && (alone() || (typeof sub == 'string' && !no![0]) ? then(sub as string) : solo()));
 
   return {
     start() {
-      if (running) return;
-      running = true;
+      if (name != null) return;
       // `connecting` at once, as the engine does: ready() right after createClient() must wait, not reject.
       show('connecting');
       name = '';
       admit((sub) => join(SHARE_VERSION + ' ' + o.httpUrl + ' ' + sub));
     },
     stop() {
-      if (running) (running = false), leave(), show('stopped');
+      if (name != null) (name = undefined), leave(), show('stopped');
     },
     reconnect: () => fx.post({ k: 'r' }),
     channels(c) {
