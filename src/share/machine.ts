@@ -166,7 +166,8 @@ export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
     case 'tick':
       // The leader's beat: a state that a stepped-down leader's late messages garbled heals at the next tick.
       if (L) live();
-      else if (++s.miss > MISSES) fx.push(['steal', true]);
+      // (Counting again from a steal: a steal that takes a while to be granted is not asked for at every tick.)
+      else if (++s.miss > MISSES) (s.miss = 0), fx.push(['steal', true]);
       else join();
       break;
     case 'chans':

@@ -410,6 +410,17 @@ describe('share machine', () => {
     expect(sim.restarts - before).toBeLessThanOrEqual(3);
   });
 
+  it('a follower hearing nothing asks to take the lock every MISSES + 1 beats, not at every beat while it waits for it', () => {
+    let s = tab('t1', { mail: null });
+    let steals = 0;
+    for (let i = 0; i < 9; i++) {
+      const r = next(s, { k: 'tick' });
+      s = r.state;
+      steals += r.effects.filter((f) => f[0] === 'steal').length;
+    }
+    expect(steals).toBe(3);
+  });
+
   it('heartbeats answered in time never trigger a takeover', () => {
     const sim = new Sim();
     sim.open({ mail: null });
