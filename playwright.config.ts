@@ -8,9 +8,14 @@ export default defineConfig({
   testDir: './e2e',
   testMatch: '**/*.spec.ts',
   globalSetup: './e2e/global-setup.ts',
-  // Two cores shared with others: two workers at most, and every timing in the
-  // specs is shortened through the server's env and the page's query string.
-  workers: process.env['CI'] ? 1 : 2,
+  // One worker, in CI and under `npm test` alike: the specs measure takeover
+  // and reconnect timings on two cores, and a second browser beside the
+  // busy-loop spec made the halted-leader test fail about 1 run in 4 (a page
+  // resumed from a debugger pause had its timer and message tasks starved for
+  // 20 s: docs/decisions.md). The whole e2e suite takes ~2 minutes this way.
+  // Every timing in the specs is shortened through the server's env and the
+  // page's query string.
+  workers: 1,
   fullyParallel: true,
   timeout: 30_000,
   expect: { timeout: 8_000 },
