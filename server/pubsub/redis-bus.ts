@@ -904,42 +904,44 @@ export class RedisBus implements Bus {
   }
 
   /**
-   * Establish a channel's starting point after its SSUBSCRIBE on `attempt`
-   * was confirmed: its head on a first subscription, else a catch-up read from
-   * the last delivered event (or a reset). True when the channel went live
-   * after a resubscription (a catch-up), which the caller then probes.
+   * A sync of `w` (generation `gen`, on `attempt`) may still make it live:
+   * live only on the connection the SSUBSCRIBE was confirmed on (one that
+   * dropped, or a Shard that replaced it on the same node, has not got this
+   * subscription, and live delivery would silently stop), and a newer attempt
+   * (a reconnect while this one waits) supersedes this one.
+   */
+  private stillCurrent(channel: string, w: Watch, gen: number, attempt: Attempt): boolean {
+    return this.watches.get(channel) === w && w.phase === 'syncing' && w.gen === gen && this.isCurrent(w, attempt);
+  }
+
+  /**
+   * A resubscribed channel (it delivered before; first subscriptions go
+   * through syncFresh) after its SSUBSCRIBE on `attempt` was confirmed: a
+   * catch-up read from the last delivered event, or a reset. True when the
+   * channel went live, which the caller then probes.
    */
   private async syncOne(channel: string, attempt: Attempt): Promise<boolean> {
     const w = this.watches.get(channel);
-    if (!w || w.phase !== 'syncing' || !this.isCurrent(w, attempt)) return false;
-    // A newer attempt (a reconnect while this one waits) supersedes this one.
+    const from = w?.last;
+    if (!w || from == null || w.phase !== 'syncing' || !this.isCurrent(w, attempt)) return false;
     const gen = ++w.gen;
-    // Live only on the connection the SSUBSCRIBE was confirmed on: one that
-    // dropped, or a Shard that replaced it (same node, new connection), has
-    // not got this subscription, and live delivery would silently stop.
-    const current = () => this.watches.get(channel) === w && w.phase === 'syncing' && w.gen === gen && this.isCurrent(w, attempt);
-    const resumed = w.last !== null;
+    const current = () => this.stillCurrent(channel, w, gen, attempt);
     try {
-      let last: string;
-      if (w.last === null) {
-        last = (await this.fcall('tidings_head', channel, this.ttl)) as string;
+      let last = from;
+      // Prove nothing was missed since the last delivered event, or reset.
+      const replay = await this.read(channel, from);
+      this.log.debug({ channel, node: attempt.shard.key, from, kind: replay.kind, n: replay.kind === 'events' ? replay.events.length : 0, current: current() }, 'redis catch-up read');
+      if (!current()) return false;
+      if (replay.kind === 'reset') {
+        last = replay.head;
+        this.log.warn({ channel, head: last }, 'redis: cannot prove continuity after resubscribing, sending reset');
+        this.onGap?.(channel, last);
       } else {
-        // Resubscribed: prove nothing was missed since the last delivered event, or reset.
-        const replay = await this.read(channel, w.last);
-        this.log.debug({ channel, node: attempt.shard.key, from: w.last, kind: replay.kind, n: replay.kind === 'events' ? replay.events.length : 0, current: current() }, 'redis catch-up read');
-        if (!current()) return false;
-        if (replay.kind === 'reset') {
-          last = replay.head;
-          this.log.warn({ channel, head: last }, 'redis: cannot prove continuity after resubscribing, sending reset');
-          this.onGap?.(channel, last);
-        } else {
-          last = w.last;
-          for (const e of replay.events) { this.deliver(e); last = e.cursor; }
-        }
+        for (const e of replay.events) { this.deliver(e); last = e.cursor; }
       }
       if (!current()) return false;
       this.goLive(channel, w, last, attempt);
-      return resumed && (w.phase as Watch['phase']) === 'live';
+      return (w.phase as Watch['phase']) === 'live';
     } catch (err) {
       // Still 'syncing': reconcile retries. Waiters learn now rather than hang.
       this.log.debug({ err: (err as Error).message, channel }, 'redis sync failed; will retry');
@@ -968,8 +970,7 @@ export class RedisBus implements Bus {
     const chunks: (typeof batch)[] = [];
     for (let i = 0; i < batch.length; i += this.opts.headBatch) chunks.push(batch.slice(i, i + this.opts.headBatch));
     await Promise.all(chunks.map(async (chunk) => {
-      // Live only on the connection the SSUBSCRIBE was confirmed on (see syncOne).
-      const current = (x: (typeof batch)[number]) => this.watches.get(x.channel) === x.w && x.w.phase === 'syncing' && x.w.gen === x.gen && this.isCurrent(x.w, attempt);
+      const current = (x: (typeof batch)[number]) => this.stillCurrent(x.channel, x.w, x.gen, attempt);
       let heads: string[];
       try {
         heads = await this.heads(chunk.map((x) => x.channel));
