@@ -189,9 +189,11 @@ test.describe('tabs share one connection', () => {
     const took = Date.now() - t0;
     testInfo.annotations.push({ type: 'takeover-ms', description: String(took) });
     console.log(`takeover from a halted leader: ${took} ms (ping 1 s + grace ${GRACE / 1000} s)`);
-    // Heartbeats every grace / 2, MISSES (2) of them unanswered, then the lock is stolen: 1 to 1.5 grace, plus
-    // load (2.6 to 3.7 s alone; up to 18 s with two workers on a loaded two-core machine): not forever.
-    expect(took).toBeLessThan(25_000);
+    // Heartbeats every grace / 2, MISSES (2) of them unanswered, then the lock is stolen: 1 to 1.5 grace after
+    // the ping: 3.3-3.9 s typically with one Playwright worker, once 6.3 s. Bounded at three times that window
+    // for a loaded machine (up to 18 s was seen only with two browsers beside a CPU hog; playwright.config.ts
+    // runs one worker now).
+    expect(took).toBeLessThan(3 * (1000 + 1.5 * GRACE));
     await new Promise((r) => setTimeout(r, 1000));
     const cursors = await flow.stop();
 
