@@ -105,30 +105,28 @@ export function startInbox({ createClient, server = location.origin, root = docu
   };
 
   // ---- the listing: ordered by cursor (arrival order on one channel), each cursor once
-  const render = () => {
-    const ul = $('mails');
-    ul.replaceChildren(
-      ...demo.mails
-        .slice()
-        .reverse() // newest on top, as mail clients do
-        .map((m) => {
-          const li = document.createElement('li');
-          li.dataset.cursor = m.cursor;
-          li.dataset.subject = String(m.data?.subject ?? '');
-          const at = typeof m.data?.at === 'number' ? new Date(m.data.at).toLocaleTimeString() : '';
-          li.innerHTML = `<span class="from">${h(m.data?.from ?? 'unknown')}</span>
+  const item = (m) => {
+    const li = document.createElement('li');
+    li.dataset.cursor = m.cursor;
+    li.dataset.subject = String(m.data?.subject ?? '');
+    const at = typeof m.data?.at === 'number' ? new Date(m.data.at).toLocaleTimeString() : '';
+    li.innerHTML = `<span class="from">${h(m.data?.from ?? 'unknown')}</span>
             <span class="subject">${h(m.data?.subject ?? JSON.stringify(m.data))}</span>
             <time>${h(at)}</time>`;
-          return li;
-        }),
-    );
+    return li;
+  };
+  // The whole listing after a fetch; a live event only adds its own item: rebuilding hundreds of items per
+  // event makes a burst (a replay) cost quadratic time, and a page that busy misses its pongs.
+  const render = () => {
+    $('mails').replaceChildren(...demo.mails.slice().reverse().map(item)); // newest on top, as mail clients do
     $('empty').hidden = demo.mails.length > 0;
   };
   const shown = new Set();
   const add = (m) => {
-    if (shown.has(m.cursor)) return; // a replay overlapping the listing: show it once
+    if (shown.has(m.cursor)) return false; // a replay overlapping the listing: show it once
     shown.add(m.cursor);
     demo.mails.push(m);
+    return true;
   };
 
   // Events that arrive while a listing request is in flight may or may not be in
@@ -235,8 +233,10 @@ export function startInbox({ createClient, server = location.origin, root = docu
     $('cursor').dataset.cursor = e.cursor;
     const m = { cursor: e.cursor, data: e.data };
     if (during) during.push(m);
-    add(m);
-    render();
+    if (add(m)) {
+      $('mails').prepend(item(m));
+      $('empty').hidden = true;
+    }
   });
   client.on('reset', (e) => {
     demo.resets.push({ channel: e.channel, cursor: e.cursor });
