@@ -182,18 +182,22 @@ test.describe('tabs share one connection', () => {
     // nothing (no timer, no message, no `freeze` handler): a frozen page as the other tabs see it.
     const cdp = await context.newCDPSession(leader.page);
     await cdp.send('Debugger.enable');
+    const handshakes = await metric(tidings, 'tidings_handshakes_total');
     const t0 = Date.now();
     await cdp.send('Page.setWebLifecycleState', { state: 'frozen' });
     await cdp.send('Debugger.pause');
-    await expect.poll(async () => (await leaderOf(rest)).filter(Boolean).length, { timeout: 20_000, intervals: [50] }).toBe(1);
+    // Takeover time, as above: to the server accepting the next leader's WebSocket. Not to a poll of `leader`:
+    // a page.evaluate answers only after what the page is busy with (every tab renders the replay of what the
+    // halt held back), which is not the takeover (it made 6-12 s of takeovers whose lock was taken at 3.3 s).
+    await expect.poll(() => metric(tidings, 'tidings_handshakes_total'), { timeout: 20_000, intervals: [10] }).toBeGreaterThan(handshakes);
     const took = Date.now() - t0;
     testInfo.annotations.push({ type: 'takeover-ms', description: String(took) });
     console.log(`takeover from a halted leader: ${took} ms (ping 1 s + grace ${GRACE / 1000} s)`);
     // Heartbeats every grace / 2, MISSES (2) of them unanswered, then the lock is stolen: 1 to 1.5 grace after
-    // the ping: 3.3-3.9 s typically with one Playwright worker, once 6.3 s. Bounded at three times that window
-    // for a loaded machine (up to 18 s was seen only with two browsers beside a CPU hog; playwright.config.ts
-    // runs one worker now).
+    // the leader's last word, then the token and the handshake: 2.9-4.1 s measured with one Playwright worker
+    // (the lock taken 2.7-3.3 s after the halt). Bounded at three times the window for a loaded machine.
     expect(took).toBeLessThan(3 * (1000 + 1.5 * GRACE));
+    await expect.poll(async () => (await leaderOf(rest)).filter(Boolean).length, { timeout: 20_000 }).toBe(1);
     await new Promise((r) => setTimeout(r, 1000));
     const cursors = await flow.stop();
 
