@@ -162,13 +162,13 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
   document.addEventListener('freeze', down);
   document.addEventListener('resume', follow);
 
-  function join(n: string) {
+  function join(n: string, c = want) {
     name = n;
     s = tab(id, {});
     bc = new BroadcastChannel(n);
     bc.onmessage = (e) => dispatch(e.data);
     locks.request(n + id, () => new Promise<void>((r) => (hold = r)));
-    dispatch({ k: 'chans', c: want });
+    dispatch({ k: 'chans', c });
     lock();
     tick();
   }
@@ -181,11 +181,18 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
     clock.clearTimeout(timer);
   }
 
-  /** The tab's own token must grant its channels: a tab never hears a channel its own token would not let it read. */
-  const admit = (then: (sub: string) => void) =>
-    token(Object.keys(want))
-      .then((t) => claims(t, Object.keys(want)), () => [])
-      .then(([sub, no]) => name != null && (alone() || (typeof sub == 'string' && !no![0]) ? then(sub as string) : solo()));
+  /**
+   * The tab's own token must grant its channels: a tab never hears a channel its own token would not let it read.
+   * One check at a time: channel changes apply in the order they were made, whatever order the token calls end in.
+   */
+  let checks: Promise<unknown> = Promise.resolve();
+  const admit = (c: Chans, then: (sub: string) => void) => {
+    const run = () =>
+      token(Object.keys(c))
+        .then((t) => claims(t, Object.keys(c)), () => [])
+        .then(([sub, no]) => name != null && (alone() || (typeof sub == 'string' && !no![0]) ? then(sub as string) : solo()));
+    checks = checks.then(run, run);
+  };
 
   return {
     start() {
@@ -193,7 +200,9 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
       // `connecting` at once, as the engine does: ready() right after createClient() must wait, not reject.
       show('connecting');
       name = '';
-      admit((sub) => join(SHARE_VERSION + ' ' + o.httpUrl + ' ' + sub));
+      // Joins with the channels checked, once (a stop and a start while a check runs leave two checks to finish).
+      const c = want;
+      admit(c, (sub) => name || join(SHARE_VERSION + ' ' + o.httpUrl + ' ' + sub, c));
     },
     stop() {
       if (name != null) (name = undefined), leave(), show('stopped');
@@ -201,7 +210,7 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
     reconnect: () => fx.post({ k: 'r' }),
     channels(c) {
       want = c;
-      if (s) admit(() => dispatch({ k: 'chans', c }));
+      if (name != null) admit(c, () => dispatch({ k: 'chans', c }));
     },
     leader: () => !!s?.lead,
     // Channels without a cursor yet left out, as the engine does.

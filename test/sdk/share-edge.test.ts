@@ -83,4 +83,47 @@ describe('sharing, through the public API', () => {
     expect(c.leader).toBe(true);
     expect(fake.subscribers()).toBe(2);
   });
+
+  it('stop and start again while the token is being fetched: the tab joins once, and its channels leave the union when it closes', async () => {
+    const user = 'u' + ++n;
+    const a = tab(user);
+    await a.c.ready();
+    const slow = async () => (await new Promise((r) => setTimeout(r, 50)), jwt(user, ['a', 'b']));
+    const b = createClient({ url: fake.base, token: slow, channels: ['b'], pingGrace: 2000 });
+    clients.push(b);
+    // Both token checks (the first start's and the second's) resolve after the second start.
+    b.close();
+    b.start();
+    await b.ready();
+    expect(b.leader).toBe(false);
+    await vi.waitFor(() => expect(Object.keys(fake.log.hellos.at(-1)!.channels).sort()).toEqual(['a', 'b']));
+    b.close();
+    // It held its tab lock twice before (once per join) and released one: the leader never heard it go.
+    await vi.waitFor(() => expect(Object.keys(fake.log.hellos.at(-1)!.channels)).toEqual(['a']), { timeout: 3000 });
+    expect(fake.subscribers()).toBe(1);
+  });
+
+  it('channel changes whose token checks finish out of order are applied in the order they were made', async () => {
+    const user = 'u' + ++n;
+    const grant = jwt(user, ['a', 'x', 'y']);
+    const a = createClient({ url: fake.base, token: grant, channels: ['a'], pingGrace: 2000 });
+    clients.push(a);
+    await a.ready();
+    let calls = 0;
+    // The first channel change's check is slow, the second's fast.
+    const token = async () => (await new Promise((r) => setTimeout(r, ++calls == 2 ? 100 : 10)), grant);
+    const b = createClient({ url: fake.base, token, channels: ['a'], pingGrace: 2000 });
+    clients.push(b);
+    const got: EventMessage[] = [];
+    b.on('event', (e) => got.push(e));
+    await b.ready();
+    expect(b.leader).toBe(false);
+    b.subscribe('x');
+    b.subscribe('y');
+    await new Promise((r) => setTimeout(r, 300));
+    await b.ready();
+    fake.publish('x', 1);
+    fake.publish('y', 2);
+    await vi.waitFor(() => expect(got.map((e) => e.data)).toEqual([1, 2]));
+  });
 });
