@@ -9,10 +9,10 @@ export default defineConfig({
   testMatch: '**/*.spec.ts',
   globalSetup: './e2e/global-setup.ts',
   // One worker, in CI and under `npm test` alike: the specs measure takeover
-  // and reconnect timings on two cores, and a second browser beside the
-  // busy-loop spec made the halted-leader test fail about 1 run in 4 (a page
-  // resumed from a debugger pause had its timer and message tasks starved for
-  // 20 s: docs/decisions.md). The whole e2e suite takes ~2 minutes this way.
+  // and reconnect timings on two cores, where a second browser only adds
+  // noise. (The halted-leader failures once blamed on a second worker were the
+  // demo page rebuilding its listing per event: docs/decisions.md.) The whole
+  // e2e suite takes ~2 minutes this way.
   // Every timing in the specs is shortened through the server's env and the
   // page's query string.
   workers: 1,
