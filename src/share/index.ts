@@ -165,12 +165,25 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
   function join(n: string, c = want) {
     name = n;
     s = tab(id, {});
-    bc = new BroadcastChannel(n);
-    bc.onmessage = (e) => dispatch(e.data);
-    locks.request(n + id, () => new Promise<void>((r) => (hold = r)));
     dispatch({ k: 'chans', c });
-    lock();
     tick();
+    // The group hears of this tab only once it holds its own lock: a leader that watched the lock before would
+    // find it free and drop the tab's channels (a page's first lock request can take longer than a message's
+    // round trip). Until then its reports reach only itself. A grant for a group this tab has left since, or
+    // has joined again meanwhile, is given back at once.
+    locks.request(
+      n + id,
+      () =>
+        name == n &&
+        !bc &&
+        new Promise<void>((r) => {
+          hold = r;
+          bc = new BroadcastChannel(n);
+          bc.onmessage = (e) => dispatch(e.data);
+          dispatch({ k: 'chans', c: s!.pos });
+          lock();
+        }),
+    );
   }
 
   function leave() {
@@ -178,6 +191,7 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
     down();
     hold?.();
     bc?.close();
+    bc = undefined;
     clock.clearTimeout(timer);
   }
 

@@ -126,4 +126,24 @@ describe('sharing, through the public API', () => {
     fake.publish('y', 2);
     await vi.waitFor(() => expect(got.map((e) => e.data)).toEqual([1, 2]));
   });
+
+  it("a new tab reports only once it holds its own lock: the leader's watch on it never finds it free and drops it", async () => {
+    const user = 'u' + ++n;
+    const a = tab(user);
+    await a.c.ready();
+    const hellos = fake.log.hellos.length;
+    // This tab's lock requests reach the lock manager late (in Chromium a page's first one binds the interface).
+    const late = {
+      request: (...args: Parameters<LockManager['request']>) =>
+        new Promise((r) => setTimeout(r, 30)).then(() => (locks.request as (...a: unknown[]) => Promise<unknown>)(...args)),
+    };
+    vi.stubGlobal('navigator', { onLine: true, locks: late });
+    const b = tab(user, ['b']);
+    vi.stubGlobal('navigator', { onLine: true, locks });
+    await b.c.ready();
+    await new Promise((r) => setTimeout(r, 300));
+    // One more hello, for the union; not one without b's channel and another with it.
+    expect(fake.log.hellos.slice(hellos).map((h) => Object.keys(h.channels).sort().join())).toEqual(['a,b']);
+    expect(b.c.state).toBe('open');
+  });
 });
