@@ -3,7 +3,7 @@
 // companion server, counting its open WebSockets through /metrics and every
 // tab's received events while leaders close, crash and freeze.
 import type { Page } from '@playwright/test';
-import { test, expect, duplicates, type Inbox, type InboxParams } from './fixtures.js';
+import { test, expect, duplicates, Inbox, type InboxParams } from './fixtures.js';
 import type { TidingsServer } from './support/server.js';
 
 async function metric(server: TidingsServer, name: string): Promise<number> {
@@ -214,6 +214,22 @@ test.describe('tabs share one connection', () => {
     }
     for (const t of tabs) await t.waitFor('open', 'websocket', 20_000);
     expect(await sockets(tidings)).toBe(1);
+    expect((await leaderOf(tabs)).filter(Boolean)).toHaveLength(1);
+  });
+
+  test('the demo page opened in new tabs without ?user= is one user per browser profile: the tabs share one connection and all get its mail', async ({ context, tidings }) => {
+    const tabs: Inbox[] = [];
+    for (let i = 0; i < 3; i++) {
+      const page = await context.newPage();
+      await page.goto(tidings.base + '/');
+      await page.waitForFunction(() => !!(window as any).demo?.client);
+      tabs.push(new Inbox(page, (await page.locator('#user').textContent())!));
+    }
+    expect(new Set(tabs.map((t) => t.user)).size).toBe(1);
+    for (const t of tabs) await t.waitFor('open', 'websocket');
+    await expect.poll(() => sockets(tidings)).toBe(1);
+    const mail = await tidings.mail(tabs[0]!.channel, 'to every tab');
+    for (const t of tabs) await t.expectDelivered(mail);
     expect((await leaderOf(tabs)).filter(Boolean)).toHaveLength(1);
   });
 

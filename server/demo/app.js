@@ -7,7 +7,7 @@
 // included, so a test can catch them), every state change, every error.
 //
 // Query parameters (all optional) let tests shorten every timing:
-//   user=<id>        mailbox (default: a random one, kept for the tab)
+//   user=<id>        mailbox (default: a random one, kept for the browser profile)
 //   ttl=<s>          token lifetime
 //   grace=<ms>       pingGrace     probe=<ms>    first WebSocket probe while polling
 //   backoff=<ms>     backoff base (cap = 10 × base)     connect=<ms>  connectTimeout (101 to welcome)
@@ -19,11 +19,14 @@
 const h = (s) =>
   String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]);
 
+// One mailbox per browser profile, as a signed-in web-mail session is (its cookie reaches every tab): tabs opened
+// without ?user= are one user, so they get the same mail and share one connection. (It was per tab, in
+// sessionStorage: a second tab was another user, got none of the first's mail and shared nothing.)
 function randomUser() {
-  const kept = sessionStorage.getItem('tidings-demo-user');
+  const kept = localStorage.getItem('tidings-demo-user');
   if (kept) return kept;
   const u = 'guest-' + Math.random().toString(36).slice(2, 8);
-  sessionStorage.setItem('tidings-demo-user', u);
+  localStorage.setItem('tidings-demo-user', u);
   return u;
 }
 
