@@ -11,7 +11,7 @@ import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { pino, type Logger } from 'pino';
 import { DEFAULTS, type Config } from '../../server/config.js';
 import type { StoredEvent } from '../../server/pubsub/bus.js';
-import { RedisBus, type RedisBusOptions } from '../../server/pubsub/redis-bus.js';
+import { REDIS_BUS_DEFAULTS, RedisBus, type RedisBusOptions } from '../../server/pubsub/redis-bus.js';
 import { LIBRARY, epochKey, liveKey, streamKey } from '../../server/pubsub/redis-scripts.js';
 import { startRedis, type TestRedis } from '../support/redis.js';
 
@@ -180,6 +180,27 @@ describe('cluster bus subscriptions across topology changes (stand-in cluster, r
     const later = await publishOn(pub, ch, 3);
     await until(() => got.events.some((e) => e.cursor === later), 'live after the probe');
   });
+
+  it(`at the default probe timeout (${REDIS_BUS_DEFAULTS.probeTimeoutMs} ms), a deaf resubscription is redone after it and not before`, async () => {
+    const timeout = REDIS_BUS_DEFAULTS.probeTimeoutMs;
+    const { bus, fake, got, pub, ch, release } = await resubscribingWithCatchUpHeld({ probeTimeoutMs: timeout });
+    const shard = (bus as unknown as { shards: Map<string, { conn: Redis }> }).shards.get(keyOf(a))!;
+    await shard.conn.sunsubscribe(liveKey(ch));
+    const missed = await publishOn(pub, ch, 1);
+    release();
+    fake.hold = null;
+    await until(() => bus.placement(ch)?.live === true, 'live (but deaf)');
+    const probes = [...(bus as unknown as { probes: Map<string, { at: number }> }).probes.values()];
+    expect(probes).toHaveLength(1);
+    // Halfway through the timeout the probe is still awaited (a timer fires late on a loaded machine, never early)...
+    await new Promise((r) => setTimeout(r, probes[0]!.at + timeout / 2 - Date.now()));
+    expect(bus.probesMissed).toBe(0);
+    // ...and once it has passed, the resubscription is redone and catches up.
+    await until(() => bus.probesMissed === 1, 'the probe missed', timeout + 5_000);
+    expect(Date.now() - probes[0]!.at).toBeGreaterThanOrEqual(timeout);
+    await until(() => got.events.some((e) => e.cursor === missed), 'the event published while deaf');
+    expect(got.gaps).toEqual([]);
+  }, 20_000);
 
   it('proves an ordinary resubscription with one probe that comes back, and never hands a probe on as an event', async () => {
     const { bus, got, pub } = await open({ probeTimeoutMs: 2_000 });
