@@ -146,4 +146,22 @@ describe('sharing, through the public API', () => {
     expect(fake.log.hellos.slice(hellos).map((h) => Object.keys(h.channels).sort().join())).toEqual(['a,b']);
     expect(b.c.state).toBe('open');
   });
+
+  it("close() while its token is being checked: the client stays closed (the check's answer neither joins nor connects alone)", async () => {
+    const user = 'u' + ++n;
+    const a = tab(user);
+    await a.c.ready();
+    const slow = async () => (await new Promise((r) => setTimeout(r, 50)), jwt(user, ['a', 'b']));
+    const b = createClient({ url: fake.base, token: slow, channels: ['b'], pingGrace: 2000 });
+    clients.push(b);
+    const states: string[] = [];
+    b.on('state', (x) => states.push(x));
+    b.close();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(states).toEqual(['stopped']);
+    expect(b.state).toBe('stopped');
+    expect(b.leader).toBe(false);
+    expect(fake.subscribers()).toBe(1);
+    expect(fake.log.hellos.every((h) => !('b' in h.channels))).toBe(true);
+  });
 });

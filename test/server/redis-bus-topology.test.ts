@@ -136,6 +136,22 @@ describe('cluster bus subscriptions across topology changes (stand-in cluster, r
     return { ...o, ch, first, release };
   }
 
+  /**
+   * A resubscription whose SSUBSCRIBE was confirmed and whose subscription then disappears without a word to the
+   * bus (as Redis dropping a slot's channels can, when the client library takes the notice for the answer to
+   * another command): live, but deaf, with one event (`missed`) published meanwhile.
+   */
+  async function liveButDeaf(probeTimeoutMs: number) {
+    const o = await resubscribingWithCatchUpHeld({ probeTimeoutMs });
+    const shard = (o.bus as unknown as { shards: Map<string, { conn: Redis }> }).shards.get(keyOf(a))!;
+    await shard.conn.sunsubscribe(liveKey(o.ch));
+    const missed = await publishOn(o.pub, o.ch, 1);
+    o.release();
+    o.fake.hold = null;
+    await until(() => o.bus.placement(o.ch)?.live === true, 'live (but deaf)');
+    return { ...o, missed };
+  }
+
   it('never makes a channel live on a connection it did not subscribe on: a catch-up read that returns after the slot moved away and back is dropped, and the channel is subscribed on the node\'s current connection', async () => {
     // The resubscription's catch-up read is held back...
     const { bus, fake, got, pub, ch, first, release } = await resubscribingWithCatchUpHeld();
@@ -160,16 +176,7 @@ describe('cluster bus subscriptions across topology changes (stand-in cluster, r
   });
 
   it('redoes a resubscription that does not hear its own probe: subscribed, caught up, live again', async () => {
-    const { bus, fake, got, pub, ch, first, release } = await resubscribingWithCatchUpHeld({ probeTimeoutMs: 300 });
-    // The SSUBSCRIBE was confirmed; the subscription now disappears without a
-    // word to the bus (as Redis dropping a slot's channels can, when the client
-    // library takes the notice for the answer to another command).
-    const shard = (bus as unknown as { shards: Map<string, { conn: Redis }> }).shards.get(keyOf(a))!;
-    await shard.conn.sunsubscribe(liveKey(ch));
-    const missed = await publishOn(pub, ch, 1);
-    release();
-    fake.hold = null;
-    await until(() => bus.placement(ch)?.live === true, 'live (but deaf)');
+    const { bus, got, pub, ch, first, missed } = await liveButDeaf(300);
 
     const after = await publishOn(pub, ch, 2);
     await until(() => got.events.some((e) => e.cursor === after), 'the event published while deaf', 5_000);
@@ -183,13 +190,7 @@ describe('cluster bus subscriptions across topology changes (stand-in cluster, r
 
   it(`at the default probe timeout (${REDIS_BUS_DEFAULTS.probeTimeoutMs} ms), a deaf resubscription is redone after it and not before`, async () => {
     const timeout = REDIS_BUS_DEFAULTS.probeTimeoutMs;
-    const { bus, fake, got, pub, ch, release } = await resubscribingWithCatchUpHeld({ probeTimeoutMs: timeout });
-    const shard = (bus as unknown as { shards: Map<string, { conn: Redis }> }).shards.get(keyOf(a))!;
-    await shard.conn.sunsubscribe(liveKey(ch));
-    const missed = await publishOn(pub, ch, 1);
-    release();
-    fake.hold = null;
-    await until(() => bus.placement(ch)?.live === true, 'live (but deaf)');
+    const { bus, got, missed } = await liveButDeaf(timeout);
     const probes = [...(bus as unknown as { probes: Map<string, { at: number }> }).probes.values()];
     expect(probes).toHaveLength(1);
     // Halfway through the timeout the probe is still awaited (a timer fires late on a loaded machine, never early)...
