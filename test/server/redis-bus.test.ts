@@ -609,6 +609,30 @@ describe('RedisBus against a real redis-server', () => {
     }
   });
 
+  it('fails a head() whose channel cannot go live within commandTimeoutMs with BUS_UNAVAILABLE, and waits up to it', async () => {
+    const bus = await RedisBus.connect(redis.url, config(), log, { commandTimeoutMs: 300, watchGatherMs: 0 });
+    buses.push(bus);
+    const admin = new Redis(redis.url);
+    try {
+      // Within the limit: a new channel's head read stalled 100 ms is waited out.
+      const a = channel();
+      await admin.call('CLIENT', 'PAUSE', '100', 'WRITE');
+      bus.watch(a);
+      expect(await bus.head(a)).toMatch(/^\w+\.\d+-\d+$/);
+      // Past it: stalled 1.5 s, the waiter fails after about 300 ms instead of holding the subscriber's welcome.
+      const b = channel();
+      await admin.call('CLIENT', 'PAUSE', '1500', 'WRITE');
+      const started = Date.now();
+      bus.watch(b);
+      const err = await bus.head(b).catch((e: unknown) => e);
+      expect(Date.now() - started).toBeLessThan(1_400);
+      expect(err).toMatchObject({ code: 'BUS_UNAVAILABLE' });
+    } finally {
+      await admin.call('CLIENT', 'UNPAUSE');
+      admin.disconnect();
+    }
+  });
+
   it('resubscribes every watched channel in chunks of subscribeChunk after a reconnect', async () => {
     const pub = await open();
     const node = await RedisBus.connect(redis.url, config(), log, { subscribeChunk: 2, backoffCapMs: 200 });
