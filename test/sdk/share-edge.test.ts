@@ -33,6 +33,16 @@ function tab(user: string, channels = ['a']) {
   return { c, got };
 }
 
+/** A leading tab on channel `a`, then a client of the same user on `b` whose token function answers after 50 ms. */
+async function besideLeaderWithSlowToken(): Promise<Client> {
+  const user = 'u' + ++n;
+  await tab(user).c.ready();
+  const slow = async () => (await new Promise((r) => setTimeout(r, 50)), jwt(user, ['a', 'b']));
+  const b = createClient({ url: fake.base, token: slow, channels: ['b'], pingGrace: 2000 });
+  clients.push(b);
+  return b;
+}
+
 describe('sharing, through the public API', () => {
   it('ready() right after createClient waits for the shared connection (it rejected CLOSED before)', async () => {
     const { c } = tab('u' + ++n);
@@ -85,12 +95,7 @@ describe('sharing, through the public API', () => {
   });
 
   it('stop and start again while the token is being fetched: the tab joins once, and its channels leave the union when it closes', async () => {
-    const user = 'u' + ++n;
-    const a = tab(user);
-    await a.c.ready();
-    const slow = async () => (await new Promise((r) => setTimeout(r, 50)), jwt(user, ['a', 'b']));
-    const b = createClient({ url: fake.base, token: slow, channels: ['b'], pingGrace: 2000 });
-    clients.push(b);
+    const b = await besideLeaderWithSlowToken();
     // Both token checks (the first start's and the second's) resolve after the second start.
     b.close();
     b.start();
@@ -148,12 +153,7 @@ describe('sharing, through the public API', () => {
   });
 
   it("close() while its token is being checked: the client stays closed (the check's answer neither joins nor connects alone)", async () => {
-    const user = 'u' + ++n;
-    const a = tab(user);
-    await a.c.ready();
-    const slow = async () => (await new Promise((r) => setTimeout(r, 50)), jwt(user, ['a', 'b']));
-    const b = createClient({ url: fake.base, token: slow, channels: ['b'], pingGrace: 2000 });
-    clients.push(b);
+    const b = await besideLeaderWithSlowToken();
     const states: string[] = [];
     b.on('state', (x) => states.push(x));
     b.close();
