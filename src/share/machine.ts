@@ -140,7 +140,7 @@ export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
   }
   let L = s.lead!;
   /** Leader: where the engine is, its state, and what it emitted. */
-  const live = (x?: Relay, w?: string) => post({ k: 'v', n: L.n, c: { ...L.at }, e: L.end, s: s.st, x, w });
+  const live = (x?: Relay, w?: string) => post({ k: 'v', n: L.n, c: { ...L.at }, e: { ...L.end }, s: s.st, x, w });
   /** Leader: the engine carries these channels from these cursors; restart it. */
   const restart = (at: Chans) => fx.push(['chans', (L.at = at)]);
   /** Leader: carry the union the tabs want; a new channel starts where the first tab that wants it says. */

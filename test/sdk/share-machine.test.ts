@@ -280,6 +280,27 @@ describe('share machine', () => {
     expect(fresh.events()).toEqual(['mail#4']);
   });
 
+  it('a tab behind costs one restart: the tabs already at the head do not ask for another as the replay ends', () => {
+    const sim = new Sim();
+    const a = sim.open({ mail: null });
+    const b = sim.open({ mail: null });
+    sim.settle();
+    for (let i = 0; i < 3; i++) sim.publish('mail');
+    sim.settle();
+    const before = sim.restarts;
+    const late = sim.open({ mail: 'mail#1' });
+    sim.settle();
+    expect(late.events()).toEqual(['mail#2', 'mail#3']);
+    // (The last replayed event's relay once said "live" at the cursor before it: a and b, at the head, asked
+    // for a restart from there, and the shared socket reconnected twice for one late tab.)
+    expect(sim.restarts - before).toBe(1);
+    for (const t of [a, b, late]) expect(t.state).toBe('open');
+    sim.publish('mail');
+    sim.settle();
+    for (const t of [a, b]) expectExactly(t, 'mail', sim, 'mail#0');
+    expectExactly(late, 'mail', sim, 'mail#1');
+  });
+
   it('the leader closes while events flow: the next tab takes over from the cursors tabs hold', () => {
     const sim = new Sim();
     const a = sim.open({ mail: null });
