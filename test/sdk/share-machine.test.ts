@@ -427,8 +427,8 @@ describe('share machine', () => {
     expectExactly(b, 'mail', sim, 'mail#1');
     expectExactly(c, 'mail', sim, 'mail#3');
     expect([b.state, c.state]).toEqual(['open', 'open']);
-    // One restart per cursor that is behind, and one more if a replay overtakes the other's.
-    expect(sim.restarts - before).toBeLessThanOrEqual(3);
+    // At most one restart per cursor that is behind (here one: the replay from mail#1 passes mail#3).
+    expect(sim.restarts - before).toBeLessThanOrEqual(2);
   });
 
   it('a follower hearing nothing asks to take the lock every MISSES + 1 beats, not at every beat while it waits for it', () => {
