@@ -275,6 +275,28 @@ test.describe('tabs share one connection', () => {
     expect(await sockets(tidings)).toBe(1);
   });
 
+  test('tabs sharing the polling fallback: one poller at the server, every tab gets every event once, and stays `polling`', async ({ openInbox, context, tidings }) => {
+    const tabs: Inbox[] = [];
+    for (let i = 0; i < 3; i++) tabs.push(await openInbox({ page: await context.newPage(), grace: GRACE, transport: 'polling' }));
+    for (const t of tabs) await t.waitFor('polling', 'polling');
+    // One long-poll held at a time, for all three tabs (and no WebSocket).
+    const held: number[] = [];
+    for (let i = 0; i < 8; i++, await new Promise((r) => setTimeout(r, 150))) held.push(await metric(tidings, 'tidings_held_polls'));
+    expect(Math.max(...held)).toBe(1);
+    expect(await sockets(tidings)).toBe(0);
+    const states = (t: Inbox) => t.page.evaluate(() => (window as any).demo.states.length as number);
+    const before = await Promise.all(tabs.map(states));
+    // Each mail its own poll answer: the stream moves ahead, then its event follows.
+    const cursors: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      cursors.push(...(await tidings.mail(tabs[0]!.channel, `polled ${i}`)));
+      for (const t of tabs) await t.expectDelivered(cursors);
+    }
+    // (Each answer with events once flipped every tab to `connecting` and back.)
+    expect(await Promise.all(tabs.map(states))).toEqual(before);
+    for (const t of tabs) expect(await t.state()).toEqual({ state: 'polling', transport: 'polling' });
+  });
+
   test('tabs of different users never share: two users, two connections', async ({ openInbox, context, tidings }) => {
     const alice = await openInbox({ page: await context.newPage(), grace: GRACE, user: 'alice' });
     const alice2 = await openInbox({ page: await context.newPage(), grace: GRACE, user: 'alice' });

@@ -258,6 +258,23 @@ describe('share machine', () => {
     expect(b.state).toBe('open');
   });
 
+  it('a poll answer with events (the stream moves ahead, then its events follow) keeps every tab open', () => {
+    const sim = new Sim();
+    const a = sim.open({ mail: null });
+    const b = sim.open({ mail: null });
+    sim.settle();
+    const shown = (t: SimTab, from: number) => t.out.slice(from).filter((e) => e.type === 'state').map((e) => e.state);
+    const [na, nb] = [a.out.length, b.out.length];
+    // The engine polling: a 200 says where the stream now is (its ETag), then the events up to there.
+    sim.history['mail'] = ['mail#1', 'mail#2'];
+    a.engine!.emit({ type: 'stream', to: { mail: 'mail#2' } });
+    for (const cursor of sim.history['mail']) a.engine!.emit({ type: 'event', channel: 'mail', cursor, data: cursor });
+    sim.settle();
+    for (const t of [a, b]) expectExactly(t, 'mail', sim, 'mail#0');
+    // (Each answer with events once showed every tab `connecting` until its last event: a state flapping per poll.)
+    expect([...shown(a, na), ...shown(b, nb)].every((s) => s === 'open')).toBe(true);
+  });
+
   it('a new tab starts from now on; one with a cursor behind the stream gets a replay that other tabs skip', () => {
     const sim = new Sim();
     const a = sim.open({ mail: null });
