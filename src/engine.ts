@@ -81,6 +81,11 @@ export interface EngineOptions extends Omit<PolicyConfig, 'random'> {
   clock: Clock;
   random: () => number;
   debug?: ((...args: unknown[]) => void) | undefined;
+  /**
+   * The engine carries other tabs too (src/share): its own page being hidden says nothing of whether anyone
+   * looks, so polls are not spaced out for it.
+   */
+  shared?: boolean;
 }
 
 /** The current socket: its delivery position, and since when it is welcomed (-1: not yet). */
@@ -307,7 +312,7 @@ export function createEngine(o: EngineOptions, start: Pos, sink: EngineSink): En
         applied: /wait/.test(h('Preference-Applied') ?? ''),
         interval: headerDelay(h('X-Poll-Interval'), 0),
         retryAfter: headerDelay(h('Retry-After'), clock.now()),
-        hidden: hidden(),
+        hidden: !o.shared && hidden(),
       };
     } catch (e) {
       if (ac !== pollAc) return; // stopped on purpose

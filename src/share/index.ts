@@ -83,6 +83,7 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
   const E = make(
     {
       ...o,
+      shared: true,
       // The union token must grant the union: channels it does not grant leave the group, before the hello.
       token: async (x) => {
         const t = await token(x.channels);

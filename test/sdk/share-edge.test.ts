@@ -5,10 +5,10 @@
  * Several clients of one user in one process form a group, like tabs.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createClient, type Client, type EventMessage } from '../../src/index.js';
+import { createClient, type Client, type ClientOptions, type EventMessage } from '../../src/index.js';
 import { useFake } from './helpers.js';
 
-const { fake } = useFake();
+const { fake, doc } = useFake();
 // Node 24's own, captured before the helpers stub `navigator`.
 const locks = (globalThis as { navigator: Navigator }).navigator.locks;
 /** A token whose payload names the user and the channels: the SDK groups by `sub` and checks `ch` (it never verifies). */
@@ -73,6 +73,25 @@ describe('sharing, through the public API', () => {
     fake.publish('a', 4);
     await vi.waitFor(() => expect(b.got.map((e) => e.data)).toEqual([1, 2, 3, 4]), { timeout: 5000 });
     expect(fake.subscribers()).toBe(1);
+  });
+
+  it('a shared poller does not slow down for its own page being hidden: another tab may be the one looked at', async () => {
+    fake.knobs.pollInterval = 1;
+    const user = 'u' + ++n;
+    const opts: ClientOptions = { url: fake.base, token: jwt(user, ['a']), channels: ['a'], transport: 'polling', longPoll: 0, pingGrace: 2000 };
+    const a = createClient(opts);
+    const b = createClient(opts);
+    clients.push(a, b);
+    await Promise.all([a.ready(), b.ready()]);
+    expect([a.leader, b.leader]).toEqual([true, false]);
+    // The leader's page goes to the background (here every tab's: they share one stubbed document).
+    doc.visibilityState = 'hidden';
+    await new Promise((r) => setTimeout(r, 1200));
+    const polls = fake.log.polls.length;
+    // One plain poll a second, as X-Poll-Interval says (a page of its own, hidden, would wait 4 s).
+    await new Promise((r) => setTimeout(r, 3500));
+    expect(fake.log.polls.length - polls).toBeGreaterThanOrEqual(3);
+    expect(b.state).toBe('polling');
   });
 
   it('a client of another user does not share', async () => {
