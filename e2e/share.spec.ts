@@ -138,6 +138,67 @@ test.describe('tabs share one connection', () => {
     });
   }
 
+  test('two users, mixed channel sets, tabs joining (some from a cursor in the past), closing and crashing in turn, leaders and followers, while four channels flow: every tab gets exactly its own channels, one socket per user', async ({ openInbox, context, tidings }) => {
+    // A fixed pseudo-random sequence: the same run every time.
+    let seed = 7;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed / 2 ** 31);
+    const extras: Record<string, string[]> = { alice: ['demo:alice:team', 'demo:news'], bob: ['demo:news'] };
+    const names = ['demo:alice', 'demo:alice:team', 'demo:news', 'demo:bob'];
+    const flows: Record<string, ReturnType<typeof stream>> = {};
+    /** Each tab, its channels, and where a channel it subscribed with a cursor starts. */
+    const tabs: { t: Inbox; channels: string[]; since: Record<string, string> }[] = [];
+    const open = async (user: string) => {
+      const extra = extras[user]!.filter(() => rnd() < 0.5);
+      const t = await openInbox({ page: await context.newPage(), grace: GRACE, user, channels: extra.join(',') || undefined });
+      const tab = { t, channels: [`demo:${user}`, ...extra], since: {} as Record<string, string> };
+      tabs.push(tab);
+      // Some join the news from a cursor 10 events back: a replay for this tab that the others skip.
+      const past = flows['demo:news']?.cursors.at(-10);
+      if (!extra.includes('demo:news') && past && rnd() < 0.5) {
+        await t.page.evaluate((p) => (window as any).demo.client.subscribe('demo:news', p), past);
+        tab.channels.push('demo:news');
+        tab.since['demo:news'] = past;
+      }
+    };
+    for (const user of ['alice', 'alice', 'alice', 'bob', 'bob']) await open(user);
+    for (const { t } of tabs) await t.waitFor('open', 'websocket');
+    for (const c of names) flows[c] = stream(tidings, c, 60);
+    for (let round = 0; round < 8; round++) {
+      await new Promise((r) => setTimeout(r, 300 + rnd() * 1200));
+      const leads = await leaderOf(tabs.map((x) => x.t));
+      // Mostly a leader goes; sometimes a follower.
+      const leader = rnd() < 0.6;
+      const pool = tabs.filter((_, i) => leads[i] === leader);
+      const gone = pool[Math.floor(rnd() * pool.length)] ?? tabs[0]!;
+      if (rnd() < 0.5) await gone.t.page.close();
+      else {
+        const crashed = new Promise((r) => gone.t.page.once('crash', r));
+        void (await context.newCDPSession(gone.t.page)).send('Page.crash').catch(() => {});
+        await crashed;
+        await gone.t.page.close();
+      }
+      tabs.splice(tabs.indexOf(gone), 1);
+      await open(rnd() < 0.6 ? 'alice' : 'bob');
+      for (const user of ['alice', 'bob']) if (!tabs.some((x) => x.channels[0] === `demo:${user}`)) await open(user);
+    }
+    await new Promise((r) => setTimeout(r, 2000));
+    const published: Record<string, string[]> = {};
+    for (const c of names) published[c] = await flows[c]!.stop();
+    expect(tabs.some((x) => x.since['demo:news']), 'a tab joined from a cursor').toBe(true);
+    for (const { t, channels, since } of tabs) {
+      // From the first event a tab got on a channel (the one after its cursor, if it gave one), every later one
+      // exactly once, in order; nothing of other channels.
+      for (const c of channels) {
+        const from = since[c] ? published[c]!.indexOf(since[c]!) + 1 : published[c]!.indexOf((await got(t, c))[0]!);
+        expect(from, `${t.user} got ${c}`).toBeGreaterThanOrEqual(0);
+        await expectEach([t], c, published[c]!.slice(from));
+        if (since[c]) expect((await got(t, c))[0]).toBe(published[c]![from]);
+      }
+      for (const c of names) if (!channels.includes(c)) expect(await got(t, c)).toEqual([]);
+    }
+    await expect.poll(() => sockets(tidings)).toBe(2);
+  });
+
   test('a leader that freezes steps down and catches up after; one that hangs is replaced within ping + grace', async ({ openInbox, context, tidings }) => {
     const tabs = await openTabs(2, openInbox, () => context.newPage());
     const leader = tabs[(await leaderOf(tabs)).indexOf(true)]!;
