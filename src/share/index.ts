@@ -119,10 +119,7 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
   };
 
   function solo() {
-    if (alone()) return;
-    for (const c in want) want[c] = s?.pos[c] ?? want[c]!;
-    leave();
-    join(id);
+    if (!alone()) leave(), join(id);
   }
 
   /** Ask for the leader lock (or take it from a stuck leader). Held until the tab steps down, closes or dies. */
@@ -188,6 +185,8 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
   }
 
   function leave() {
+    // Where this tab is, for start() after close() and for a group of its own: kept, as one engine keeps its cursors.
+    for (const c in want) want[c] = s?.pos[c] ?? want[c]!;
     s = undefined; // the machine hears nothing more: the facade gets no state but the caller's
     down();
     hold?.();
@@ -224,11 +223,13 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
     },
     reconnect: () => fx.post({ k: 'r' }),
     channels(c) {
+      // A channel kept (null) keeps its cursor: the machine's while the tab runs, the one left() kept while stopped.
+      if (name == null) for (const x in c) c[x] ??= want[x];
       want = c;
       if (name != null) admit(c, () => dispatch({ k: 'chans', c }));
     },
     leader: () => !!s?.lead,
     // Channels without a cursor yet left out, as the engine does.
-    cursors: () => JSON.parse(JSON.stringify(s?.pos ?? {}, (_, v) => v ?? undefined)),
+    cursors: () => JSON.parse(JSON.stringify(s?.pos ?? want, (_, v) => v ?? undefined)),
   };
 }

@@ -94,6 +94,38 @@ describe('sharing, through the public API', () => {
     expect(b.state).toBe('polling');
   });
 
+  it('start() after close() resumes from the cursors held, in a follower and in the leader, as a client of its own does', async () => {
+    const user = 'u' + ++n;
+    const a = tab(user);
+    await a.c.ready();
+    const b = tab(user);
+    await b.c.ready();
+    expect([a.c.leader, b.c.leader]).toEqual([true, false]);
+    fake.publish('a', 1);
+    await vi.waitFor(() => expect(b.got.map((e) => e.data)).toEqual([1]));
+    const held = b.c.cursors();
+    b.c.close();
+    // (cursors() answered {} once closed, and start() went back to the cursors given at creation: here
+    // "from now on", which lost event 2.)
+    expect(b.c.cursors()).toEqual(held);
+    // A channel added while stopped keeps the others' cursors, too.
+    b.c.subscribe('b');
+    expect(b.c.cursors()).toEqual(held);
+    fake.publish('a', 2);
+    b.c.start();
+    await b.c.ready();
+    fake.publish('a', 3);
+    await vi.waitFor(() => expect(b.got.map((e) => e.data)).toEqual([1, 2, 3]));
+
+    a.c.close();
+    expect(a.c.cursors()).toEqual({ a: b.c.cursors()['a'] });
+    fake.publish('a', 4);
+    a.c.start();
+    await a.c.ready();
+    await vi.waitFor(() => expect(a.got.map((e) => e.data)).toEqual([1, 2, 3, 4]));
+    await vi.waitFor(() => expect(b.got.map((e) => e.data)).toEqual([1, 2, 3, 4]));
+  });
+
   it('a client of another user does not share', async () => {
     const a = tab('u' + ++n);
     const b = tab('u' + ++n);
