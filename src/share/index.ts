@@ -223,7 +223,7 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
     },
     reconnect: () => fx.post({ k: 'r' }),
     channels(c) {
-      // A channel kept (null) keeps its cursor: the machine's while the tab runs, the one left() kept while stopped.
+      // A channel kept (null) keeps its cursor: the machine's while the tab runs, the one leave() kept while stopped.
       if (name == null) for (const x in c) c[x] ??= want[x];
       want = c;
       if (name != null) admit(c, () => dispatch({ k: 'chans', c }));

@@ -230,13 +230,13 @@ export function next(s0: Tab, i: Input): { state: Tab; effects: Effect[] } {
       s.ok = 1;
       for (const c in pos) {
         const y = i.c[c];
-        const live = y && !(c in i.e);
+        const isLive = y && !(c in i.e);
         // From now on starts where the stream is live (a replay's events are older).
-        if (live && !pos[c]) fx.push(['emit', { type: 'heads', cursors: { [c]: (pos[c] = y) } }]);
+        if (isLive && !pos[c]) fx.push(['emit', { type: 'heads', cursors: { [c]: (pos[c] = y) } }]);
         // In step: my cursor is where the stream is, live or replaying (one engine is open during its replay too).
         // Else not carried yet, or elsewhere: live there, I am behind (or my cursor is not of this stream) and ask
         // for a restart; while it replays, the stream may yet reach my cursor.
-        if (!y || y != pos[c]) (s.ok = 0), live && post({ k: 'g', n: s.n, c, x: pos[c]! });
+        if (!y || y != pos[c]) (s.ok = 0), isLive && post({ k: 'g', n: s.n, c, x: pos[c]! });
       }
       const x = i.x;
       const c = x?.channel!;
