@@ -373,6 +373,25 @@ test.describe('tabs share one connection', () => {
     expect(await got(alice, 'demo:bob')).toEqual([]);
   });
 
+  test('tabs running different SDK builds whose cross-tab messages differ do not share; tabs of the same build do', async ({ openInbox, context, tidings }) => {
+    // An older build (its cross-tab protocol one version back) in one tab, as after a deploy.
+    const older = await context.newPage();
+    await older.route('**/tidings.min.js', async (route) => {
+      const body = (await (await route.fetch()).text()).replace(/tidings\.share\.v(\d+)/g, (_, n) => `tidings.share.v${Number(n) - 1}`);
+      await route.fulfill({ body, contentType: 'text/javascript' });
+    });
+    const tabs = [await openInbox({ page: older, grace: GRACE })];
+    for (let i = 0; i < 2; i++) tabs.push(await openInbox({ page: await context.newPage(), grace: GRACE }));
+    for (const t of tabs) await t.waitFor('open', 'websocket');
+    // Two connections: the older build's tab alone, and the two tabs of this build.
+    await expect.poll(() => sockets(tidings)).toBe(2);
+    const leads = await leaderOf(tabs);
+    expect(leads[0]).toBe(true);
+    expect(leads.slice(1).filter(Boolean)).toHaveLength(1);
+    const cursors = await tidings.mail(tabs[0]!.channel, 'after the deploy');
+    for (const t of tabs) await t.expectDelivered(cursors);
+  });
+
   test('share: false gives one connection per tab', async ({ openInbox, context, tidings }) => {
     const tabs = await openTabs(3, openInbox, () => context.newPage(), { share: 0 });
     await expect.poll(() => sockets(tidings)).toBe(3);
