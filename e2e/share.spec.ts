@@ -373,6 +373,33 @@ test.describe('tabs share one connection', () => {
     expect(await got(alice, 'demo:bob')).toEqual([]);
   });
 
+  for (const how of ['closes', 'crashes'] as const) {
+    test(`with the polling fallback, the leader ${how} while events flow: another tab polls for all, no gap and no duplicate`, async ({ openInbox, context, tidings }) => {
+      const tabs: Inbox[] = [];
+      for (let i = 0; i < 3; i++) tabs.push(await openInbox({ page: await context.newPage(), grace: GRACE, transport: 'polling' }));
+      for (const t of tabs) await t.waitFor('polling', 'polling');
+      const leader = tabs[(await leaderOf(tabs)).indexOf(true)]!;
+      const rest = tabs.filter((t) => t !== leader);
+      const flow = stream(tidings, leader.channel);
+      await expect.poll(() => got(rest[0]!, leader.channel)).not.toEqual([]);
+      if (how === 'closes') await leader.page.close();
+      else {
+        const crashed = new Promise((r) => leader.page.once('crash', r));
+        void (await context.newCDPSession(leader.page)).send('Page.crash').catch(() => {});
+        await crashed;
+      }
+      await expect.poll(async () => (await leaderOf(rest)).filter(Boolean).length, { timeout: 20_000 }).toBe(1);
+      await new Promise((r) => setTimeout(r, 1000));
+      const cursors = await flow.stop();
+      for (const t of rest) await expectEach([t], leader.channel, cursors.slice(cursors.indexOf((await got(t, leader.channel))[0]!)));
+      for (const t of rest) expect(await t.state()).toEqual({ state: 'polling', transport: 'polling' });
+      // One poller again: never two long-polls held at once.
+      const held: number[] = [];
+      for (let i = 0; i < 6; i++, await new Promise((r) => setTimeout(r, 150))) held.push(await metric(tidings, 'tidings_held_polls'));
+      expect(Math.max(...held)).toBe(1);
+    });
+  }
+
   test('tabs running different SDK builds whose cross-tab messages differ do not share; tabs of the same build do', async ({ openInbox, context, tidings }) => {
     // An older build (its cross-tab protocol one version back) in one tab, as after a deploy.
     const older = await context.newPage();
