@@ -104,6 +104,20 @@ test.describe('tabs share one connection', () => {
     expect(await sockets(tidings)).toBe(1);
   });
 
+  test('four tabs with three channels each of their own (a union of 13): one connection, each tab gets only its own', async ({ openInbox, context, tidings }) => {
+    const sets = [0, 1, 2, 3].map((i) => [1, 2, 3].map((j) => `demo:alice:t${i}c${j}`));
+    const tabs: Inbox[] = [];
+    for (const set of sets) tabs.push(await openInbox({ page: await context.newPage(), grace: GRACE, channels: set.join(',') }));
+    for (const t of tabs) await t.waitFor('open', 'websocket');
+    await expect.poll(() => sockets(tidings)).toBe(1);
+    const mine = await Promise.all(sets.map((set) => tidings.mail(set[2]!, 'for one tab')));
+    for (const [i, t] of tabs.entries()) {
+      await expectEach([t], sets[i]![2]!, mine[i]!);
+      for (const [k, other] of sets.entries()) if (k !== i) expect(await got(t, other[2]!)).toEqual([]);
+    }
+    expect(await sockets(tidings)).toBe(1);
+  });
+
   for (const how of ['closes', 'crashes'] as const) {
     test(`the leader ${how} while events flow: another tab takes over, no gap and no duplicate in any tab`, async ({ openInbox, context, tidings }, testInfo) => {
       const { leader, rest, flow } = await leaderStreaming(openInbox, context.newPage.bind(context), tidings);

@@ -35,8 +35,6 @@ export const DEMO_LIMITS = {
   defaultTtlS: 3_600,
   /** Longest subject accepted by /demo/send (the data stays far below the 64 KiB publish limit). */
   maxSubject: 200,
-  /** Most channels one demo token grants. */
-  maxChannels: 8,
 } as const;
 
 export const SIMULATE_ACTIONS = ['drop', 'block-ws', 'unblock-ws', 'freeze', 'unfreeze'] as const;
@@ -59,16 +57,20 @@ export function channelOf(user: string): string {
  * passes the channels it wants, the union of a tab group's when sharing), each
  * the user's own channel `demo:<user>` or below it (`demo:<user>:<name>`, the
  * name in PROTOCOL.md's channel alphabet), or the public `demo:news`. Default:
- * the user's own channel.
+ * the user's own channel. At most `max`: the server's channels per hello
+ * (TIDINGS_MAX_CHANNELS), so a tab group's union token is refused only where
+ * its hello would be. (A smaller cap of its own, 8, left a group of tabs
+ * whose channels added up to more stuck connecting: its leader never got a
+ * token.)
  */
-export function parseChannels(q: URLSearchParams, user: string): string[] {
+export function parseChannels(q: URLSearchParams, user: string, max: number): string[] {
   const raw = q.get('channels');
   const own = channelOf(user);
   if (raw === null || raw === '') return [own];
   const list = [...new Set(raw.split(','))];
   const ok = (c: string) => c === own || c === 'demo:news' || (c.startsWith(own + ':') && /^[A-Za-z0-9:_.-]{1,128}$/.test(c));
-  if (list.length > DEMO_LIMITS.maxChannels || !list.every(ok)) {
-    throw new DemoError('bad_channels', `channels must be at most ${DEMO_LIMITS.maxChannels} of ${own}, ${own}:<name> or demo:news, comma-separated`);
+  if (list.length > max || !list.every(ok)) {
+    throw new DemoError('bad_channels', `channels must be at most ${max} of ${own}, ${own}:<name> or demo:news, comma-separated`);
   }
   return list;
 }

@@ -119,7 +119,7 @@ async function token(q: URLSearchParams, ctx: ServerContext, res: ServerResponse
   const user = parseUser(q);
   const ttlSeconds = parseTtl(q);
   const channel = channelOf(user);
-  const channels = parseChannels(q, user);
+  const channels = parseChannels(q, user, ctx.config.maxChannels);
   await stateOf(ctx).inboxes.open(channel);
   let jwt: string;
   try {

@@ -290,13 +290,27 @@ describe('GET /demo/token', () => {
     const { payload } = await jwtVerify(body.token, new TextEncoder().encode(SECRET));
     expect(payload['ch']).toEqual(['demo:alice', 'demo:alice:team', 'demo:news']);
     expect(body.channels).toEqual(payload['ch']);
-    for (const bad of ['demo:bob', 'demo:alicex', 'demo:alice:b@d', 'x', Array.from({ length: 9 }, (_, i) => `demo:alice:${i}`).join(',')]) {
+    for (const bad of ['demo:bob', 'demo:alicex', 'demo:alice:b@d', 'x']) {
       const r = await fetch(h.base + '/demo/token?user=alice&channels=' + encodeURIComponent(bad));
       expect(r.status, bad).toBe(400);
       expect(await r.json(), bad).toMatchObject({ error: 'bad_channels' });
     }
-    const eight = Array.from({ length: 8 }, (_, i) => `demo:alice:${i}`).join(',');
-    expect((await fetch(h.base + '/demo/token?user=alice&channels=' + encodeURIComponent(eight))).status).toBe(200);
+  });
+
+  it('grants as many channels as a hello may carry (TIDINGS_MAX_CHANNELS), at and past the limit: a tab group\'s union fits', async () => {
+    const list = (n: number) => encodeURIComponent(Array.from({ length: n }, (_, i) => `demo:alice:${i}`).join(','));
+    // (The demo once capped a token at 8 channels: four tabs of three channels each never connected.)
+    expect((await fetch(h.base + '/demo/token?user=alice&channels=' + list(64))).status).toBe(200);
+    const past = await fetch(h.base + '/demo/token?user=alice&channels=' + list(65));
+    expect(past.status).toBe(400);
+    expect(await past.json()).toMatchObject({ error: 'bad_channels', message: expect.stringContaining('at most 64') });
+    const small = await start({ maxChannels: 3 });
+    try {
+      expect((await fetch(small.base + '/demo/token?user=alice&channels=' + list(3))).status).toBe(200);
+      expect((await fetch(small.base + '/demo/token?user=alice&channels=' + list(4))).status).toBe(400);
+    } finally {
+      await new Promise((r) => small.server.close(r));
+    }
   });
 
   it('never puts the secret in the answer', async () => {
