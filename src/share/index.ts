@@ -85,8 +85,10 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
       ...o,
       shared: true,
       // The union token must grant the union: channels it does not grant leave the group, before the hello.
+      // An app that refuses a token for the union (too many channels for its backend, say) gets asked for this
+      // tab's own channels: the others then leave the group the same way, rather than the group never connecting.
       token: async (x) => {
-        const t = await token(x.channels);
+        const t = await token(x.channels).catch((e) => (s?.lead && !alone() ? token(Object.keys(s.pos)) : Promise.reject(e)));
         const no = claims(t, x.channels)[1];
         if (no[0] && s?.lead && !alone()) fx.post({ k: 'd', n: s.n, c: no });
         return t;
@@ -162,8 +164,10 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
 
   function join(n: string, c = want) {
     name = n;
-    s = tab(id, {});
-    dispatch({ k: 'chans', c });
+    // The tab's channels at once, not through the input queue: a tab going solo joins its own group from an
+    // effect, with inputs still queued, and a lock can be granted before they are done (Node's lock manager
+    // calls back from request()). The report below must read them.
+    s = tab(id, { ...c });
     tick();
     // The group hears of this tab only once it holds its own lock: a leader that watched the lock before would
     // find it free and drop the tab's channels (a page's first lock request can take longer than a message's

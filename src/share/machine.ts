@@ -24,7 +24,7 @@
  */
 import type { State, Transport } from '../types.js';
 
-/** Channel → cursor (null: none; to start with: from now on). */
+/** Channel → cursor (null, or undefined as the facade passes it: none; to start with: from now on). */
 export type Chans = Record<string, string | null>;
 
 /** What an engine emits (src/engine.ts EngineEvent), as it crosses tabs. */

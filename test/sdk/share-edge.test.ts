@@ -126,6 +126,30 @@ describe('sharing, through the public API', () => {
     await vi.waitFor(() => expect(b.got.map((e) => e.data)).toEqual([1, 2, 3, 4]));
   });
 
+  it("a token function that refuses the union (too many channels for the app's backend): the other tabs' channels connect alone, none is stuck", async () => {
+    const user = 'u' + ++n;
+    // This backend mints tokens for one channel at a time only.
+    const token = async ({ channels }: { channels: string[] }) => {
+      if (channels.length > 1) throw new Error('too many channels');
+      return jwt(user, channels);
+    };
+    const a = createClient({ url: fake.base, token, channels: ['a'], pingGrace: 2000 });
+    const b = createClient({ url: fake.base, token, channels: ['b'], pingGrace: 2000 });
+    clients.push(a, b);
+    const got: Record<string, unknown[]> = { a: [], b: [] };
+    a.on('event', (e) => got['a']!.push(e.data));
+    b.on('event', (e) => got['b']!.push(e.data));
+    await a.ready();
+    // (The leader's engine once kept asking for a token for a and b, failing: both tabs stuck connecting.)
+    await b.ready();
+    await vi.waitFor(() => expect(a.state).toBe('open'));
+    expect([a.leader, b.leader]).toEqual([true, true]);
+    fake.publish('a', 1);
+    fake.publish('b', 2);
+    await vi.waitFor(() => expect(got).toEqual({ a: [1], b: [2] }));
+    expect(fake.subscribers()).toBe(2);
+  });
+
   it('a client of another user does not share', async () => {
     const a = tab('u' + ++n);
     const b = tab('u' + ++n);
