@@ -12,7 +12,7 @@ export default defineConfig({
   // and reconnect timings on two cores, where a second browser only adds
   // noise. (The halted-leader failures once blamed on a second worker were the
   // demo page rebuilding its listing per event: docs/decisions.md.) The whole
-  // e2e suite takes ~2 minutes this way.
+  // e2e suite takes ~4 minutes this way.
   // Every timing in the specs is shortened through the server's env and the
   // page's query string.
   workers: 1,

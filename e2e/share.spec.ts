@@ -50,6 +50,29 @@ async function expectEach(tabs: Inbox[], channel: string, cursors: string[]) {
   }
 }
 
+/** From the first event the tab got on `channel`, every later one of `cursors` exactly once, in order. */
+async function expectFromFirst(t: Inbox, channel: string, cursors: string[]) {
+  await expectEach([t], channel, cursors.slice(cursors.indexOf((await got(t, channel))[0]!)));
+}
+
+/**
+ * The tab goes: closed, or its renderer crashes (no pagehide, no unload; the browser releases its locks; the
+ * command gets no answer).
+ */
+async function end(page: Page, how: 'closes' | 'crashes') {
+  if (how === 'closes') return page.close();
+  const crashed = new Promise((r) => page.once('crash', r));
+  void (await page.context().newCDPSession(page)).send('Page.crash').catch(() => {});
+  await crashed;
+}
+
+/** The most long-polls the server held at once, sampled `n` times 150 ms apart. */
+async function mostHeldPolls(server: TidingsServer, n: number): Promise<number> {
+  const held: number[] = [];
+  for (let i = 0; i < n; i++, await new Promise((r) => setTimeout(r, 150))) held.push(await metric(server, 'tidings_held_polls'));
+  return Math.max(...held);
+}
+
 /** Three tabs on one WebSocket, events streaming to the leader's channel and reaching the other tabs. */
 async function leaderStreaming(openInbox: Parameters<typeof openTabs>[1], newPage: () => Promise<Page>, tidings: TidingsServer) {
   const tabs = await openTabs(3, openInbox, newPage);
@@ -124,14 +147,7 @@ test.describe('tabs share one connection', () => {
 
       const handshakes = await metric(tidings, 'tidings_handshakes_total');
       const t0 = Date.now();
-      if (how === 'closes') await leader.page.close();
-      else {
-        // The renderer dies: no pagehide, no unload; the browser releases its locks. (The command gets no answer.)
-        const cdp = await context.newCDPSession(leader.page);
-        const crashed = new Promise((r) => leader.page.once('crash', r));
-        void cdp.send('Page.crash').catch(() => {});
-        await crashed;
-      }
+      await end(leader.page, how);
       // Takeover time: from the close (or crash) to the server accepting the next leader's WebSocket.
       while ((await metric(tidings, 'tidings_handshakes_total')) === handshakes) await new Promise((r) => setTimeout(r, 10));
       const took = Date.now() - t0;
@@ -140,12 +156,7 @@ test.describe('tabs share one connection', () => {
       await expect.poll(async () => (await leaderOf(rest)).filter(Boolean).length, { timeout: 20_000 }).toBe(1);
       await new Promise((r) => setTimeout(r, 500));
       const cursors = await flow.stop();
-      // From the first event each tab got on, every later event exactly once, in order.
-      for (const t of rest) {
-        const mine = await got(t, leader.channel);
-        const from = cursors.indexOf(mine[0]!);
-        await expectEach([t], leader.channel, cursors.slice(from));
-      }
+      for (const t of rest) await expectFromFirst(t, leader.channel, cursors);
       await expect.poll(() => sockets(tidings)).toBe(1);
       for (const t of rest) await t.waitFor('open', 'websocket');
       expect((await rest[0]!.counters()).resets).toBe(0);
@@ -184,13 +195,8 @@ test.describe('tabs share one connection', () => {
       const leader = rnd() < 0.6;
       const pool = tabs.filter((_, i) => leads[i] === leader);
       const gone = pool[Math.floor(rnd() * pool.length)] ?? tabs[0]!;
-      if (rnd() < 0.5) await gone.t.page.close();
-      else {
-        const crashed = new Promise((r) => gone.t.page.once('crash', r));
-        void (await context.newCDPSession(gone.t.page)).send('Page.crash').catch(() => {});
-        await crashed;
-        await gone.t.page.close();
-      }
+      await end(gone.t.page, rnd() < 0.5 ? 'closes' : 'crashes');
+      if (!gone.t.page.isClosed()) await gone.t.page.close();
       tabs.splice(tabs.indexOf(gone), 1);
       await open(rnd() < 0.6 ? 'alice' : 'bob');
       for (const user of ['alice', 'bob']) if (!tabs.some((x) => x.channels[0] === `demo:${user}`)) await open(user);
@@ -283,10 +289,7 @@ test.describe('tabs share one connection', () => {
     await expect.poll(() => sockets(tidings), { timeout: 20_000 }).toBe(1);
     await expect.poll(() => leaderOf([leader]), { timeout: 20_000 }).toEqual([false]);
     cursors.push(...(await tidings.mail(leader.channel, 'after the resume')));
-    for (const t of tabs) {
-      const mine = await got(t, leader.channel);
-      await expectEach([t], leader.channel, cursors.slice(cursors.indexOf(mine[0]!)));
-    }
+    for (const t of tabs) await expectFromFirst(t, leader.channel, cursors);
     for (const t of tabs) await t.waitFor('open', 'websocket', 20_000);
     expect(await sockets(tidings)).toBe(1);
     expect((await leaderOf(tabs)).filter(Boolean)).toHaveLength(1);
@@ -355,9 +358,7 @@ test.describe('tabs share one connection', () => {
     for (let i = 0; i < 3; i++) tabs.push(await openInbox({ page: await context.newPage(), grace: GRACE, transport: 'polling' }));
     for (const t of tabs) await t.waitFor('polling', 'polling');
     // One long-poll held at a time, for all three tabs (and no WebSocket).
-    const held: number[] = [];
-    for (let i = 0; i < 8; i++, await new Promise((r) => setTimeout(r, 150))) held.push(await metric(tidings, 'tidings_held_polls'));
-    expect(Math.max(...held)).toBe(1);
+    expect(await mostHeldPolls(tidings, 8)).toBe(1);
     expect(await sockets(tidings)).toBe(0);
     const states = (t: Inbox) => t.page.evaluate(() => (window as any).demo.states.length as number);
     const before = await Promise.all(tabs.map(states));
@@ -396,21 +397,14 @@ test.describe('tabs share one connection', () => {
       const rest = tabs.filter((t) => t !== leader);
       const flow = stream(tidings, leader.channel);
       await expect.poll(() => got(rest[0]!, leader.channel)).not.toEqual([]);
-      if (how === 'closes') await leader.page.close();
-      else {
-        const crashed = new Promise((r) => leader.page.once('crash', r));
-        void (await context.newCDPSession(leader.page)).send('Page.crash').catch(() => {});
-        await crashed;
-      }
+      await end(leader.page, how);
       await expect.poll(async () => (await leaderOf(rest)).filter(Boolean).length, { timeout: 20_000 }).toBe(1);
       await new Promise((r) => setTimeout(r, 1000));
       const cursors = await flow.stop();
-      for (const t of rest) await expectEach([t], leader.channel, cursors.slice(cursors.indexOf((await got(t, leader.channel))[0]!)));
+      for (const t of rest) await expectFromFirst(t, leader.channel, cursors);
       for (const t of rest) expect(await t.state()).toEqual({ state: 'polling', transport: 'polling' });
       // One poller again: never two long-polls held at once.
-      const held: number[] = [];
-      for (let i = 0; i < 6; i++, await new Promise((r) => setTimeout(r, 150))) held.push(await metric(tidings, 'tidings_held_polls'));
-      expect(Math.max(...held)).toBe(1);
+      expect(await mostHeldPolls(tidings, 6)).toBe(1);
     });
   }
 

@@ -588,49 +588,54 @@ describe('RedisBus against a real redis-server', () => {
     admin.disconnect();
   });
 
-  it('fails a publish Redis does not answer within commandTimeoutMs with BUS_UNAVAILABLE, and waits up to it', async () => {
-    const bus = await RedisBus.connect(redis.url, config(), log, { commandTimeoutMs: 300 });
-    buses.push(bus);
+  /**
+   * A bus call at and past commandTimeoutMs (300 ms in these tests): with Redis's writes paused 100 ms, `within`
+   * is waited out (it checks its own answer); paused 1.5 s, `past` fails BUS_UNAVAILABLE after about 300 ms.
+   */
+  async function atAndPastCommandTimeout(within: () => Promise<void>, past: () => Promise<unknown>) {
     const admin = new Redis(redis.url);
     try {
-      const ch = channel();
-      // Within the limit: a 100 ms stall is waited out.
       await admin.call('CLIENT', 'PAUSE', '100', 'WRITE');
-      expect(await bus.publish([{ channel: ch, json: json(1) }])).toHaveLength(1);
-      // Past it: a 1.5 s stall fails the publish after 300 ms instead of hanging the publisher.
+      await within();
       await admin.call('CLIENT', 'PAUSE', '1500', 'WRITE');
       const started = Date.now();
-      const err = await bus.publish([{ channel: ch, json: json(2) }]).catch((e: unknown) => e);
+      const err = await past().catch((e: unknown) => e);
       expect(Date.now() - started).toBeLessThan(1_400);
       expect(err).toMatchObject({ code: 'BUS_UNAVAILABLE' });
     } finally {
       await admin.call('CLIENT', 'UNPAUSE');
       admin.disconnect();
     }
+  }
+
+  it('fails a publish Redis does not answer within commandTimeoutMs with BUS_UNAVAILABLE, and waits up to it', async () => {
+    const bus = await RedisBus.connect(redis.url, config(), log, { commandTimeoutMs: 300 });
+    buses.push(bus);
+    const ch = channel();
+    // Past the limit, the publish fails instead of hanging the publisher.
+    await atAndPastCommandTimeout(
+      async () => {
+        expect(await bus.publish([{ channel: ch, json: json(1) }])).toHaveLength(1);
+      },
+      () => bus.publish([{ channel: ch, json: json(2) }]),
+    );
   });
 
   it('fails a head() whose channel cannot go live within commandTimeoutMs with BUS_UNAVAILABLE, and waits up to it', async () => {
     const bus = await RedisBus.connect(redis.url, config(), log, { commandTimeoutMs: 300, watchGatherMs: 0 });
     buses.push(bus);
-    const admin = new Redis(redis.url);
-    try {
-      // Within the limit: a new channel's head read stalled 100 ms is waited out.
-      const a = channel();
-      await admin.call('CLIENT', 'PAUSE', '100', 'WRITE');
-      bus.watch(a);
-      expect(await bus.head(a)).toMatch(/^\w+\.\d+-\d+$/);
-      // Past it: stalled 1.5 s, the waiter fails after about 300 ms instead of holding the subscriber's welcome.
-      const b = channel();
-      await admin.call('CLIENT', 'PAUSE', '1500', 'WRITE');
-      const started = Date.now();
-      bus.watch(b);
-      const err = await bus.head(b).catch((e: unknown) => e);
-      expect(Date.now() - started).toBeLessThan(1_400);
-      expect(err).toMatchObject({ code: 'BUS_UNAVAILABLE' });
-    } finally {
-      await admin.call('CLIENT', 'UNPAUSE');
-      admin.disconnect();
-    }
+    const [a, b] = [channel(), channel()];
+    // A new channel's head read: past the limit, the waiter fails instead of holding the subscriber's welcome.
+    await atAndPastCommandTimeout(
+      async () => {
+        bus.watch(a);
+        expect(await bus.head(a)).toMatch(/^\w+\.\d+-\d+$/);
+      },
+      () => {
+        bus.watch(b);
+        return bus.head(b);
+      },
+    );
   });
 
   it('resubscribes every watched channel in chunks of subscribeChunk after a reconnect', async () => {
