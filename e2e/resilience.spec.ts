@@ -27,6 +27,21 @@ test('notices a silent (frozen) connection within ping + grace and reconnects', 
   await inbox.expectDelivered([...before, ...unseen, ...after]);
 });
 
+test('unfrozen before the client noticed: the frozen connection ends and what it swallowed is replayed', async ({ openInbox, tidings }) => {
+  // A long grace: the client cannot notice the silence before the unfreeze.
+  const inbox = await openInbox({ grace: 30_000, backoff: 200 });
+  await inbox.waitFor('open', 'websocket');
+  const before = await tidings.mail(inbox.channel, 'before the freeze');
+  await inbox.expectDelivered(before);
+  await tidings.simulate('freeze');
+  const unseen = await tidings.mail(inbox.channel, 'sent into the silence');
+  await tidings.simulate('unfreeze');
+  const after = await tidings.mail(inbox.channel, 'after the freeze');
+  // (The connection stayed open: `after` came on it and `unseen` never did, with no reset.)
+  await inbox.expectDelivered([...before, ...unseen, ...after]);
+  expect((await inbox.counters()).resets).toBe(0);
+});
+
 test('after a drain (SIGTERM, 1012) pages reconnect spread over the announced window, not all at once', async ({ openInbox, tidings, context }) => {
   test.setTimeout(45_000);
   const N = 5;

@@ -172,6 +172,10 @@ async function simulate(q: URLSearchParams, ctx: ServerContext, res: ServerRespo
       c.frozen = true;
       break;
     case 'unfreeze':
+      // A frozen connection swallowed what it did not send (events, pings, a welcome): left open, a client that
+      // has not noticed the silence yet would go on from after a gap. It ends as a dead path's TCP connection
+      // finally does, abruptly: its client reconnects, and the server replays what it missed.
+      if (c.frozen) dropped = c.dropAll(0);
       c.frozen = false;
       break;
   }

@@ -254,11 +254,18 @@ describe('POST /demo/simulate', () => {
     expect(h.ctx.control.blockUpgrades).toBe(false);
   });
 
-  it('freezes and unfreezes connections', async () => {
+  it('freezes and unfreezes connections; unfreezing ends the frozen ones abruptly (they swallowed frames)', async () => {
     await post('/demo/simulate?action=freeze');
     expect(h.ctx.control.frozen).toBe(true);
-    await post('/demo/simulate?action=unfreeze');
+    expect(h.dropped).toEqual([]);
+    const r = await post('/demo/simulate?action=unfreeze');
     expect(h.ctx.control.frozen).toBe(false);
+    // (They stayed open: a client that had not noticed the silence went on after a gap.)
+    expect(h.dropped).toEqual([0]);
+    expect(await r.json()).toMatchObject({ action: 'unfreeze', dropped: 3 });
+    // Nothing frozen, nothing to end.
+    await post('/demo/simulate?action=unfreeze');
+    expect(h.dropped).toEqual([0]);
   });
 
   it('refuses an unknown action with 400 bad_action', async () => {
