@@ -340,6 +340,27 @@ test.describe('tabs share one connection', () => {
     for (const t of tabs) await t.expectDelivered([...before, ...after]);
     expect(await leaderOf(tabs)).toEqual(tabs.map((t) => t === leader));
 
+    // subscribe() of a new channel: `connecting` at once, and ready() resolves once the shared connection carries
+    // it (it resolved before, and what came next was lost). unsubscribe(): gone before it returns.
+    const extra = leader.channel + ':extra';
+    const stateAfterSubscribe = await follower.page.evaluate(async (ch) => {
+      const c = (window as any).demo.client;
+      c.subscribe(ch);
+      const state = c.state;
+      await c.ready();
+      return state;
+    }, extra);
+    expect(stateAfterSubscribe).toBe('connecting');
+    const x = await tidings.mail(extra, 'extra');
+    await expect.poll(() => got(follower, extra)).toEqual(x);
+    const listed = await follower.page.evaluate((ch) => {
+      const c = (window as any).demo.client;
+      c.unsubscribe(ch);
+      return ch in c.cursors();
+    }, extra);
+    expect(listed).toBe(false);
+    await tidings.mail(extra, 'unsubscribed');
+
     // close() in the follower: it stops (ready() rejects CLOSED); the leader and its socket go on.
     const closed = await follower.page.evaluate(async () => {
       const c = (window as any).demo.client;
@@ -350,6 +371,7 @@ test.describe('tabs share one connection', () => {
     const last = await tidings.mail(leader.channel, 'last');
     await leader.expectDelivered([...before, ...after, ...last]);
     expect(await got(follower, leader.channel)).toEqual([...before, ...after]);
+    expect(await got(follower, extra)).toEqual(x);
     expect(await sockets(tidings)).toBe(1);
   });
 

@@ -11,7 +11,8 @@ import { TidingsError } from './errors.js';
 import { headerDelay, json, parseFrame, toMessage, type ServerMessage } from './messages.js';
 import { initial, next, type Effect, type Input, type PolicyConfig } from './policy.js';
 import { session } from './storage.js';
-import type { Clock, State, Transport } from './types.js';
+import { fetchToken, type TokenSource } from './token.js';
+import type { State, Transport } from './types.js';
 import ReconnectingWebSocket from './vendor/reconnecting-websocket.js';
 import { watchdog } from './watchdog.js';
 
@@ -69,16 +70,13 @@ export interface Engine {
   leader?(): boolean;
 }
 
-export interface EngineOptions extends Omit<PolicyConfig, 'random'> {
+export interface EngineOptions extends Omit<PolicyConfig, 'random'>, TokenSource {
   httpUrl: string;
   wsUrl: string;
-  token: string | ((ctx: { channels: string[] }) => string | Promise<string>);
-  tokenTimeout: number;
   connectTimeout: number;
   grace: number;
   WebSocket: typeof WebSocket | undefined;
   fetch: typeof fetch;
-  clock: Clock;
   random: () => number;
   debug?: ((...args: unknown[]) => void) | undefined;
   /**
@@ -162,19 +160,9 @@ export function createEngine(o: EngineOptions, start: Pos, sink: EngineSink): En
   /** Resolves once navigator.onLine is not false. */
   const online = () => ((g.navigator as Navigator | undefined)?.onLine === false ? new Promise<void>((r) => waiters.push(r)) : Promise.resolve());
 
-  /** The cached token; a `token()` that never settles fails after tokenTimeout. */
+  /** The cached token (src/token.ts: a `token()` that never settles fails after tokenTimeout). */
   const getToken = () =>
-    (tokenP ??= new Promise<string>((resolve, reject) => {
-      const t = clock.setTimeout(() => reject(new TidingsError('TOKEN_FETCH_FAILED', 'timeout')), o.tokenTimeout);
-      Promise.resolve()
-        .then(() => (typeof o.token === 'string' ? o.token : o.token({ channels: Object.keys(store.cur) })))
-        .then((v) => {
-          if (typeof v !== 'string' || !v) throw Error('not a non-empty string');
-          resolve(v);
-        })
-        .catch((e) => reject(new TidingsError('TOKEN_FETCH_FAILED', e?.message, 0, 0, e)))
-        .finally(() => clock.clearTimeout(t));
-    }).catch((e) => {
+    (tokenP ??= fetchToken(o, Object.keys(store.cur)).catch((e) => {
       tokenP = undefined;
       throw e;
     }));

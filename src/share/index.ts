@@ -14,8 +14,10 @@
  * Hand-written: no library shares a resumable connection between tabs (see
  * docs/decisions.md, "One connection per browser").
  */
+import { backoff } from '../backoff.js';
 import type { Engine, EngineEvent, EngineOptions, EngineSink } from '../engine.js';
 import { TidingsError } from '../errors.js';
+import { fetchToken } from '../token.js';
 import type { State, Transport } from '../types.js';
 import { next, tab, type Chans, type Effect, type Input, type Relay, type Tab } from './machine.js';
 
@@ -51,6 +53,10 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
   const locks = navigator.locks;
   const { clock } = o;
   const id = ' ' + Math.random();
+  /**
+   * The app's channels (a cursor: start there; null: keep mine). The machine takes a channel the tab does not
+   * carry yet once the tab's own token grants it (admit), and a given cursor once (it is then null here).
+   */
   let want = start as Chans;
   let s: Tab | undefined;
   /**
@@ -67,7 +73,6 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
 
   const alone = () => name == id;
   const show = (state: State, transport: Transport | null = null) => sink.emit({ type: 'state', state, transport });
-  const token = async (channels: string[]) => (typeof o.token == 'string' ? o.token : o.token({ channels }));
   // Inputs that effects cause (our own posts, looped back) wait until the effects before them are done.
   const queue: Input[] = [];
   const dispatch = (i: Input) => {
@@ -88,7 +93,7 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
       // An app that refuses a token for the union (too many channels for its backend, say) gets asked for this
       // tab's own channels: the others then leave the group the same way, rather than the group never connecting.
       token: async (x) => {
-        const t = await token(x.channels).catch((e) => (s?.lead && !alone() ? token(Object.keys(s.pos)) : Promise.reject(e)));
+        const t = await fetchToken(o, x.channels).catch((e) => (s?.lead && !alone() ? fetchToken(o, Object.keys(s.pos)) : Promise.reject(e)));
         const no = claims(t, x.channels)[1];
         if (no[0] && s?.lead && !alone()) fx.post({ k: 'd', n: s.n, c: no });
         return t;
@@ -106,9 +111,10 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
       sink.emit((x ? { type: 'error', error: Object.assign(new TidingsError(x.code), x) } : e) as EngineEvent);
     },
     // On every step: the facade passes on changes only. A stop of the shared engine (a fatal error in the leader) stops this tab too.
+    // `connecting` while a channel the app asked for waits for its check, as one engine reconnects for a new one.
     show: ([st, tr]) => {
       if (st == 'stopped') (name = undefined), leave();
-      show(st, tr);
+      tr && Object.keys(want).some((x) => !(x in s!.pos)) ? show('connecting') : show(st, tr);
     },
     // A leader's engine starts from the tabs' cursors only (down() left it none).
     chans: (c) => (E.channels(c), E.start()),
@@ -162,12 +168,19 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
   document.addEventListener('freeze', down);
   document.addEventListener('resume', follow);
 
-  function join(n: string, c = want) {
+  /** What of the app's channels the machine may take now: those it has, and `ok` (just checked; all when alone). */
+  const take = (ok: string[]) => {
+    const c: Chans = {};
+    for (const x in want) if (alone() || x in (s?.pos ?? {}) || ok.includes(x)) (c[x] = want[x]!), (want[x] = null);
+    return c;
+  };
+
+  function join(n: string, ok: string[] = []) {
     name = n;
     // The tab's channels at once, not through the input queue: a tab going solo joins its own group from an
     // effect, with inputs still queued, and a lock can be granted before they are done (Node's lock manager
     // calls back from request()). The report below must read them.
-    s = tab(id, { ...c });
+    s = tab(id, take(ok));
     tick();
     // The group hears of this tab only once it holds its own lock: a leader that watched the lock before would
     // find it free and drop the tab's channels (a page's first lock request can take longer than a message's
@@ -200,16 +213,32 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
   }
 
   /**
-   * The tab's own token must grant its channels: a tab never hears a channel its own token would not let it read.
-   * One check at a time: channel changes apply in the order they were made, whatever order the token calls end in.
+   * The tab's own token must grant a channel before the tab carries it: a tab never hears a channel its own token
+   * would not let it read. One check at a time: channel changes apply in the order they were made, whatever order
+   * the token calls end in. A token call that fails (or outlasts tokenTimeout) is an `error` and is made again
+   * after a backoff, as in one engine; the tab waits `connecting` meanwhile.
    */
   let checks: Promise<unknown> = Promise.resolve();
-  const admit = (c: Chans, then: (sub: string) => void) => {
-    const run = () =>
-      token(Object.keys(c))
-        .then((t) => claims(t, Object.keys(c)), () => [])
-        .then(([sub, no]) => name != null && (alone() || (typeof sub == 'string' && !no![0]) ? then(sub as string) : solo()));
-    checks = checks.then(run, run);
+  const admit = (cs: string[]) => {
+    const run = async (n: number): Promise<unknown> => {
+      if (name == null) return;
+      let t: [unknown, string[]] = ['', []];
+      try {
+        // (A group of its own needs no check: its engine uses this tab's token.)
+        if (!alone()) t = claims(await fetchToken(o, cs), cs);
+      } catch (e) {
+        // (Stopped meanwhile: nothing to report, and the checks after this one need not wait.)
+        if (name == null) return;
+        sink.emit({ type: 'error', error: e as TidingsError });
+        await new Promise<void>((r) => clock.setTimeout(r, backoff(n, o.base, o.cap, o.random)));
+        return run(n + 1);
+      }
+      const [sub, no] = t;
+      // Granted: joined, the machine takes them; not joined yet, the tab joins its user's group with them.
+      if (name != null)
+        typeof sub != 'string' || no[0] ? solo() : name ? dispatch({ k: 'chans', c: take(cs) }) : join(SHARE_VERSION + ' ' + o.httpUrl + ' ' + sub, cs);
+    };
+    checks = checks.then(() => run(0));
   };
 
   return {
@@ -219,8 +248,7 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
       show('connecting');
       name = '';
       // Joins with the channels checked, once (a stop and a start while a check runs leave two checks to finish).
-      const c = want;
-      admit(c, (sub) => name || join(SHARE_VERSION + ' ' + o.httpUrl + ' ' + sub, c));
+      admit(Object.keys(want));
     },
     stop() {
       if (name != null) (name = undefined), leave(), show('stopped');
@@ -230,7 +258,12 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
       // A channel kept (null) keeps its cursor: the machine's while the tab runs, the one leave() kept while stopped.
       if (name == null) for (const x in c) c[x] ??= want[x];
       want = c;
-      if (name != null) admit(c, () => dispatch({ k: 'chans', c }));
+      // At once: the channels dropped, and a cursor given for one the tab has (neither needs a check); and the
+      // state, `connecting` if a new channel waits for its check (fx.show).
+      const now = take([]);
+      dispatch({ k: 'chans', c: now });
+      const cs = Object.keys(c).filter((x) => !(x in now));
+      if (name != null && cs[0]) admit(cs);
     },
     leader: () => !!s?.lead,
     // Channels without a cursor yet left out, as the engine does.

@@ -240,3 +240,95 @@ describe('sharing, through the public API', () => {
     expect(fake.log.hellos.every((h) => !('b' in h.channels))).toBe(true);
   });
 });
+
+/** A tab's channel changes and its token, in a follower and in the leader, as a client of its own does them. */
+describe('a tab changes channels as a client of its own does', () => {
+  /** Two tabs of one user on `a`; the one under test (`role`) asks its token function (50 ms) for a, b and c. */
+  async function pair(role: 'leader' | 'follower') {
+    const user = 'u' + ++n;
+    const calls: string[][] = [];
+    const token = async ({ channels }: { channels: string[] }) => (calls.push(channels), await new Promise((r) => setTimeout(r, 50)), jwt(user, ['a', 'b', 'c']));
+    const mk = (t: ClientOptions['token']) => {
+      const c = createClient({ url: fake.base, token: t, channels: ['a'], pingGrace: 2000 });
+      clients.push(c);
+      return c;
+    };
+    const first = mk(role == 'leader' ? token : jwt(user, ['a', 'b', 'c']));
+    await first.ready();
+    const second = mk(role == 'leader' ? jwt(user, ['a', 'b', 'c']) : token);
+    await second.ready();
+    const me = role == 'leader' ? first : second;
+    expect(me.leader).toBe(role == 'leader');
+    const got: unknown[] = [];
+    me.on('event', (e) => got.push(e.data));
+    calls.length = 0;
+    return { me, got, calls };
+  }
+
+  for (const role of ['leader', 'follower'] as const) {
+    it(`${role}: subscribe() then ready() waits until the channel is carried; what is published next arrives`, async () => {
+      const { me, got } = await pair(role);
+      me.subscribe('b');
+      // (It stayed `open`, and ready() resolved before the token check: the event below was lost.)
+      expect(me.state).toBe('connecting');
+      await me.ready();
+      fake.publish('b', 1);
+      await vi.waitFor(() => expect(got).toEqual([1]));
+    });
+
+    it(`${role}: after unsubscribe() returns, the channel is gone: no cursor, no event, no token asked`, async () => {
+      const { me, got, calls } = await pair(role);
+      me.subscribe('b');
+      await me.ready();
+      fake.publish('b', 1);
+      await vi.waitFor(() => expect(got).toEqual([1]));
+      calls.length = 0;
+      me.unsubscribe('b');
+      // (Both still held b until a token check of a smaller set was done.)
+      expect(Object.keys(me.cursors())).toEqual(['a']);
+      fake.publish('b', 2);
+      fake.publish('a', 3);
+      await vi.waitFor(() => expect(got).toEqual([1, 3]));
+      await new Promise((r) => setTimeout(r, 100));
+      expect(got).toEqual([1, 3]);
+      expect(calls).toEqual([]);
+    });
+  }
+
+  it('a token function that fails once: the tab reports the error, asks again after a backoff, and joins the group', async () => {
+    const user = 'u' + ++n;
+    const a = tab(user);
+    await a.c.ready();
+    let calls = 0;
+    const token = async () => {
+      if (++calls == 1) throw new Error('backend down');
+      return jwt(user, ['a', 'b']);
+    };
+    const b = createClient({ url: fake.base, token, channels: ['a'], pingGrace: 2000, backoff: { base: 100 } });
+    clients.push(b);
+    const errors: string[] = [];
+    b.on('error', (e) => errors.push(e.code));
+    await b.ready();
+    // (It connected alone for good, without a word: two connections, and two tabs marking each event `first`.)
+    expect(errors).toEqual(['TOKEN_FETCH_FAILED']);
+    expect(b.leader).toBe(false);
+    expect(fake.subscribers()).toBe(1);
+  });
+
+  it('a token function that never answers fails after tokenTimeout, as in a client of its own; the tab then joins', async () => {
+    const user = 'u' + ++n;
+    const a = tab(user);
+    await a.c.ready();
+    let calls = 0;
+    const token = () => (++calls == 1 ? new Promise<string>(() => {}) : jwt(user, ['a', 'b']));
+    const b = createClient({ url: fake.base, token, channels: ['a'], pingGrace: 2000, tokenTimeout: 300, backoff: { base: 100 } });
+    clients.push(b);
+    const errors: string[] = [];
+    b.on('error', (e) => errors.push(e.message));
+    // (It stayed `connecting` for ever, and every later channel change waited behind the check.)
+    await b.ready();
+    expect(errors).toEqual(['TOKEN_FETCH_FAILED: timeout']);
+    expect(b.leader).toBe(false);
+    expect(fake.subscribers()).toBe(1);
+  });
+});
