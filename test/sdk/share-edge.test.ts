@@ -295,38 +295,31 @@ describe('a tab changes channels as a client of its own does', () => {
     });
   }
 
-  it('a token function that fails once: the tab reports the error, asks again after a backoff, and joins the group', async () => {
+  /** A tab beside a leader, whose token function's first call is `first` and later ones grant; its errors once ready. */
+  async function besideLeaderFirstTokenCall(first: () => Promise<string>, opts: Partial<ClientOptions> = {}) {
     const user = 'u' + ++n;
-    const a = tab(user);
-    await a.c.ready();
+    await tab(user).c.ready();
     let calls = 0;
-    const token = async () => {
-      if (++calls == 1) throw new Error('backend down');
-      return jwt(user, ['a', 'b']);
-    };
-    const b = createClient({ url: fake.base, token, channels: ['a'], pingGrace: 2000, backoff: { base: 100 } });
+    const token = () => (++calls == 1 ? first() : jwt(user, ['a', 'b']));
+    const b = createClient({ url: fake.base, token, channels: ['a'], pingGrace: 2000, backoff: { base: 100 }, ...opts });
     clients.push(b);
     const errors: string[] = [];
-    b.on('error', (e) => errors.push(e.code));
+    b.on('error', (e) => errors.push(e.message));
     await b.ready();
+    return { b, errors };
+  }
+
+  it('a token function that fails once: the tab reports the error, asks again after a backoff, and joins the group', async () => {
+    const { b, errors } = await besideLeaderFirstTokenCall(() => Promise.reject(new Error('backend down')));
     // (It connected alone for good, without a word: two connections, and two tabs marking each event `first`.)
-    expect(errors).toEqual(['TOKEN_FETCH_FAILED']);
+    expect(errors).toEqual(['TOKEN_FETCH_FAILED: backend down']);
     expect(b.leader).toBe(false);
     expect(fake.subscribers()).toBe(1);
   });
 
   it('a token function that never answers fails after tokenTimeout, as in a client of its own; the tab then joins', async () => {
-    const user = 'u' + ++n;
-    const a = tab(user);
-    await a.c.ready();
-    let calls = 0;
-    const token = () => (++calls == 1 ? new Promise<string>(() => {}) : jwt(user, ['a', 'b']));
-    const b = createClient({ url: fake.base, token, channels: ['a'], pingGrace: 2000, tokenTimeout: 300, backoff: { base: 100 } });
-    clients.push(b);
-    const errors: string[] = [];
-    b.on('error', (e) => errors.push(e.message));
     // (It stayed `connecting` for ever, and every later channel change waited behind the check.)
-    await b.ready();
+    const { b, errors } = await besideLeaderFirstTokenCall(() => new Promise<string>(() => {}), { tokenTimeout: 300 });
     expect(errors).toEqual(['TOKEN_FETCH_FAILED: timeout']);
     expect(b.leader).toBe(false);
     expect(fake.subscribers()).toBe(1);
