@@ -101,8 +101,39 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
     },
     {},
     // Errors cross tabs as plain data (a structured clone keeps only an Error's message): rebuilt in fx.emit.
-    { emit: (x) => dispatch({ k: 'eng', e: x.type === 'error' ? { type: 'error', error: { ...x.error, message: x.error.message } } : (x as Relay) }) },
+    {
+      emit(x) {
+        const i: Input = { k: 'eng', e: x.type === 'error' ? { type: 'error', error: { ...x.error, message: x.error.message } } : (x as Relay) };
+        halted();
+        held ? held.push(i) : dispatch(i);
+      },
+    },
   );
+
+  /** When this tab last beat or heard its engine. */
+  let awake = clock.now();
+  /** The engine's events held while a leader back from a halt asks whose the lock is (undefined: not asking). */
+  let held: Input[] | undefined;
+  /**
+   * A leading page halted for longer than the grace (hung, paused in a debugger) may have been replaced: a follower
+   * took the lock and marked as `first` in its tab what this engine's socket received meanwhile. Its events wait
+   * until the lock manager says whose the lock is: still this tab's (the page of its tab lock), they go on; else it
+   * follows, before it hears of the newer leader. A late timer alone cannot tell: browsers delay a background tab's
+   * timers for up to a minute, and stepping down on that would hand the connection over every minute there.
+   */
+  const halted = () => {
+    const t = clock.now();
+    if (t - awake > o.grace && s?.lead && !held) {
+      held = [];
+      void locks.query().then(({ held: h = [] }) => {
+        const q = held;
+        const who = (n: string) => h.find((l) => l.name == n)?.clientId;
+        held = undefined;
+        if (q) who(name!) == who(name + id) ? q.forEach(dispatch) : follow();
+      });
+    }
+    awake = t;
+  };
 
   const fx: { [K in Effect[0]]: (a: Extract<Effect, [K, ...unknown[]]>[1]) => unknown } = {
     post: (m) => (bc?.postMessage(m), dispatch(m)),
@@ -145,6 +176,7 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
   function down() {
     release?.();
     release = undefined;
+    held = undefined;
     gen++;
     dispatch({ k: 'step' });
     E.stop();
@@ -157,6 +189,7 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
   }
 
   const tick = () => {
+    halted();
     dispatch({ k: 'tick' });
     timer = clock.setTimeout(tick, o.grace / 2);
   };
