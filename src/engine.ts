@@ -10,7 +10,7 @@ import { cursorStore, parseTag, validator, type Pos } from './cursors.js';
 import { TidingsError } from './errors.js';
 import { headerDelay, json, parseFrame, toMessage, type ServerMessage } from './messages.js';
 import { initial, next, type Effect, type Input, type PolicyConfig } from './policy.js';
-import { session } from './storage.js';
+import { fellBack, session } from './storage.js';
 import { fetchToken, type TokenSource } from './token.js';
 import type { State, Transport } from './types.js';
 import ReconnectingWebSocket from './vendor/reconnecting-websocket.js';
@@ -93,7 +93,7 @@ export function createEngine(o: EngineOptions, start: Pos, sink: EngineSink): En
   const { clock } = o;
   const store = cursorStore(start);
   const cfg: PolicyConfig = { ...o, mode: o.WebSocket ? o.mode : 'polling' };
-  const flag = 'tidings:ws:' + o.httpUrl;
+  const flag = fellBack(o.httpUrl);
   const emit = sink.emit;
   const g = globalThis as unknown as Window;
   const doc = g.document as Document | undefined;
@@ -287,7 +287,9 @@ export function createEngine(o: EngineOptions, start: Pos, sink: EngineSink): En
       }
       if (ac !== pollAc) return;
       const to = parseTag(h('ETag'));
-      if (status === 200) emit({ type: 'stream', to });
+      // A 304 says where the stream is too (its ETag, RFC 9110 §15.4.5): live there. A tab of a shared group
+      // waits for that to take its start, and a quiet channel may answer nothing else for a long time.
+      if (status === 200 || status === 304) emit({ type: 'stream', to });
       for (const m of list) deliver(s, m!);
       if (status === 200) heads(s, to);
       // 400, 401 and 403 are the policy's (fatal, or a token refresh).

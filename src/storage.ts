@@ -1,3 +1,6 @@
+/** The sessionStorage key that says this tab's client fell back to polling from `url` (docs/sdk.md, "Fallback"). */
+export const fellBack = (url: string) => 'tidings:ws:' + url;
+
 /** sessionStorage, guarded: it throws in sandboxed iframes and with storage disabled. */
 export function session(key: string, value?: string | null): string | null | undefined {
   try {

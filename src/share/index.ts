@@ -4,7 +4,7 @@
  *
  * To the client facade it is an Engine (src/engine.ts): the facade cannot
  * tell a shared engine from its own. Tabs of one origin with the same server
- * URL and the same user (`sub` of their token) form a group; the tab holding
+ * URL, `transport` option and user (`sub` of their token) form a group; the tab holding
  * the group's Web Lock leads: it runs the one real engine, for the union of
  * the group's channels, and the others hear it on a BroadcastChannel. The
  * lock is held for the tab's lifetime, so a closed or crashed leader hands
@@ -17,6 +17,7 @@
 import { backoff } from '../backoff.js';
 import type { Engine, EngineEvent, EngineOptions, EngineSink } from '../engine.js';
 import { TidingsError } from '../errors.js';
+import { fellBack, session } from '../storage.js';
 import { fetchToken } from '../token.js';
 import type { State, Transport } from '../types.js';
 import { next, tab, type Chans, type Effect, type Input, type Relay, type Tab } from './machine.js';
@@ -143,8 +144,11 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
     },
     // On every step: the facade passes on changes only. A stop of the shared engine (a fatal error in the leader) stops this tab too.
     // `connecting` while a channel the app asked for waits for its check, as one engine reconnects for a new one.
+    // A group on WebSocket clears this tab's memory of a fallback: it may lead again after another tab's engine
+    // went back to WebSocket, and would start a working group on polling.
     show: ([st, tr]) => {
       if (st == 'stopped') (name = undefined), leave();
+      if (tr == 'websocket') session(fellBack(o.httpUrl), null);
       tr && Object.keys(want).some((x) => !(x in s!.pos)) ? show('connecting') : show(st, tr);
     },
     // A leader's engine starts from the tabs' cursors only (down() left it none).
@@ -257,8 +261,17 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
       if (name == null) return;
       let t: [unknown, string[]] = ['', []];
       try {
-        // (A group of its own needs no check: its engine uses this tab's token.)
-        if (!alone()) t = claims(await fetchToken(o, cs), cs);
+        // (A group of its own needs no check: its engine uses this tab's token.) Offline, it waits for `online`, as
+        // one engine does: a token call would fail (or not be made), and a tab not joined yet says `offline`.
+        if (!alone()) {
+          if (navigator.onLine === false) {
+            name || show('offline');
+            await new Promise((r) => addEventListener('online', r, { once: true }));
+            // (Still not joined, and not stopped meanwhile.)
+            name == '' && show('connecting');
+          }
+          t = claims(await fetchToken(o, cs), cs);
+        }
       } catch (e) {
         // (Stopped meanwhile: nothing to report, and the checks after this one need not wait.)
         if (name == null) return;
@@ -269,7 +282,7 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
       const [sub, no] = t;
       // Granted: joined, the machine takes them; not joined yet, the tab joins its user's group with them.
       if (name != null)
-        typeof sub != 'string' || no[0] ? solo() : name ? dispatch({ k: 'chans', c: take(cs) }) : join(SHARE_VERSION + ' ' + o.httpUrl + ' ' + sub, cs);
+        typeof sub != 'string' || no[0] ? solo() : name ? dispatch({ k: 'chans', c: take(cs) }) : join(SHARE_VERSION + ' ' + o.httpUrl + ' ' + o.mode + ' ' + sub, cs);
     };
     checks = checks.then(() => run(0));
   };

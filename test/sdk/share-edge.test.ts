@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createClient, type Client, type ClientOptions, type EventMessage } from '../../src/index.js';
 import { useFake } from './helpers.js';
 
-const { fake, doc } = useFake();
+const { fake, doc, fire } = useFake();
 // Node 24's own, captured before the helpers stub `navigator`.
 const locks = (globalThis as { navigator: Navigator }).navigator.locks;
 /** A token whose payload names the user and the channels: the SDK groups by `sub` and checks `ch` (it never verifies). */
@@ -94,6 +94,54 @@ describe('sharing, through the public API', () => {
     expect(b.state).toBe('polling');
   });
 
+  it('polling, after a takeover: a new tab on a quiet channel the group carries opens (it waited for an event, which it then missed)', async () => {
+    fake.knobs.pollInterval = 1;
+    const user = 'u' + ++n;
+    const opts: ClientOptions = { url: fake.base, token: jwt(user, ['a']), channels: ['a'], transport: 'polling', longPoll: 0, pingGrace: 2000 };
+    const a = createClient(opts);
+    const b = createClient(opts);
+    clients.push(a, b);
+    await Promise.all([a.ready(), b.ready()]);
+    const seen: unknown[] = [];
+    b.on('event', (e) => seen.push(e.data));
+    fake.publish('a', 1);
+    await vi.waitFor(() => expect(seen).toEqual([1]), { timeout: 5000 });
+    a.close();
+    await vi.waitFor(() => expect(b.leader).toBe(true), { timeout: 5000 });
+    // The new leader's polls are answered 304: nothing new.
+    const c = createClient(opts);
+    clients.push(c);
+    const got: unknown[] = [];
+    c.on('event', (e) => got.push(e.data));
+    await c.ready();
+    fake.publish('a', 2);
+    await vi.waitFor(() => expect(got).toEqual([2]), { timeout: 5000 });
+  });
+
+  it('a tab that starts while offline waits for `online` (as a client of its own does), then joins at once: no token call, no error meanwhile', async () => {
+    const user = 'u' + ++n;
+    await tab(user).c.ready();
+    let calls = 0;
+    const token = async () => (calls++, jwt(user, ['a', 'b']));
+    vi.stubGlobal('navigator', { onLine: false, locks });
+    const b = createClient({ url: fake.base, token, channels: ['b'], pingGrace: 2000 });
+    clients.push(b);
+    const errors: string[] = [];
+    const states: string[] = [];
+    b.on('error', (e) => errors.push(e.message));
+    b.on('state', (x) => states.push(x));
+    await new Promise((r) => setTimeout(r, 300));
+    // (It asked for tokens, failing: `connecting`, errors, and it joined only when its backoff ran out.)
+    expect(b.state).toBe('offline');
+    expect([calls, errors]).toEqual([0, []]);
+    vi.stubGlobal('navigator', { onLine: true, locks });
+    fire('online');
+    await b.ready();
+    expect(states.slice(-3)).toEqual(['offline', 'connecting', 'open']);
+    expect(b.leader).toBe(false);
+    expect(errors).toEqual([]);
+  });
+
   it('start() after close() resumes from the cursors held, in a follower and in the leader, as a client of its own does', async () => {
     const user = 'u' + ++n;
     const a = tab(user);
@@ -148,6 +196,33 @@ describe('sharing, through the public API', () => {
     fake.publish('b', 2);
     await vi.waitFor(() => expect(got).toEqual({ a: [1], b: [2] }));
     expect(fake.subscribers()).toBe(2);
+  });
+
+  it('tabs asking for different transports do not share (a `polling` tab behind an auto leader reported websocket)', async () => {
+    const user = 'u' + ++n;
+    const opts: ClientOptions = { url: fake.base, token: jwt(user, ['a']), channels: ['a'], pingGrace: 2000 };
+    const a = createClient(opts);
+    const b = createClient({ ...opts, transport: 'polling' });
+    clients.push(a, b);
+    await Promise.all([a.ready(), b.ready()]);
+    expect([a.transport, b.transport]).toEqual(['websocket', 'polling']);
+    expect([a.leader, b.leader]).toEqual([true, true]);
+  });
+
+  it("a tab's memory of a fallback is cleared when the group is on WebSocket: leading later, it does not start a working group on polling", async () => {
+    const user = 'u' + ++n;
+    const a = tab(user);
+    await a.c.ready();
+    // This tab's session remembers a fallback (it led one before a reload); the group has gone back to WebSocket since.
+    sessionStorage.setItem('tidings:ws:' + fake.base, '1');
+    const b = tab(user);
+    await b.c.ready();
+    expect([a.c.leader, b.c.leader]).toEqual([true, false]);
+    a.c.close();
+    await vi.waitFor(() => expect(b.c.leader).toBe(true), { timeout: 5000 });
+    await b.c.ready();
+    // (It started on polling, for the probe's delay.)
+    expect(b.c.transport).toBe('websocket');
   });
 
   it('a client of another user does not share', async () => {
