@@ -267,8 +267,9 @@ export function sharedEngine(o: EngineOptions, start: Record<string, string | un
           if (navigator.onLine === false) {
             name || show('offline');
             await new Promise((r) => addEventListener('online', r, { once: true }));
-            // (Still not joined, and not stopped meanwhile.)
-            name == '' && show('connecting');
+            // (Stopped meanwhile: no token call.)
+            if (name == null) return;
+            name || show('connecting');
           }
           t = claims(await fetchToken(o, cs), cs);
         }

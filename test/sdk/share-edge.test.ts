@@ -142,6 +142,19 @@ describe('sharing, through the public API', () => {
     expect(errors).toEqual([]);
   });
 
+  it('a tab closed while it waits offline for its check asks for no token once back online, and stays stopped', async () => {
+    let calls = 0;
+    vi.stubGlobal('navigator', { onLine: false, locks });
+    const b = createClient({ url: fake.base, token: async () => (calls++, jwt('u' + ++n, ['b'])), channels: ['b'], pingGrace: 2000 });
+    clients.push(b);
+    await new Promise((r) => setTimeout(r, 50));
+    b.close();
+    vi.stubGlobal('navigator', { onLine: true, locks });
+    fire('online');
+    await new Promise((r) => setTimeout(r, 200));
+    expect([calls, b.state, b.leader]).toEqual([0, 'stopped', false]);
+  });
+
   it('start() after close() resumes from the cursors held, in a follower and in the leader, as a client of its own does', async () => {
     const user = 'u' + ++n;
     const a = tab(user);
