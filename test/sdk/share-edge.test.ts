@@ -43,6 +43,18 @@ async function besideLeaderWithSlowToken(): Promise<Client> {
   return b;
 }
 
+/** Two tabs of a new user polling plainly once a second, both ready: the first leads. */
+async function pollingPair() {
+  fake.knobs.pollInterval = 1;
+  const user = 'u' + ++n;
+  const opts: ClientOptions = { url: fake.base, token: jwt(user, ['a']), channels: ['a'], transport: 'polling', longPoll: 0, pingGrace: 2000 };
+  const a = createClient(opts);
+  const b = createClient(opts);
+  clients.push(a, b);
+  await Promise.all([a.ready(), b.ready()]);
+  return { opts, a, b };
+}
+
 describe('sharing, through the public API', () => {
   it('ready() right after createClient waits for the shared connection (it rejected CLOSED before)', async () => {
     const { c } = tab('u' + ++n);
@@ -76,13 +88,7 @@ describe('sharing, through the public API', () => {
   });
 
   it('a shared poller does not slow down for its own page being hidden: another tab may be the one looked at', async () => {
-    fake.knobs.pollInterval = 1;
-    const user = 'u' + ++n;
-    const opts: ClientOptions = { url: fake.base, token: jwt(user, ['a']), channels: ['a'], transport: 'polling', longPoll: 0, pingGrace: 2000 };
-    const a = createClient(opts);
-    const b = createClient(opts);
-    clients.push(a, b);
-    await Promise.all([a.ready(), b.ready()]);
+    const { a, b } = await pollingPair();
     expect([a.leader, b.leader]).toEqual([true, false]);
     // The leader's page goes to the background (here every tab's: they share one stubbed document).
     doc.visibilityState = 'hidden';
@@ -95,13 +101,7 @@ describe('sharing, through the public API', () => {
   });
 
   it('polling, after a takeover: a new tab on a quiet channel the group carries opens (it waited for an event, which it then missed)', async () => {
-    fake.knobs.pollInterval = 1;
-    const user = 'u' + ++n;
-    const opts: ClientOptions = { url: fake.base, token: jwt(user, ['a']), channels: ['a'], transport: 'polling', longPoll: 0, pingGrace: 2000 };
-    const a = createClient(opts);
-    const b = createClient(opts);
-    clients.push(a, b);
-    await Promise.all([a.ready(), b.ready()]);
+    const { opts, a, b } = await pollingPair();
     const seen: unknown[] = [];
     b.on('event', (e) => seen.push(e.data));
     fake.publish('a', 1);
